@@ -1,0 +1,239 @@
+//! In-memory adapters with the same semantics as the AWS ones: the embedded default of the local CLI and
+//! the adapter every plain `cargo test` runs the contract suites against.
+//!
+//! Atomicity comes from one mutex per adapter; "TTL" items are treated as absent once expired, which is
+//! what a reader of DynamoDB sees once TTL deletion has run.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::publisher::{EntryResult, Publisher, RecordSink};
+use crate::error::StoreError;
+use crate::ports::{RateDecision, RateLimiter, StoredRecord, StreamRecord, bucket};
+use crate::storage::rate_limit_key;
+
+fn poisoned() -> StoreError {
+    StoreError::Other { service: "memory", message: "lock poisoned".into() }
+}
+
+/// Fixed-window limiter over a map of counters with expiry.
+#[derive(Debug, Default)]
+pub struct MemoryRateLimiter {
+    counters: Mutex<HashMap<(String, String), (u64, i64)>>,
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u64,
+        window_secs: u64,
+        now_secs: i64,
+    ) -> Result<RateDecision, StoreError> {
+        let (b, left) = bucket(now_secs, window_secs);
+        let k = rate_limit_key(key, window_secs, b);
+        let mut map = self.counters.lock().map_err(|_| poisoned())?;
+        map.retain(|_, (_, expires)| *expires > now_secs);
+        let entry = map.entry(k).or_insert((0, now_secs + left as i64 + 60));
+        entry.0 += 1;
+        let count = entry.0;
+        Ok(if count > limit {
+            RateDecision::Limited { count, retry_after_secs: left }
+        } else {
+            RateDecision::Allowed { count }
+        })
+    }
+}
+
+/// A fault to inject into the next `put_batch` call of a [`MemorySink`].
+#[derive(Debug)]
+pub enum SinkFault {
+    /// The whole call fails with this error.
+    Call(StoreError),
+    /// These entry indexes (within the call) fail with `ProvisionedThroughputExceededException`.
+    Entries(Vec<usize>),
+}
+
+/// The in-memory stream: records with increasing sequence numbers, plus fault injection and a log of the
+/// batches it was called with (so tests can assert what was retried).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<StoredRecord>>,
+    faults: Mutex<VecDeque<SinkFault>>,
+    calls: Mutex<Vec<Vec<StreamRecord>>>,
+}
+
+impl MemorySink {
+    pub fn inject(&self, fault: SinkFault) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.push_back(fault);
+        }
+    }
+
+    pub fn records(&self) -> Vec<StoredRecord> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Every batch passed to `put_batch`, in call order.
+    pub fn calls(&self) -> Vec<Vec<StreamRecord>> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the content (the CLI loads saved state with this).
+    pub fn restore(&self, records: Vec<StoredRecord>) {
+        if let Ok(mut r) = self.records.lock() {
+            *r = records;
+        }
+    }
+}
+
+#[async_trait]
+impl RecordSink for MemorySink {
+    async fn put_batch(&self, records: &[StreamRecord]) -> Result<Vec<EntryResult>, StoreError> {
+        self.calls.lock().map_err(|_| poisoned())?.push(records.to_vec());
+        let fault = self.faults.lock().map_err(|_| poisoned())?.pop_front();
+        let failing: Vec<usize> = match fault {
+            Some(SinkFault::Call(e)) => return Err(e),
+            Some(SinkFault::Entries(idx)) => idx,
+            None => Vec::new(),
+        };
+        let mut stored = self.records.lock().map_err(|_| poisoned())?;
+        Ok(records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if failing.contains(&i) {
+                    return EntryResult::Failed("ProvisionedThroughputExceededException".into());
+                }
+                let seq = format!("{:030}", stored.len() + 1);
+                stored.push(StoredRecord {
+                    sequence_number: seq,
+                    partition_key: r.partition_key.clone(),
+                    data: r.data.clone(),
+                });
+                EntryResult::Ok
+            })
+            .collect())
+    }
+}
+
+/// The in-memory event stream: the shared publisher over [`MemorySink`].
+pub type MemoryStream = Publisher<MemorySink>;
+
+pub fn memory_stream(max_attempts: u32) -> MemoryStream {
+    Publisher::new(MemorySink::default(), max_attempts).with_base_delay(std::time::Duration::from_millis(1))
+}
+
+/// The table in memory: one ordered map under one mutex, so every transaction is atomic. Expired TTL
+/// items stay visible, exactly as on DynamoDB before its TTL sweeper runs; readers check `expires_at`.
+#[derive(Debug, Default)]
+pub struct MemoryTable {
+    items: Mutex<std::collections::BTreeMap<Key, Item>>,
+}
+
+use crate::storage::item::{Item, ItemExt, Key};
+use crate::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
+
+impl MemoryTable {
+    /// Every item, in key order (the CLI saves state with this).
+    pub fn dump(&self) -> Vec<Item> {
+        self.items.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn restore(&self, items: Vec<Item>) {
+        if let Ok(mut m) = self.items.lock() {
+            m.clear();
+            for it in items {
+                if let Some(k) = it.key() {
+                    m.insert(k, it);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Table for MemoryTable {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let m = self.items.lock().map_err(|_| poisoned())?;
+        Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let m = self.items.lock().map_err(|_| poisoned())?;
+        let from = Key::new(pk, "");
+        Ok(m.range(from..)
+            .take_while(|(k, _)| k.pk == pk)
+            .filter(|(k, _)| sk_prefix.is_none_or(|p| k.sk.starts_with(p)))
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
+        if ops.len() > 100 {
+            return Err(StoreError::Rejected(format!("transaction of {} operations exceeds 100", ops.len())));
+        }
+        let keys: Vec<Key> = ops.iter().filter_map(WriteOp::key).collect();
+        let mut distinct = keys.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() != keys.len() || keys.len() != ops.len() {
+            // DynamoDB rejects two operations on one item in a transaction; so do we.
+            return Err(StoreError::Rejected("transaction touches one item twice".into()));
+        }
+        let mut m = self.items.lock().map_err(|_| poisoned())?;
+        let failed: Vec<bool> = ops
+            .iter()
+            .map(|op| {
+                let (key, cond) = match op {
+                    WriteOp::Put { cond, .. } => (op.key(), cond.as_ref()),
+                    WriteOp::Update { key, cond, .. } | WriteOp::Delete { key, cond } => {
+                        (Some(key.clone()), cond.as_ref())
+                    }
+                    WriteOp::Check { key, cond } => (Some(key.clone()), Some(cond)),
+                };
+                let current = key.as_ref().and_then(|k| m.get(k));
+                cond.is_some_and(|c| !c.eval(current))
+            })
+            .collect();
+        if failed.iter().any(|f| *f) {
+            return Ok(TxOutcome::ConditionFailed { failed });
+        }
+        for op in ops {
+            match op {
+                WriteOp::Put { item, .. } => {
+                    if let Some(k) = item.key() {
+                        m.insert(k, item);
+                    }
+                }
+                WriteOp::Update { key, update, .. } => {
+                    let next = update.apply(&key, m.remove(&key));
+                    m.insert(key, next);
+                }
+                WriteOp::Delete { key, .. } => {
+                    m.remove(&key);
+                }
+                WriteOp::Check { .. } => {}
+            }
+        }
+        Ok(TxOutcome::Committed)
+    }
+
+    async fn update_returning(
+        &self,
+        key: Key,
+        update: Update,
+        cond: Option<Cond>,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut m = self.items.lock().map_err(|_| poisoned())?;
+        if cond.is_some_and(|c| !c.eval(m.get(&key))) {
+            return Ok(None);
+        }
+        let next = update.apply(&key, m.remove(&key));
+        m.insert(key, next.clone());
+        Ok(Some(next))
+    }
+}

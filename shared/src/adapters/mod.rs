@@ -1,0 +1,12 @@
+//! Adapters for the ports in [`crate::ports`]:
+//!
+//! - [`aws`]: DynamoDB and Kinesis, SDK clients built once per cold start.
+//! - [`memory`]: in-memory implementations with the same semantics (the embedded default of the local CLI
+//!   and of every `cargo test`).
+//! - [`publisher`]: the stream publishing algorithm (validation, batching, retrying only failed entries),
+//!   shared by both stream adapters so that they cannot drift apart.
+
+pub mod aws;
+pub mod dynamo_table;
+pub mod memory;
+pub mod publisher;

@@ -1,0 +1,27 @@
+//! # Postflow shared crate
+//!
+//! Everything the three Lambda functions (`enroll-authenticator`, `accept-invite`, `save-event`) have in
+//! common lives here:
+//!
+//! - [`config`]: the typed configuration read once from the environment at cold start.
+//! - [`http`]: helpers over API Gateway HTTP API (payload 2.0) requests and the one response helper that
+//!   renders every outcome in Sentry's body shapes. The only module that knows `lambda_http`.
+//! - [`error`]: the error enums per layer and the single mapping from errors to HTTP.
+//! - [`telemetry`]: JSON logs with the Lambda request id on every line.
+//! - [`ports`]: the small capability traits the domain depends on (clock, randomness, rate limiter, event
+//!   stream, and the stores added by each function's issue).
+//! - [`adapters`]: DynamoDB / Kinesis implementations and in-memory implementations with the same semantics.
+//! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
+//!
+//! Domain code never sees `lambda_http` or AWS SDK types; adapters never make business decisions.
+
+pub mod adapters;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ports;
+pub mod secret;
+pub mod storage;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,79 @@
+//! Test support (feature `testing`): finds the local AWS emulators and provisions a unique table and
+//! stream per test, so that suites can run their contract tests against DynamoDB Local and ministack.
+//!
+//! Emulator tests are **mandatory** when `CI=true` or `CI_EMULATORS_REQUIRED=1` (the project's test
+//! command sets it): an unreachable emulator then fails the test. Without endpoints and outside CI they
+//! are skipped with a message on stderr.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::adapters::aws::{AwsClients, CallRecorder};
+use crate::storage::provision;
+
+/// A provisioned table and stream on the emulators.
+pub struct AwsTestEnv {
+    pub clients: AwsClients,
+    pub table: String,
+    pub stream: String,
+    pub recorder: CallRecorder,
+}
+
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("CI_EMULATORS_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// Whether emulator endpoints are configured; panics when they are required but missing.
+pub fn emulators_configured(test: &str) -> bool {
+    let configured = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
+        && std::env::var("AWS_ENDPOINT_URL_KINESIS").is_ok();
+    if !configured {
+        assert!(
+            !required(),
+            "{test}: emulator tests are required (CI) but AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KINESIS are not set; run scripts/test"
+        );
+        // Written straight to stderr, past libtest's output capture, so a plain `cargo test` shows it.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test} against DynamoDB Local/ministack: endpoints not set (run scripts/test to include them)"
+        );
+    }
+    configured
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name for this process and call.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    )
+}
+
+/// Provisions a fresh table and stream, or `None` when the emulators are not configured (and not
+/// required). Panics with a clear message when they are configured but unreachable.
+pub async fn aws_env(test: &str) -> Option<AwsTestEnv> {
+    if !emulators_configured(test) {
+        return None;
+    }
+    let recorder = CallRecorder::default();
+    let clients = AwsClients::load(Some(recorder.clone())).await;
+    let table = unique_name("pf-test");
+    let stream = unique_name("pf-test");
+    let (t, s) = tokio::join!(
+        provision::create_table(&clients.dynamodb, &table),
+        provision::create_stream(&clients.kinesis, &stream)
+    );
+    if let Err(e) = t {
+        panic!("{test}: cannot create table on DynamoDB Local: {e}");
+    }
+    if let Err(e) = s {
+        panic!("{test}: cannot create stream on ministack: {e}");
+    }
+    recorder.reset();
+    Some(AwsTestEnv { clients, table, stream, recorder })
+}
