@@ -16,6 +16,8 @@
 //! | `ENROLL_RATE_WINDOW_SECS` | no | 86400 | the window of that limit (UTC-aligned) |
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
+//! | `SMS_ENABLED` | no | false | the SMS interface is available (Sentry: `sms.twilio-account` set) |
+//! | `WEBAUTHN_ORIGIN` | no | – | `https://…` origin of the web app; the u2f interface is available only with it (Sentry: `system.url-prefix` starts with `https://`) |
 //! | `AWS_REGION` | no | SDK default chain | region of the SDK clients |
 
 use std::collections::BTreeSet;
@@ -44,6 +46,8 @@ pub struct Config {
     pub enroll_rate_window_secs: u64,
     pub disallow_new_enrollment: BTreeSet<String>,
     pub stream_max_attempts: u32,
+    pub sms_enabled: bool,
+    pub webauthn_origin: Option<String>,
 }
 
 /// Which optional settings a function needs; missing ones are then reported at cold start.
@@ -100,6 +104,8 @@ impl Config {
                 })
                 .unwrap_or_default(),
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
+            sms_enabled: parse(&get, "SMS_ENABLED", false)?,
+            webauthn_origin: get("WEBAUTHN_ORIGIN"),
         })
     }
 
@@ -117,6 +123,19 @@ impl Config {
             enroll_rate_window_secs: 86_400,
             disallow_new_enrollment: BTreeSet::new(),
             stream_max_attempts: 5,
+            sms_enabled: false,
+            webauthn_origin: None,
+        }
+    }
+
+    /// Whether an authenticator interface is available (Sentry's `is_available`): recovery codes and
+    /// TOTP always; SMS when enabled; u2f when an `https://` WebAuthn origin is configured.
+    pub fn interface_available(&self, kind: crate::domain::user::InterfaceType) -> bool {
+        use crate::domain::user::InterfaceType::*;
+        match kind {
+            Recovery | Totp => true,
+            Sms => self.sms_enabled,
+            U2f => self.webauthn_origin.as_deref().is_some_and(|o| o.starts_with("https://")),
         }
     }
 }

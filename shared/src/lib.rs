@@ -17,6 +17,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ports;

@@ -11,13 +11,32 @@
 //! | item | pk | sk | other keys | TTL | access pattern |
 //! |---|---|---|---|---|---|
 //! | rate-limit counter | `RL#{md5(key)}` | `W{window}#B{bucket}` | – | end of bucket + 60 s | `UpdateItem ADD count`, limited iff count > limit |
+//! | user profile | `USER#{user}` | `PROFILE` | – | – | created just in time (JWT claims) inside the user's first write |
+//! | authenticator | `USER#{user}` | `AUTH#{type}` | – | – | one per (user, type): `attribute_not_exists` on create, `version` on rotation |
+//! | membership (org, user) | `USER#{user}` | `MEMBERSHIP#{org:020}` | – | – | uniqueness of (org, user); "the caller's membership" without knowing the member id |
+//! | SSO identity | `USER#{user}` | `IDENTITY#{org:020}` | – | – | "has an identity for the org's provider" |
+//! | pending enrollment secret | `USER#{user}` | `PENDING#{interface}` | – | 15 min | issued by enroll GET, consumed (conditional delete) by POST |
+//! | used OTP counter | `USER#{user}` | `OTP#{interface}#{counter}` | – | window end | replay protection: `attribute_not_exists` inside the enroll transaction |
+//! | WebAuthn registration state | `USER#{user}` | `WEBAUTHN#REGISTER` | – | 15 min | ceremony state between enroll GET and POST |
+//! | security activity | `USERSEC#{user}` | `{millis:015}#{id}` | – | – | `mfa-added` records (what a mailer reads) |
+//! | organization | `ORG#{org}` | `ORG` | – | – | by id; the auth provider is embedded |
+//! | organization by slug | `ORGSLUG#{slug}` | `ORG` | – | – | same attributes as by id (written together), so a slug lookup is one read |
+//! | member / invite | `MEMBER#{member}` | `MEMBER` | `ORG#{org}` / `MEMBER#{member:020}` | – | by member id (member ids are global); GSI lists an org's members |
+//! | invite e-mail (org, email) | `ORG#{org}` | `EMAIL#{lowercase email}` | – | – | uniqueness of (org, email) for pending invites |
+//! | audit entry | `ORG#{org}` | `AUDIT#{millis:015}#{id}` | – | – | `MEMBER_ACCEPT` (event 3) entries, in time order |
+//! | member joined | `ORG#{org}` | `JOINED#{member:020}` | – | – | `member_joined` records (onboarding), at most one per member |
 //!
-//! Rows for users, authenticators, organizations, members, invites, projects, releases, groups and
-//! de-duplication markers are added with the features that own them.
+//! Everything a request needs about one user is in the `USER#{user}` partition, so one `Query` reads it.
+//! Rows for projects, keys, releases, environments, groups and de-duplication markers are added with the
+//! save-event feature.
 
 pub mod item;
+pub mod keys;
+pub mod orgs;
 pub mod provision;
+pub mod seed;
 pub mod table;
+pub mod users;
 
 /// Names of the key attributes (shared by every adapter and by `template.yaml`).
 pub mod attr {

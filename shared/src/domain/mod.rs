@@ -1,0 +1,12 @@
+//! Domain types and rules. No `lambda_http`, no AWS SDK: handlers feed it plain data, stores persist it.
+//!
+//! - [`org`]: organizations, auth providers, members and invites.
+//! - [`user`]: what Postflow knows about a user (profile, authenticators, memberships, identities).
+//! - [`invite`]: the `ApiInviteHelper` rules (pending, approved, token, onboarding steps, SSO) and the
+//!   accept-invite outcomes.
+//! - [`cookie`]: the signed `postflow-invite` cookie that replaces Sentry's session keys.
+
+pub mod cookie;
+pub mod invite;
+pub mod org;
+pub mod user;

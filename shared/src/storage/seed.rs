@@ -1,0 +1,182 @@
+//! The seed format (JSON) for organizations, users, members/invites (with the plain token, which the
+//! loader hashes), SSO identities — loadable into any [`Table`]; used by tests and `postflow seed`.
+//!
+//! ```json
+//! {
+//!   "users": [{"id": "42", "email": "bar@example.com"}],
+//!   "organizations": [{"id": 1, "slug": "acme", "name": "Acme", "require_2fa": true,
+//!                      "auth_provider": {"id": 5, "provider": "google", "name": "Google", "allow_unlinked": false}}],
+//!   "members": [{"id": 10, "organization_id": 1, "email": "new@example.com", "role": "member",
+//!                "token": "<64 hex>", "invite_status": "approved", "expires_in_days": 30}],
+//!   "identities": [{"organization_id": 1, "user_id": "42"}]
+//! }
+//! ```
+//! A member with `user_id` is an accepted membership. `token_expires_at` (epoch seconds) overrides
+//! `expires_in_days` (default 30, Sentry's `INVITE_DAYS_VALID`). Loading is idempotent for the same ids;
+//! a second member claiming the same `(org, email)` or `(org, user)` is an error.
+
+use super::item::{Val, item};
+use super::keys;
+use super::orgs::{member_item, membership_item, org_item, profile_op};
+use super::table::{Cond, Table, WriteOp};
+use crate::domain::org::{INVITE_DAYS_VALID, InviteStatus, Member, Organization, Team, hash_token};
+use crate::error::StoreError;
+
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default)]
+    pub users: Vec<SeedUser>,
+    #[serde(default)]
+    pub organizations: Vec<Organization>,
+    #[serde(default)]
+    pub members: Vec<SeedMember>,
+    #[serde(default)]
+    pub identities: Vec<SeedIdentity>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedMember {
+    pub id: u64,
+    pub organization_id: u64,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default = "default_role")]
+    pub role: String,
+    #[serde(default)]
+    pub invite_status: InviteStatus,
+    /// The plain token (as in the invite URL); stored as its SHA-256.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_expires_at: Option<i64>,
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+    #[serde(default)]
+    pub inviter_id: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<Team>,
+    #[serde(default)]
+    pub has_global_access: bool,
+}
+
+fn default_role() -> String {
+    "member".into()
+}
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedIdentity {
+    pub organization_id: u64,
+    pub user_id: String,
+    #[serde(default)]
+    pub ident: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("invalid seed: {0}")]
+    Invalid(String),
+    #[error("seed conflicts with existing data: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SeedMember {
+    pub fn to_member(&self, now_secs: i64) -> Result<Member, SeedError> {
+        if self.user_id.is_none() && self.email.is_none() {
+            return Err(SeedError::Invalid(format!("member {} needs a user_id or an email", self.id)));
+        }
+        let token_hash = self.token.as_deref().map(hash_token);
+        let token_expires_at = match (&token_hash, self.token_expires_at) {
+            (None, _) => None,
+            (Some(_), Some(t)) => Some(t),
+            (Some(_), None) => Some(now_secs + self.expires_in_days.unwrap_or(INVITE_DAYS_VALID) * 86_400),
+        };
+        Ok(Member {
+            id: self.id,
+            org_id: self.organization_id,
+            user_id: self.user_id.clone(),
+            email: self.email.clone(),
+            role: self.role.clone(),
+            invite_status: self.invite_status,
+            token_hash,
+            token_expires_at,
+            inviter_id: self.inviter_id.clone(),
+            teams: self.teams.clone(),
+            has_global_access: self.has_global_access,
+            date_added: now_secs,
+        })
+    }
+}
+
+/// Loads a seed; returns the number of items written.
+pub async fn load_seed(table: &dyn Table, seed: &Seed, now_millis: i64) -> Result<usize, SeedError> {
+    let now_secs = now_millis.div_euclid(1000);
+    let mut written = 0;
+    for u in &seed.users {
+        table.transact(vec![profile_op(&u.id, u.email.as_deref(), now_millis)]).await?;
+        written += 1;
+    }
+    for o in &seed.organizations {
+        if crate::domain::org::OrgRef::parse(&o.slug)
+            != Some(crate::domain::org::OrgRef::Slug(o.slug.to_ascii_lowercase()))
+        {
+            return Err(SeedError::Invalid(format!("organization {} has an invalid slug", o.id)));
+        }
+        let same_org = Cond::Or(vec![Cond::NotExists, Cond::eq("org_id", o.id as i64)]);
+        let out = table
+            .transact(vec![
+                WriteOp::Put { item: org_item(&keys::org(o.id), o), cond: Some(same_org.clone()) },
+                WriteOp::Put { item: org_item(&keys::org_by_slug(&o.slug), o), cond: Some(same_org) },
+            ])
+            .await?;
+        if !out.committed() {
+            return Err(SeedError::Conflict(format!("organization {} or slug {}", o.id, o.slug)));
+        }
+        written += 2;
+    }
+    for sm in &seed.members {
+        let m = sm.to_member(now_secs)?;
+        let same_member = || Cond::Or(vec![Cond::NotExists, Cond::eq("member_id", m.id as i64)]);
+        let mut ops = vec![WriteOp::Put { item: member_item(&m), cond: Some(same_member()) }];
+        if let Some(email) = m.email.as_deref().filter(|_| m.user_id.is_none()) {
+            let mut e = item(&keys::member_email(m.org_id, email));
+            e.insert("member_id".into(), Val::N(m.id as i64));
+            ops.push(WriteOp::Put { item: e, cond: Some(same_member()) });
+        }
+        if let Some(u) = &m.user_id {
+            ops.push(WriteOp::Put { item: membership_item(u, &m), cond: Some(same_member()) });
+        }
+        let n = ops.len();
+        if !table.transact(ops).await?.committed() {
+            return Err(SeedError::Conflict(format!(
+                "member {} (its id, (org, email) or (org, user) is taken)",
+                m.id
+            )));
+        }
+        written += n;
+    }
+    for i in &seed.identities {
+        let mut it = item(&keys::identity(&i.user_id, i.organization_id));
+        it.insert("org_id".into(), Val::N(i.organization_id as i64));
+        if let Some(ident) = &i.ident {
+            it.insert("ident".into(), Val::S(ident.clone()));
+        }
+        table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
+        written += 1;
+    }
+    Ok(written)
+}

@@ -1,0 +1,84 @@
+//! Reading a user's partition into [`UserState`] (one `Query`), and the items written for users.
+
+use super::item::{Item, ItemExt, Val, item};
+use super::keys;
+use super::table::Table;
+use crate::domain::user::{Authenticator, InterfaceType, Membership, PendingSecret, UserState};
+use crate::error::StoreError;
+use crate::secret::Secret;
+
+/// Loads everything in `USER#{id}`.
+pub async fn load_user(table: &dyn Table, user_id: &str) -> Result<UserState, StoreError> {
+    let items = table.query(&keys::user_pk(user_id), None).await?;
+    parse_user(user_id, &items)
+}
+
+pub fn parse_user(user_id: &str, items: &[Item]) -> Result<UserState, StoreError> {
+    let mut u = UserState::empty(user_id);
+    for it in items {
+        let sk = it.s(super::attr::SK)?;
+        if sk == "PROFILE" {
+            u.exists = true;
+            u.email = it.opt_s("email").map(str::to_owned);
+        } else if sk.starts_with("AUTH#") {
+            u.authenticators.push(parse_authenticator(it)?);
+        } else if sk.starts_with("MEMBERSHIP#") {
+            let org_id = it.n("org_id")? as u64;
+            u.memberships.insert(
+                org_id,
+                Membership {
+                    org_id,
+                    member_id: it.n("member_id")? as u64,
+                    role: it.opt_s("role").unwrap_or("member").to_owned(),
+                },
+            );
+        } else if sk.starts_with("IDENTITY#") {
+            u.identities.insert(it.n("org_id")? as u64);
+        } else if let Some(iface) = sk.strip_prefix("PENDING#") {
+            let interface = InterfaceType::from_id(iface)
+                .ok_or_else(|| StoreError::corrupt("pending secret of unknown interface"))?;
+            u.pending.push(PendingSecret {
+                interface,
+                secret: Secret::new(it.s("secret")?),
+                expires_at: it.n(super::attr::TTL)?,
+            });
+        } else if let Some(rest) = sk.strip_prefix("OTP#") {
+            let (iface, counter) = rest.rsplit_once('#').ok_or_else(|| StoreError::corrupt("bad OTP key"))?;
+            let counter = counter.parse().map_err(|_| StoreError::corrupt("bad OTP counter"))?;
+            u.used_otp.insert((iface.to_owned(), counter), it.n(super::attr::TTL)?);
+        } else if sk == "WEBAUTHN#REGISTER" {
+            let state = serde_json::from_str(it.s("state")?)
+                .map_err(|_| StoreError::corrupt("bad webauthn state"))?;
+            u.webauthn_state = Some((state, it.n(super::attr::TTL)?));
+        }
+    }
+    u.authenticators.sort_by_key(|a| (a.kind == InterfaceType::Recovery, a.kind));
+    Ok(u)
+}
+
+pub fn parse_authenticator(it: &Item) -> Result<Authenticator, StoreError> {
+    Ok(Authenticator {
+        id: it.s("auth_id")?.to_owned(),
+        kind: InterfaceType::from_code(it.n("type")?)
+            .ok_or_else(|| StoreError::corrupt("unknown authenticator type"))?,
+        config: serde_json::from_str(it.s("config")?)
+            .map_err(|_| StoreError::corrupt("authenticator config is not JSON"))?,
+        created_at: it.n("created_at")?,
+        last_used_at: it.opt_n("last_used_at"),
+        version: it.opt_n("version").unwrap_or(0),
+    })
+}
+
+pub fn authenticator_item(user_id: &str, a: &Authenticator) -> Item {
+    let mut i = item(&keys::authenticator(user_id, a.kind));
+    i.insert("auth_id".into(), Val::S(a.id.clone()));
+    i.insert("user_id".into(), Val::S(user_id.to_owned()));
+    i.insert("type".into(), Val::N(a.kind.code()));
+    i.insert("config".into(), Val::S(a.config.to_string()));
+    i.insert("created_at".into(), Val::N(a.created_at));
+    if let Some(t) = a.last_used_at {
+        i.insert("last_used_at".into(), Val::N(t));
+    }
+    i.insert("version".into(), Val::N(a.version));
+    i
+}
