@@ -16,8 +16,6 @@
 //! | `ENROLL_RATE_WINDOW_SECS` | no | 86400 | the window of that limit (UTC-aligned) |
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
-//! | `SMS_ENABLED` | no | false | the SMS interface is available (Sentry: `sms.twilio-account` set) |
-//! | `WEBAUTHN_ORIGIN` | no | – | `https://…` origin of the web app; the u2f interface is available only with it (Sentry: `system.url-prefix` starts with `https://`) |
 //! | `AWS_REGION` | no | SDK default chain | region of the SDK clients |
 
 use std::collections::BTreeSet;
@@ -46,8 +44,6 @@ pub struct Config {
     pub enroll_rate_window_secs: u64,
     pub disallow_new_enrollment: BTreeSet<String>,
     pub stream_max_attempts: u32,
-    pub sms_enabled: bool,
-    pub webauthn_origin: Option<String>,
 }
 
 /// Which optional settings a function needs; missing ones are then reported at cold start.
@@ -104,8 +100,6 @@ impl Config {
                 })
                 .unwrap_or_default(),
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
-            sms_enabled: parse(&get, "SMS_ENABLED", false)?,
-            webauthn_origin: get("WEBAUTHN_ORIGIN"),
         })
     }
 
@@ -123,20 +117,16 @@ impl Config {
             enroll_rate_window_secs: 86_400,
             disallow_new_enrollment: BTreeSet::new(),
             stream_max_attempts: 5,
-            sms_enabled: false,
-            webauthn_origin: None,
         }
     }
 
-    /// Whether an authenticator interface is available (Sentry's `is_available`): recovery codes and
-    /// TOTP always; SMS when enabled; u2f when an `https://` WebAuthn origin is configured.
+    /// Whether an authenticator interface is available (Sentry's `is_available`). Recovery codes and
+    /// TOTP are; SMS and WebAuthn (u2f) are not implemented in this build (their issue adds the sender
+    /// and the WebAuthn ceremony), so they are unavailable, which Sentry also answers for an SMS
+    /// interface without Twilio or u2f without an `https://` URL prefix.
     pub fn interface_available(&self, kind: crate::domain::user::InterfaceType) -> bool {
         use crate::domain::user::InterfaceType::*;
-        match kind {
-            Recovery | Totp => true,
-            Sms => self.sms_enabled,
-            U2f => self.webauthn_origin.as_deref().is_some_and(|o| o.starts_with("https://")),
-        }
+        matches!(kind, Recovery | Totp)
     }
 }
 

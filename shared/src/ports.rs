@@ -275,3 +275,25 @@ pub trait InviteStore: Send + Sync {
     /// Deletes the invite row if it is still pending; `false` when it was already gone or accepted.
     async fn delete_pending_invite(&self, member: &crate::domain::org::Member) -> Result<bool, StoreError>;
 }
+
+/// Authenticator enrollment: the enroll capability.
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    /// Everything in the user's partition (one `Query`).
+    async fn load_user(&self, user_id: &str) -> Result<crate::domain::user::UserState, StoreError>;
+
+    /// Stores the secret issued by enroll GET for `(user, interface)` (replacing an older one).
+    async fn put_pending_secret(
+        &self,
+        user_id: &str,
+        interface: crate::domain::user::InterfaceType,
+        secret: &crate::secret::Secret,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The enrollment transaction (see `storage::enroll`).
+    async fn enroll(
+        &self,
+        enrollment: &crate::storage::enroll::Enrollment,
+    ) -> Result<crate::storage::enroll::EnrollOutcome, StoreError>;
+}

@@ -7,6 +7,9 @@
 //! - [`cookie`]: the signed `postflow-invite` cookie that replaces Sentry's session keys.
 
 pub mod cookie;
+pub mod enroll;
+pub mod interfaces;
 pub mod invite;
 pub mod org;
+pub mod otp;
 pub mod user;

@@ -30,6 +30,7 @@
 //! Rows for projects, keys, releases, environments, groups and de-duplication markers are added with the
 //! save-event feature.
 
+pub mod enroll;
 pub mod item;
 pub mod keys;
 pub mod orgs;

@@ -1,0 +1,376 @@
+//! # enroll-authenticator
+//!
+//! `GET` and `POST /api/0/users/{user_id}/authenticators/{interface_id}/enroll/`: Sentry's
+//! `UserAuthenticatorEnrollEndpoint`. GET issues a TOTP secret (bound to the caller server-side for 15
+//! minutes, DECISIONS 2) and describes the interface; POST verifies the code against that secret (each
+//! code accepted once, DECISIONS 3), enrolls or rotates in place, adds recovery codes, records the
+//! `mfa-added` activity, and completes a pending invite from the signed `postflow-invite` cookie — all
+//! in one transaction.
+//!
+//! Checks run in Sentry's order: authentication (401), user lookup (404), permission (403), sudo (401),
+//! verified primary e-mail for POST (401), rate limit (429), interface (404), field validation (400),
+//! disallowed new enrollment (403), already enrolled (400), invalid OTP (400).
+//! Sequential DynamoDB round trips of POST: 2 (one concurrent read round — rate-limit counter, the
+//! caller's partition, the pending invite — then one transaction), with or without a pending invite.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
+use shared::domain::enroll::{
+    ALREADY_ENROLLED, DISALLOWED_NEW_ENROLLMENT, INVALID_SECRET, PENDING_TTL_SECS, RATE_LIMITED,
+    SecurityActivity, new_authenticator, new_authenticator_id, new_recovery_codes, recovery_codes_needed,
+    validate_totp_body,
+};
+use shared::domain::interfaces::{EnrollmentStatus, info, serialize, totp_form};
+use shared::domain::invite::{
+    Acceptance, InviteHelper, InviteLookup, PostDecision, post_decision, resolve_context,
+};
+use shared::domain::org::OrgRef;
+use shared::domain::otp::{Totp, generate_secret, provision_uri};
+use shared::domain::user::{Authenticator, InterfaceType, UserState};
+use shared::error::ApiError;
+use shared::http::{ApiRequest, Claims, Reply};
+use shared::ports::{Clock, EnrollmentStore, InviteStore, Random, RateLimiter};
+use shared::secret::Secret;
+use shared::storage::enroll::{EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
+
+pub struct EnrollAuthenticator {
+    pub enrollment: Arc<dyn EnrollmentStore>,
+    pub invites: Arc<dyn InviteStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub config: Arc<Config>,
+}
+
+/// Whose authenticators the path names.
+enum Target {
+    Caller,
+    /// Another, existing user (only superusers get past the permission check).
+    Other(UserState),
+}
+
+impl EnrollAuthenticator {
+    /// The Lambda entry: never fails; every outcome is a response.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let api = ApiRequest::from_lambda(&req, &self.config.superuser_claim);
+        self.handle_api(&api).await.into_response()
+    }
+
+    #[tracing::instrument(skip_all, fields(method = %req.method))]
+    pub async fn handle_api(&self, req: &ApiRequest) -> Reply {
+        match self.route(req).await {
+            Ok(reply) => reply,
+            Err(err) => err.into(),
+        }
+    }
+
+    async fn route(&self, req: &ApiRequest) -> Result<Reply, ApiError> {
+        let caller = req.claims.as_ref().ok_or(ApiError::NotAuthenticated)?;
+        let interface_id = req.path_param("interface_id").unwrap_or_default();
+        match req.method.as_str() {
+            "GET" => {
+                let target = self.target(req, caller).await?;
+                self.require_sudo(caller)?;
+                self.get(caller, target, interface_id).await
+            }
+            "POST" => {
+                // Authorization first: nothing below writes before these checks pass.
+                let _target = self.target(req, caller).await?;
+                self.require_sudo(caller)?;
+                if !caller.email_verified {
+                    return Err(ApiError::Coded {
+                        status: 401,
+                        code: "primary-email-verification-required",
+                        message: "Primary email verification required.",
+                        extra: json!({"username": caller.email.clone().unwrap_or_else(|| caller.sub.clone())}),
+                    });
+                }
+                self.post(req, caller, interface_id).await
+            }
+            m => Err(ApiError::detail(405, format!("Method \"{m}\" not allowed."))),
+        }
+    }
+
+    /// `UserEndpoint.convert_args` + `UserPermission`: `me` or the caller's own id; another user must
+    /// exist (404) and the caller must be a superuser (403).
+    async fn target(&self, req: &ApiRequest, caller: &Claims) -> Result<Target, ApiError> {
+        let user_id = req.path_param("user_id").unwrap_or_default();
+        if user_id == "me" || user_id == caller.sub {
+            return Ok(Target::Caller);
+        }
+        if user_id.is_empty() || user_id.len() > 128 {
+            return Err(ApiError::ResourceDoesNotExist);
+        }
+        let state = self.enrollment.load_user(user_id).await?;
+        if !state.exists && state.authenticators.is_empty() && state.memberships.is_empty() {
+            return Err(ApiError::ResourceDoesNotExist);
+        }
+        if !caller.superuser {
+            return Err(ApiError::PermissionDenied);
+        }
+        Ok(Target::Other(state))
+    }
+
+    fn require_sudo(&self, caller: &Claims) -> Result<(), ApiError> {
+        if caller.is_sudo(self.clock.now_secs(), self.config.sudo_window_secs) {
+            return Ok(());
+        }
+        Err(ApiError::Coded {
+            status: 401,
+            code: "sudo-required",
+            message: "Account verification required.",
+            extra: json!({"username": caller.email.clone().unwrap_or_else(|| caller.sub.clone())}),
+        })
+    }
+
+    fn available(&self, kind: InterfaceType) -> bool {
+        self.config.interface_available(kind)
+    }
+
+    async fn get(&self, caller: &Claims, target: Target, interface_id: &str) -> Result<Reply, ApiError> {
+        // Sentry answers 500 (LookupError) for an unknown or unavailable interface; it is a 404 here.
+        let kind = InterfaceType::from_id(interface_id)
+            .filter(|k| self.available(*k))
+            .ok_or(ApiError::ResourceDoesNotExist)?;
+        let (state, email) = match target {
+            Target::Caller => {
+                let s = self.enrollment.load_user(&caller.sub).await?;
+                let email = caller.email.clone().or_else(|| s.email.clone());
+                (s, email)
+            }
+            Target::Other(s) => {
+                let email = s.email.clone();
+                (s, email)
+            }
+        };
+        let enrolled = state.authenticator(kind);
+        let info = info(kind);
+        let disallow = self.config.disallow_new_enrollment.contains(kind.id());
+        match kind {
+            InterfaceType::Totp => {
+                let status =
+                    if enrolled.is_some() { EnrollmentStatus::Rotation } else { EnrollmentStatus::New };
+                let secret = generate_secret(self.random.as_ref());
+                let now = self.clock.now_secs();
+                // Bound to the caller: POST always enrolls the caller (a superuser included).
+                self.enrollment
+                    .put_pending_secret(&caller.sub, kind, &secret, now + PENDING_TTL_SECS)
+                    .await?;
+                // Rotation shows a fresh, unsaved interface (Sentry: `isEnrolled: false`, no authId).
+                let mut body = serialize(&info, status, None, disallow);
+                body["form"] = totp_form();
+                body["secret"] = json!(secret.expose());
+                let account = email.unwrap_or_else(|| state.user_id.clone());
+                body["qrcode"] = json!(provision_uri(&account, &self.config.totp_issuer, &secret));
+                Ok(Reply::json(200, body))
+            }
+            // Recovery codes cannot be enrolled here: enrolled → "Already enrolled"; otherwise there is
+            // no enrollment form (Sentry: KeyError → 500; here 404, DECISIONS 1).
+            InterfaceType::Recovery if enrolled.is_some() => Err(ApiError::details(400, ALREADY_ENROLLED)),
+            _ => Err(ApiError::ResourceDoesNotExist),
+        }
+    }
+
+    async fn post(&self, req: &ApiRequest, caller: &Claims, interface_id: &str) -> Result<Reply, ApiError> {
+        let now_millis = self.clock.now_millis();
+        let now = now_millis.div_euclid(1000);
+        let cookie = self.invite_cookie(req, caller, now);
+
+        // One concurrent read round: the rate-limit counter, the caller's partition, the pending invite.
+        // The limiter key is the caller and the lower-cased interface id (case cannot open a new bucket).
+        let limit_key =
+            format!("auth:authenticator-enroll:{}:{}", caller.sub, interface_id.to_ascii_lowercase());
+        let limit = self.limiter.hit(
+            &limit_key,
+            self.config.enroll_rate_limit,
+            self.config.enroll_rate_window_secs,
+            now,
+        );
+        let user = self.enrollment.load_user(&caller.sub);
+        let invite = async {
+            match &cookie {
+                Some(c) => {
+                    self.invites.lookup_invite(&OrgRef::Id(c.org_id), c.member_id, None).await.map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        let (limit, user, invite) = tokio::join!(limit, user, invite);
+        match limit {
+            Ok(d) if d.is_limited() => return Err(ApiError::TooManyRequestsText(RATE_LIMITED)),
+            Ok(_) => {}
+            // Sentry's limiter fails open; so does this one (the enrollment itself still needs the table).
+            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, failing open"),
+        }
+        let user = user?;
+        let invite = invite?;
+
+        let kind = match interface_id {
+            "totp" => InterfaceType::Totp,
+            "sms" => InterfaceType::Sms,
+            "u2f" => InterfaceType::U2f,
+            _ => return Err(ApiError::NotFoundEmpty),
+        };
+        let body = req.json_object()?;
+        let otp = match kind {
+            InterfaceType::Totp => validate_totp_body(&body)?,
+            _ => return Err(ApiError::ResourceDoesNotExist),
+        };
+        if !self.available(kind) {
+            return Err(ApiError::ResourceDoesNotExist);
+        }
+        if self.config.disallow_new_enrollment.contains(kind.id()) {
+            return Err(ApiError::details(403, DISALLOWED_NEW_ENROLLMENT));
+        }
+        let existing = user.authenticator(kind).cloned();
+        let info = info(kind);
+        let mode = match &existing {
+            Some(a) if info.allow_rotation_in_place => Mode::Rotate { version: a.version },
+            Some(_) => return Err(ApiError::details(400, ALREADY_ENROLLED)),
+            None => Mode::New,
+        };
+        if body.contains_key("phone") {
+            // Sentry: AssertionError → 500. A phone number only belongs to the SMS interface.
+            return Err(ApiError::field_error("phone", "This interface does not take a phone number."));
+        }
+        let secret = match body.get("secret") {
+            Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
+            _ => return Err(ApiError::field_error("secret", "This field is required.")),
+        };
+        let pending = user.pending_secret(kind, now).map(|p| p.secret.clone());
+        if pending.as_ref() != Some(&secret) {
+            return Err(ApiError::details(400, INVALID_SECRET));
+        }
+        let totp = Totp::authenticator_app(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+        // Used counters are remembered per secret: a code is (secret, counter); rotating to a new secret
+        // inside the same 30 s is not blocked by the previous secret's code.
+        let otp_scope = format!("{}.{}", kind.id(), secret_fingerprint(&secret));
+        let Some(counter) = totp.verify(&otp, now, |c| user.otp_used(&otp_scope, c, now)) else {
+            return Err(ApiError::InvalidOtp);
+        };
+
+        let config = json!({"secret": secret.expose()});
+        let authenticator = match &existing {
+            // Rotation in place: same row, new config, created_at = now, last_used_at cleared.
+            Some(a) => Authenticator {
+                config,
+                created_at: now_millis,
+                last_used_at: None,
+                version: a.version + 1,
+                ..a.clone()
+            },
+            None => new_authenticator(kind, config, now_millis, self.random.as_ref()),
+        };
+        let available = |k| self.available(k);
+        let recovery = recovery_codes_needed(&user, available)
+            .then(|| new_recovery_codes(now_millis, self.random.as_ref()));
+        let mut after = user.clone();
+        after.authenticators.retain(|a| a.kind != kind);
+        after.authenticators.push(authenticator.clone());
+        let invite_action = self.invite_action(req, caller, cookie.as_ref(), invite, &after, now_millis);
+        let enrollment = Enrollment {
+            user_id: caller.sub.clone(),
+            email: caller.email.clone(),
+            activity: SecurityActivity {
+                id: new_authenticator_id(self.random.as_ref()),
+                user_id: caller.sub.clone(),
+                kind: "mfa-added",
+                at_millis: now_millis,
+                ip_address: req.source_ip.clone(),
+                user_agent: req.user_agent.clone(),
+                authenticator_id: authenticator.id.clone(),
+                interface: kind,
+            },
+            authenticator,
+            mode,
+            consume_secret: Some((kind, secret)),
+            otp_counter: Some((otp_scope, counter, totp.valid_until(counter) + 60)),
+            recovery,
+            invite: invite_action,
+            now_secs: now,
+        };
+        match self.enrollment.enroll(&enrollment).await? {
+            EnrollOutcome::Enrolled { recovery_added, invite } => {
+                tracing::info!(user_id = %caller.sub, interface = kind.id(), recovery_added, "user.mfa-added");
+                let reply = Reply::empty(204);
+                Ok(match invite {
+                    InviteResult::Accepted(m) => {
+                        tracing::info!(organization_id = m.org_id, member_id = m.id, user_id = %caller.sub, "pending organization invite accepted after enrollment");
+                        reply.with_header("set-cookie", InviteCookie::clear_cookie_header())
+                    }
+                    InviteResult::Dropped => {
+                        reply.with_header("set-cookie", InviteCookie::clear_cookie_header())
+                    }
+                    InviteResult::None | InviteResult::NotCompleted => reply,
+                })
+            }
+            EnrollOutcome::AlreadyEnrolled => Err(ApiError::details(400, ALREADY_ENROLLED)),
+            EnrollOutcome::SecretGone => Err(ApiError::details(400, INVALID_SECRET)),
+            EnrollOutcome::OtpReplayed => Err(ApiError::InvalidOtp),
+        }
+    }
+
+    /// The pending invite from the signed cookie (tampered, expired or another user's → none).
+    fn invite_cookie(&self, req: &ApiRequest, caller: &Claims, now: i64) -> Option<InviteCookie> {
+        let key = self.config.invite_cookie_key.as_ref()?;
+        InviteCookie::decode(req.cookie(COOKIE_NAME)?, key, now, Some(&caller.sub))
+    }
+
+    /// Step 19 of Sentry's POST: what happens to the pending invite once the user has 2FA.
+    fn invite_action(
+        &self,
+        req: &ApiRequest,
+        caller: &Claims,
+        cookie: Option<&InviteCookie>,
+        lookup: Option<InviteLookup>,
+        after: &UserState,
+        now_millis: i64,
+    ) -> InviteAction {
+        let (Some(cookie), Some(mut lookup)) = (cookie, lookup) else { return InviteAction::None };
+        lookup.user = Some(after.clone());
+        let Some(ctx) = resolve_context(&lookup, cookie.member_id) else {
+            tracing::warn!(
+                organization_id = cookie.org_id,
+                member_id = cookie.member_id,
+                "Invalid pending invite cookie"
+            );
+            return InviteAction::None;
+        };
+        let available = |k| self.available(k);
+        let helper = InviteHelper {
+            ctx: &ctx,
+            token: Some(&cookie.token),
+            caller: Some(caller),
+            user: Some(after),
+            now_secs: now_millis.div_euclid(1000),
+            available: &available,
+        };
+        match post_decision(&helper) {
+            PostDecision::AlreadyMember => {
+                tracing::info!(organization_id = ctx.org.id, user_id = %caller.sub, "Pending org invite not accepted - User already org member");
+                match ctx.invite.filter(|m| m.is_pending()) {
+                    Some(m) => InviteAction::DropPending(m),
+                    None => InviteAction::None,
+                }
+            }
+            PostDecision::Accept => InviteAction::Accept(Acceptance {
+                invite: ctx.member.clone(),
+                user_id: caller.sub.clone(),
+                user_email: caller.email.clone(),
+                now_millis,
+                ip_address: req.source_ip.clone(),
+                audit_id: new_authenticator_id(self.random.as_ref()),
+            }),
+            PostDecision::Unable => InviteAction::None,
+        }
+    }
+}
+
+/// A short, non-reversible fingerprint of a secret (first 8 hex of SHA-256) for OTP replay keys.
+pub fn secret_fingerprint(secret: &Secret) -> String {
+    shared::domain::org::hash_token(secret.expose())[..8].to_owned()
+}

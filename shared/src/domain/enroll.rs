@@ -1,0 +1,161 @@
+//! Enrollment rules shared by the enroll handler: request validation with DRF's messages, the
+//! authenticator records an enrollment creates, recovery codes (`auto_add_recovery_codes`), and the
+//! `mfa-added` security activity.
+
+use serde_json::{Map, Value, json};
+
+use super::otp::RecoveryCodes;
+use super::user::{Authenticator, InterfaceType, UserState};
+use crate::error::ApiError;
+use crate::ports::Random;
+
+/// Sentry's 429 sentence (a plain-text body).
+pub const RATE_LIMITED: &str =
+    "You have made too many authenticator enrollment attempts. Please try again later.";
+pub const ALREADY_ENROLLED: &str = "Already enrolled";
+pub const DISALLOWED_NEW_ENROLLMENT: &str = "New enrollments for this 2FA interface are not allowed";
+pub const INVALID_SECRET: &str = "Invalid secret";
+/// Pending enrollment secrets (and WebAuthn states) live 15 minutes.
+pub const PENDING_TTL_SECS: i64 = 15 * 60;
+
+/// DRF `CharField(max_length=20, required=True, allow_null=False, allow_blank=False, trim_whitespace=False)`.
+pub fn char_field(
+    body: &Map<String, Value>,
+    name: &str,
+    required: bool,
+    max_length: usize,
+) -> Result<Option<String>, (String, String)> {
+    let err = |m: &str| Err((name.to_owned(), m.to_owned()));
+    match body.get(name) {
+        None if required => err("This field is required."),
+        None => Ok(None),
+        Some(Value::Null) => err("This field may not be null."),
+        Some(v) => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
+                _ => return err("Not a valid string."),
+            };
+            if s.is_empty() {
+                return err("This field may not be blank.");
+            }
+            if s.chars().count() > max_length {
+                return Err((
+                    name.to_owned(),
+                    format!("Ensure this field has no more than {max_length} characters."),
+                ));
+            }
+            Ok(Some(s))
+        }
+    }
+}
+
+/// Validates the TOTP enrollment body: `otp` (required, ≤ 20). All field errors are reported together.
+pub fn validate_totp_body(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match char_field(body, "otp", true, 20) {
+        Ok(Some(otp)) => Ok(otp),
+        Ok(None) => Err(ApiError::field_error("otp", "This field is required.")),
+        Err((f, m)) => Err(ApiError::field_error(&f, &m)),
+    }
+}
+
+/// A random authenticator id: a positive 53-bit integer as a decimal string (Sentry's ids are bigints
+/// that JavaScript clients can hold).
+pub fn new_authenticator_id(rng: &dyn Random) -> String {
+    let mut b = [0u8; 8];
+    rng.fill(&mut b);
+    let n = u64::from_be_bytes(b) & ((1 << 53) - 1);
+    n.max(1).to_string()
+}
+
+pub fn new_authenticator(
+    kind: InterfaceType,
+    config: Value,
+    now_millis: i64,
+    rng: &dyn Random,
+) -> Authenticator {
+    Authenticator {
+        id: new_authenticator_id(rng),
+        kind,
+        config,
+        created_at: now_millis,
+        last_used_at: None,
+        version: 1,
+    }
+}
+
+/// `auto_add_recovery_codes` after an enrollment: recovery codes are added unless the user already has
+/// a backup interface. `user` is the state before this enrollment.
+pub fn recovery_codes_needed(user: &UserState, available: impl Fn(InterfaceType) -> bool) -> bool {
+    !user.authenticators.iter().any(|a| available(a.kind) && a.kind.is_backup())
+}
+
+/// A fresh recovery-code authenticator (`{"salt": <32 hex>, "used": 0}`).
+pub fn new_recovery_codes(now_millis: i64, rng: &dyn Random) -> Authenticator {
+    let salt = RecoveryCodes::new_salt(rng);
+    new_authenticator(InterfaceType::Recovery, json!({"salt": salt.expose(), "used": 0}), now_millis, rng)
+}
+
+/// The `mfa-added` security activity (what Sentry e-mails about).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityActivity {
+    pub id: String,
+    pub user_id: String,
+    pub kind: &'static str,
+    pub at_millis: i64,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub authenticator_id: String,
+    pub interface: InterfaceType,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn drf_messages() {
+        let e = |v: Value| validate_totp_body(&body(v)).unwrap_err().body().unwrap();
+        assert_eq!(e(json!({})), json!({"otp": ["This field is required."]}));
+        assert_eq!(e(json!({"otp": null})), json!({"otp": ["This field may not be null."]}));
+        assert_eq!(e(json!({"otp": ""})), json!({"otp": ["This field may not be blank."]}));
+        assert_eq!(
+            e(json!({"otp": "1".repeat(21)})),
+            json!({"otp": ["Ensure this field has no more than 20 characters."]})
+        );
+        assert_eq!(e(json!({"otp": ["1"]})), json!({"otp": ["Not a valid string."]}));
+        assert_eq!(validate_totp_body(&body(json!({"otp": 123456}))).unwrap(), "123456");
+        assert_eq!(
+            validate_totp_body(&body(json!({"otp": " 123 456 "}))).unwrap(),
+            " 123 456 ",
+            "no trimming"
+        );
+    }
+
+    #[test]
+    fn recovery_codes_only_without_a_backup_interface() {
+        let rng = crate::ports::OsRandom;
+        let mut u = UserState::empty("1");
+        assert!(recovery_codes_needed(&u, |_| true));
+        u.authenticators.push(new_authenticator(InterfaceType::Totp, json!({}), 0, &rng));
+        assert!(recovery_codes_needed(&u, |_| true));
+        u.authenticators.push(new_recovery_codes(0, &rng));
+        assert!(!recovery_codes_needed(&u, |_| true));
+        let rc = u.authenticator(InterfaceType::Recovery).unwrap();
+        assert_eq!(rc.config["salt"].as_str().unwrap().len(), 32);
+        assert_eq!(rc.config["used"], 0);
+    }
+
+    #[test]
+    fn authenticator_ids_are_positive_53_bit() {
+        for _ in 0..100 {
+            let id: u64 = new_authenticator_id(&crate::ports::OsRandom).parse().unwrap();
+            assert!(id >= 1 && id < (1 << 53));
+        }
+    }
+}

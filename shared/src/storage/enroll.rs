@@ -1,0 +1,251 @@
+//! The enrollment transaction: one `TransactWriteItems` that
+//!
+//! 0. creates the authenticator (`attribute_not_exists`: one per user and type) or rotates it in place
+//!    (condition on the `version` that was read),
+//! 1. consumes the pending secret issued by GET (condition: same secret, not expired),
+//! 2. marks the OTP counter used (`attribute_not_exists`: a code is accepted once),
+//! 3. records the `mfa-added` security activity,
+//! 4. creates/refreshes the user profile,
+//! 5. adds recovery codes when the user has no backup interface (`attribute_not_exists`),
+//! 6. … and, when the request carries a pending invite, accepts it (the accept-invite operations) or
+//!    drops a still-pending invite when the user is already a member.
+//!
+//! All or nothing. When only the recovery-codes or invite part lost a race (codes created by a parallel
+//! enrollment of another interface, invite accepted elsewhere), the enrollment is retried without that
+//! part, so an enrollment never fails because of a side effect.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::item::{Val, item};
+use super::keys;
+use super::orgs::{acceptance_ops, acceptance_outcome, delete_pending_ops, profile_op};
+use super::table::{Cond, Table, TxOutcome, Update, WriteOp};
+use super::users::{authenticator_item, load_user};
+use crate::domain::enroll::SecurityActivity;
+use crate::domain::invite::{AcceptOutcome, Acceptance};
+use crate::domain::org::Member;
+use crate::domain::user::{Authenticator, InterfaceType, UserState};
+use crate::error::StoreError;
+use crate::ports::EnrollmentStore;
+use crate::secret::Secret;
+
+#[derive(Clone, Debug)]
+pub enum Mode {
+    New,
+    /// Rotation in place of the authenticator read at `version`.
+    Rotate {
+        version: i64,
+    },
+}
+
+/// What to do with a pending invite (the `postflow-invite` cookie) in the same transaction.
+#[derive(Clone, Debug)]
+pub enum InviteAction {
+    None,
+    Accept(Acceptance),
+    /// The user is already a member: delete the still-pending invite row.
+    DropPending(Member),
+}
+
+#[derive(Clone, Debug)]
+pub struct Enrollment {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub authenticator: Authenticator,
+    pub mode: Mode,
+    /// The secret GET issued, consumed by this enrollment.
+    pub consume_secret: Option<(InterfaceType, Secret)>,
+    /// `(interface id, counter, expires_at)` of the accepted OTP.
+    pub otp_counter: Option<(String, i64, i64)>,
+    pub recovery: Option<Authenticator>,
+    pub activity: SecurityActivity,
+    pub invite: InviteAction,
+    pub now_secs: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InviteResult {
+    None,
+    Accepted(Member),
+    Dropped,
+    /// The invite could not be completed (it changed concurrently); left as it is.
+    NotCompleted,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnrollOutcome {
+    Enrolled {
+        recovery_added: bool,
+        invite: InviteResult,
+    },
+    /// An authenticator of this type exists (a concurrent enrollment won) or the rotated one changed.
+    AlreadyEnrolled,
+    /// The pending secret was consumed or expired in the meantime.
+    SecretGone,
+    /// The OTP counter was used in the meantime.
+    OtpReplayed,
+}
+
+fn activity_item(a: &SecurityActivity) -> super::item::Item {
+    let mut i = item(&keys::security_activity(&a.user_id, a.at_millis, &a.id));
+    i.insert("type".into(), Val::S(a.kind.into()));
+    i.insert("user_id".into(), Val::S(a.user_id.clone()));
+    i.insert("actor_id".into(), Val::S(a.user_id.clone()));
+    i.insert("authenticator_id".into(), Val::S(a.authenticator_id.clone()));
+    i.insert("interface".into(), Val::S(a.interface.id().into()));
+    i.insert("datetime".into(), Val::N(a.at_millis));
+    if let Some(ip) = &a.ip_address {
+        i.insert("ip_address".into(), Val::S(ip.clone()));
+    }
+    if let Some(ua) = &a.user_agent {
+        i.insert("user_agent".into(), Val::S(ua.chars().take(512).collect()));
+    }
+    i
+}
+
+/// Builds the operations; returns them with the index of the recovery op and the range of invite ops.
+fn ops(
+    e: &Enrollment,
+    with_recovery: bool,
+    with_invite: bool,
+) -> (Vec<WriteOp>, Option<usize>, std::ops::Range<usize>) {
+    let a = &e.authenticator;
+    let mut ops = Vec::new();
+    ops.push(match e.mode {
+        Mode::New => WriteOp::Put { item: authenticator_item(&e.user_id, a), cond: Some(Cond::NotExists) },
+        Mode::Rotate { version } => WriteOp::Update {
+            key: keys::authenticator(&e.user_id, a.kind),
+            update: Update::default()
+                .set("config", a.config.to_string())
+                .set("created_at", a.created_at)
+                .remove("last_used_at")
+                .add("version", 1),
+            cond: Some(Cond::eq("version", version)),
+        },
+    });
+    if let Some((kind, secret)) = &e.consume_secret {
+        ops.push(WriteOp::Delete {
+            key: keys::pending_secret(&e.user_id, *kind),
+            cond: Some(Cond::And(vec![
+                Cond::eq("secret", secret.expose()),
+                Cond::Gt(super::attr::TTL.into(), e.now_secs),
+            ])),
+        });
+    }
+    if let Some((iface, counter, expires)) = &e.otp_counter {
+        let mut it = item(&keys::used_otp(&e.user_id, iface, *counter));
+        it.insert(super::attr::TTL.into(), Val::N(*expires));
+        ops.push(WriteOp::Put { item: it, cond: Some(Cond::NotExists) });
+    }
+    ops.push(WriteOp::Put { item: activity_item(&e.activity), cond: Some(Cond::NotExists) });
+    ops.push(profile_op(&e.user_id, e.email.as_deref(), e.activity.at_millis));
+    let mut recovery_at = None;
+    if let (true, Some(r)) = (with_recovery, &e.recovery) {
+        recovery_at = Some(ops.len());
+        ops.push(WriteOp::Put { item: authenticator_item(&e.user_id, r), cond: Some(Cond::NotExists) });
+    }
+    let start = ops.len();
+    if with_invite {
+        match &e.invite {
+            InviteAction::None => {}
+            InviteAction::Accept(acc) => ops.extend(acceptance_ops(acc, false)),
+            InviteAction::DropPending(m) => ops.extend(delete_pending_ops(m)),
+        }
+    }
+    let end = ops.len();
+    (ops, recovery_at, start..end)
+}
+
+/// Runs the enrollment transaction with the retry rules described in the module docs.
+pub async fn enroll(table: &dyn Table, e: &Enrollment) -> Result<EnrollOutcome, StoreError> {
+    let (mut with_recovery, mut with_invite) =
+        (e.recovery.is_some(), !matches!(e.invite, InviteAction::None));
+    for _ in 0..3 {
+        let (ops, recovery_at, invite_ops) = ops(e, with_recovery, with_invite);
+        let has_secret = usize::from(e.consume_secret.is_some());
+        let otp_at = e.otp_counter.as_ref().map(|_| 1 + has_secret);
+        let out = table.transact(ops).await?;
+        let failed = match &out {
+            TxOutcome::Committed => {
+                let invite = match (&e.invite, with_invite) {
+                    (InviteAction::None, _) => InviteResult::None,
+                    (_, false) => InviteResult::NotCompleted,
+                    (InviteAction::Accept(acc), true) => match acceptance_outcome(&out, acc) {
+                        AcceptOutcome::Accepted(m) => InviteResult::Accepted(m),
+                        _ => InviteResult::NotCompleted,
+                    },
+                    (InviteAction::DropPending(_), true) => InviteResult::Dropped,
+                };
+                return Ok(EnrollOutcome::Enrolled { recovery_added: with_recovery, invite });
+            }
+            TxOutcome::ConditionFailed { failed } => failed.clone(),
+        };
+        if failed[0] {
+            return Ok(EnrollOutcome::AlreadyEnrolled);
+        }
+        if has_secret == 1 && failed[1] {
+            return Ok(EnrollOutcome::SecretGone);
+        }
+        if otp_at.is_some_and(|i| failed[i]) {
+            return Ok(EnrollOutcome::OtpReplayed);
+        }
+        let mut retried = false;
+        if recovery_at.is_some_and(|i| failed[i]) {
+            with_recovery = false;
+            retried = true;
+        }
+        if invite_ops.clone().any(|i| failed[i]) {
+            with_invite = false;
+            retried = true;
+        }
+        if !retried {
+            return Err(StoreError::Other {
+                service: "dynamodb",
+                message: format!("enrollment transaction failed: {failed:?}"),
+            });
+        }
+    }
+    Err(StoreError::Unavailable {
+        service: "dynamodb",
+        message: "enrollment transaction kept conflicting".into(),
+    })
+}
+
+/// The enrollment store over any [`Table`].
+#[derive(Clone)]
+pub struct TableEnrollmentStore {
+    table: Arc<dyn Table>,
+}
+
+impl TableEnrollmentStore {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        Self { table }
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for TableEnrollmentStore {
+    async fn load_user(&self, user_id: &str) -> Result<UserState, StoreError> {
+        load_user(self.table.as_ref(), user_id).await
+    }
+
+    async fn put_pending_secret(
+        &self,
+        user_id: &str,
+        interface: InterfaceType,
+        secret: &Secret,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut it = item(&keys::pending_secret(user_id, interface));
+        it.insert("secret".into(), Val::S(secret.expose().to_owned()));
+        it.insert(super::attr::TTL.into(), Val::N(expires_at));
+        self.table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
+        Ok(())
+    }
+
+    async fn enroll(&self, e: &Enrollment) -> Result<EnrollOutcome, StoreError> {
+        enroll(self.table.as_ref(), e).await
+    }
+}
