@@ -11,6 +11,7 @@
 //! - [`ports`]: the small capability traits the domain depends on (clock, randomness, rate limiter, event
 //!   stream, and the stores added by each function's issue).
 //! - [`adapters`]: DynamoDB / Kinesis implementations and in-memory implementations with the same semantics.
+//! - [`ingest`]: the Sentry ingestion edge (DSN auth, decoding, envelopes, Relay-compatible normalization).
 //! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
 //!
 //! Domain code never sees `lambda_http` or AWS SDK types; adapters never make business decisions.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod ports;
 pub mod secret;
 pub mod storage;

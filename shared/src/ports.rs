@@ -195,6 +195,52 @@ pub trait EventStream: Send + Sync {
     async fn publish(&self, records: Vec<StreamRecord>) -> Result<(), StoreError>;
 }
 
+/// Organization invites: the accept-invite capability (also used by enroll, which accepts a pending
+/// invite after enrollment).
+#[async_trait]
+pub trait InviteStore: Send + Sync {
+    /// Reads the organization (by id or slug), the member with `member_id`, and — when the caller is
+    /// authenticated — the caller's partition, concurrently (one sequential round trip).
+    async fn lookup_invite(
+        &self,
+        org: &crate::domain::org::OrgRef,
+        member_id: u64,
+        user_id: Option<&str>,
+    ) -> Result<crate::domain::invite::InviteLookup, StoreError>;
+
+    /// Binds the user to the invite in one transaction (member update, `(org, user)` uniqueness, audit
+    /// entry, `member_joined`, e-mail slot release, user profile); a lost race reports who won.
+    async fn accept_invite(
+        &self,
+        acceptance: &crate::domain::invite::Acceptance,
+    ) -> Result<crate::domain::invite::AcceptOutcome, StoreError>;
+
+    /// Deletes the invite row if it is still pending; `false` when it was already gone or accepted.
+    async fn delete_pending_invite(&self, member: &crate::domain::org::Member) -> Result<bool, StoreError>;
+}
+
+/// Authenticator enrollment: the enroll capability.
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    /// Everything in the user's partition (one `Query`).
+    async fn load_user(&self, user_id: &str) -> Result<crate::domain::user::UserState, StoreError>;
+
+    /// Stores the secret issued by enroll GET for `(user, interface)` (replacing an older one).
+    async fn put_pending_secret(
+        &self,
+        user_id: &str,
+        interface: crate::domain::user::InterfaceType,
+        secret: &crate::secret::Secret,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The enrollment transaction (see `storage::enroll`).
+    async fn enroll(
+        &self,
+        enrollment: &crate::storage::enroll::Enrollment,
+    ) -> Result<crate::storage::enroll::EnrollOutcome, StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,50 +296,4 @@ mod tests {
         c.set_secs(1);
         assert_eq!(c.now_millis(), 1000);
     }
-}
-
-/// Organization invites: the accept-invite capability (also used by enroll, which accepts a pending
-/// invite after enrollment).
-#[async_trait]
-pub trait InviteStore: Send + Sync {
-    /// Reads the organization (by id or slug), the member with `member_id`, and — when the caller is
-    /// authenticated — the caller's partition, concurrently (one sequential round trip).
-    async fn lookup_invite(
-        &self,
-        org: &crate::domain::org::OrgRef,
-        member_id: u64,
-        user_id: Option<&str>,
-    ) -> Result<crate::domain::invite::InviteLookup, StoreError>;
-
-    /// Binds the user to the invite in one transaction (member update, `(org, user)` uniqueness, audit
-    /// entry, `member_joined`, e-mail slot release, user profile); a lost race reports who won.
-    async fn accept_invite(
-        &self,
-        acceptance: &crate::domain::invite::Acceptance,
-    ) -> Result<crate::domain::invite::AcceptOutcome, StoreError>;
-
-    /// Deletes the invite row if it is still pending; `false` when it was already gone or accepted.
-    async fn delete_pending_invite(&self, member: &crate::domain::org::Member) -> Result<bool, StoreError>;
-}
-
-/// Authenticator enrollment: the enroll capability.
-#[async_trait]
-pub trait EnrollmentStore: Send + Sync {
-    /// Everything in the user's partition (one `Query`).
-    async fn load_user(&self, user_id: &str) -> Result<crate::domain::user::UserState, StoreError>;
-
-    /// Stores the secret issued by enroll GET for `(user, interface)` (replacing an older one).
-    async fn put_pending_secret(
-        &self,
-        user_id: &str,
-        interface: crate::domain::user::InterfaceType,
-        secret: &crate::secret::Secret,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
-
-    /// The enrollment transaction (see `storage::enroll`).
-    async fn enroll(
-        &self,
-        enrollment: &crate::storage::enroll::Enrollment,
-    ) -> Result<crate::storage::enroll::EnrollOutcome, StoreError>;
 }

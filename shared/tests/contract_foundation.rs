@@ -2,6 +2,8 @@
 //! in-memory adapters always and against DynamoDB Local + ministack when the emulators are up (mandatory
 //! in CI; see `shared::testing`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,6 +1,8 @@
 //! Contract suite for the table engine ([`shared::storage::table::Table`]): the in-memory adapter and
 //! DynamoDB Local must agree on conditions, transactions, updates, queries and races.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use shared::adapters::dynamo_table::DynamoTable;

@@ -1,5 +1,7 @@
 //! Exactly-once acceptance under concurrency, and the sequential DynamoDB round trips of GET and POST.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

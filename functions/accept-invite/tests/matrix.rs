@@ -2,6 +2,8 @@
 //! `AcceptInviteTest` (3.3) and `ApiInviteHelperTest` (3.4) rows, on the in-memory table and on
 //! DynamoDB Local. Every route test runs by slug and by id, as Sentry's tests run every route variant.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -50,7 +50,7 @@ pub struct EnrollAuthenticator {
 enum Target {
     Caller,
     /// Another, existing user (only superusers get past the permission check).
-    Other(UserState),
+    Other(Box<UserState>),
 }
 
 impl EnrollAuthenticator {
@@ -112,7 +112,7 @@ impl EnrollAuthenticator {
         if !caller.superuser {
             return Err(ApiError::PermissionDenied);
         }
-        Ok(Target::Other(state))
+        Ok(Target::Other(Box::new(state)))
     }
 
     fn require_sudo(&self, caller: &Claims) -> Result<(), ApiError> {
@@ -144,7 +144,7 @@ impl EnrollAuthenticator {
             }
             Target::Other(s) => {
                 let email = s.email.clone();
-                (s, email)
+                (*s, email)
             }
         };
         let enrolled = state.authenticator(kind);

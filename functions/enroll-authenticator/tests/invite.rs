@@ -1,6 +1,8 @@
 //! Enrollment completes a pending invite (Sentry's `AcceptOrganizationInviteTest`, spec 3.2, TOTP
 //! variants), the 20-way enrollment race, and the sequential round trips of POST.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

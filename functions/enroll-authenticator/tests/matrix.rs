@@ -2,6 +2,8 @@
 //! rows, with Sentry's `UserAuthenticatorEnrollTest` (3.1, TOTP variants) and `AuthenticatorTest` (3.7),
 //! on the in-memory adapters and on DynamoDB Local.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -320,7 +320,7 @@ impl DynamoTable {
                     failed: codes.iter().map(|c| *c == "ConditionalCheckFailed").collect(),
                 });
             }
-            if !codes.iter().any(|c| *c == "TransactionConflict") {
+            if !codes.contains(&"TransactionConflict") {
                 if codes.iter().any(|c| *c == "ThrottlingError" || *c == "ProvisionedThroughputExceeded") {
                     return Err(StoreError::Throttled { service: "dynamodb" });
                 }

@@ -155,7 +155,7 @@ mod tests {
     fn authenticator_ids_are_positive_53_bit() {
         for _ in 0..100 {
             let id: u64 = new_authenticator_id(&crate::ports::OsRandom).parse().unwrap();
-            assert!(id >= 1 && id < (1 << 53));
+            assert!((1..(1 << 53)).contains(&id));
         }
     }
 }

@@ -456,10 +456,10 @@ mod tests {
         let mut u = user_with(None);
         u.identities.insert(1);
         let l = lookup(o.clone(), Some(invite()), Some(u));
-        assert_eq!(with(&l, Some("abc"), Some(&c), |h| h.valid_request()).unwrap(), true);
+        assert!(with(&l, Some("abc"), Some(&c), |h| h.valid_request()).unwrap());
         o.auth_provider.as_mut().unwrap().allow_unlinked = true;
         let l = lookup(o, Some(invite()), Some(user_with(None)));
-        assert_eq!(with(&l, Some("abc"), Some(&c), |h| h.valid_request()).unwrap(), true);
+        assert!(with(&l, Some("abc"), Some(&c), |h| h.valid_request()).unwrap());
     }
 
     #[test]

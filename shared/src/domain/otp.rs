@@ -36,7 +36,7 @@ pub fn generate_secret(rng: &dyn Random) -> Secret {
 /// multiple of 8 (padding allowed); `None` otherwise.
 pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
     let s = secret.trim().to_ascii_uppercase();
-    if s.is_empty() || s.len() % 8 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(8) {
         return None;
     }
     BASE32_NOPAD.decode(s.trim_end_matches('=').as_bytes()).ok()

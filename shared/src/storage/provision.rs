@@ -154,16 +154,16 @@ mod tests {
     fn template_matches_the_code_definition() {
         let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
             .expect("template.yaml at the repository root");
-        for needle in [
-            format!("AttributeName: {}\n", attr::PK),
-            format!("AttributeName: {}\n", attr::SK),
-            format!("AttributeName: {}\n", attr::GSI1_PK),
-            format!("AttributeName: {}\n", attr::GSI1_SK),
-            format!("IndexName: {}\n", attr::GSI1),
-            format!("AttributeName: {}\n", attr::TTL),
-        ] {
-            assert!(template.contains(&needle), "template.yaml lacks `{}`", needle.trim());
+        // `AttributeName: pk` in block or flow style, not `pkx`.
+        let declares = |key: &str, value: &str| {
+            template.match_indices(&format!("{key}: {value}")).any(|(i, m)| {
+                template[i + m.len()..].chars().next().is_none_or(|c| matches!(c, ',' | '}' | '\n' | ' '))
+            })
+        };
+        for name in [attr::PK, attr::SK, attr::GSI1_PK, attr::GSI1_SK, attr::TTL] {
+            assert!(declares("AttributeName", name), "template.yaml lacks AttributeName {name}");
         }
+        assert!(declares("IndexName", attr::GSI1));
         assert!(template.contains("BillingMode: PAY_PER_REQUEST"));
         assert!(template.contains("ProjectionType: ALL"));
     }

@@ -1,6 +1,7 @@
 //! Test harness: the handler over the in-memory table or over DynamoDB Local, a manual clock, a seed,
 //! and request builders.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Test harness for enroll-authenticator: the handler over the in-memory table or DynamoDB Local.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

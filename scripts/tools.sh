@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# scripts/tools.sh — Python-based project tools in the git-ignored venv .tools/venv, installed only when missing.
+#
+#   source scripts/tools.sh && tools_install     # then cfn-lint, sam, ... are on PATH
+#
+# Pinned top-level packages are listed in TOOLS_REQUIREMENTS; scripts/tools-constraints.txt (a pip freeze of a
+# working venv) pins everything they pull in, so CI does not drift. Changing the list reinstalls on the next
+# run. cargo-lambda and ziglang are meant to join this same venv later (`sam build` finds zig only when
+# aws-sam-cli and cargo-lambda/ziglang share one venv); add them to the list and regenerate the constraints.
+
+POSTFLOW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_VENV="$POSTFLOW_ROOT/.tools/venv"
+TOOLS_CONSTRAINTS="$POSTFLOW_ROOT/scripts/tools-constraints.txt"
+TOOLS_REQUIREMENTS=(
+    "cfn-lint==1.58.0"
+    "cfn-lint-serverless==0.3.6"
+    "aws-sam-cli==1.170.0"
+    "pyotp==2.9.0"
+)
+
+# SAM CLI: no telemetry. (It still checks PyPI for a newer version once a week; there is no switch for that.)
+export SAM_CLI_TELEMETRY=0
+
+_tools_log() { printf '[tools] %s\n' "$*" >&2; }
+
+# Install what is missing (a no-op when the stamp matches), then put the venv first on PATH.
+tools_install() {
+    local stamp="$TOOLS_VENV/.installed" want lock rc=0
+    want=$(printf '%s\n' "${TOOLS_REQUIREMENTS[@]}")
+    mkdir -p "$(dirname "$TOOLS_VENV")"
+    exec {lock}>"$(dirname "$TOOLS_VENV")/.install.lock"   # one installer at a time
+    flock "$lock"
+    _tools_install_locked "$stamp" "$want" || rc=1
+    exec {lock}>&-
+    ((rc == 0)) || return 1
+    case ":$PATH:" in
+        *":$TOOLS_VENV/bin:"*) ;;
+        *) export PATH="$TOOLS_VENV/bin:$PATH" ;;
+    esac
+}
+
+_tools_install_locked() {
+    local stamp=$1 want=$2
+    if ! [[ -f $stamp && "$(<"$stamp")" == "$want" && -x $TOOLS_VENV/bin/python ]]; then
+        local t0 constraints=()
+        t0=$(date +%s)
+        [[ -f $TOOLS_CONSTRAINTS ]] && constraints=(-c "$TOOLS_CONSTRAINTS")
+        _tools_log "installing ${TOOLS_REQUIREMENTS[*]} into ${TOOLS_VENV#"$POSTFLOW_ROOT"/}"
+        if [[ ! -x $TOOLS_VENV/bin/python ]]; then
+            rm -rf "$TOOLS_VENV"
+            python3 -m venv "$TOOLS_VENV" || { _tools_log "ERROR: python3 -m venv failed"; return 1; }
+        fi
+        rm -f "$stamp"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$TOOLS_VENV/bin/pip" install -q --no-input \
+            "${constraints[@]}" "${TOOLS_REQUIREMENTS[@]}" \
+            || { _tools_log "ERROR: pip install failed"; return 1; }
+        printf '%s\n' "$want" >"$stamp"
+        _tools_log "tools installed in $(($(date +%s) - t0))s ($(du -sh "$TOOLS_VENV" | cut -f1))"
+    fi
+}

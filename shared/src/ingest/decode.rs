@@ -1,0 +1,281 @@
+//! Request body decoding by `Content-Encoding` (ingest-protocol.md §4).
+//!
+//! Owns decompression and its size bound. Decoders are driven through `Read::take(limit + 1)`,
+//! so output grows in chunks and a decompression bomb stops one byte past the limit instead of
+//! being inflated in full.
+//!
+//! Like Relay's decoder, values that are not a known coding (empty, `UTF-8`, …) are treated as
+//! identity; several codings (`gzip, br`) are undone in reverse order.
+
+use std::borrow::Cow;
+use std::io::{self, Read};
+
+/// A content coding we can undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// No transformation.
+    Identity,
+    /// `gzip` / `x-gzip` (multi-member tolerated).
+    Gzip,
+    /// `deflate`: zlib wrapper; a raw deflate stream is tolerated as actix/Relay do.
+    Deflate,
+    /// `br`.
+    Brotli,
+    /// `zstd`.
+    Zstd,
+}
+
+impl ContentEncoding {
+    /// Parses one coding token; unknown and bogus tokens are identity (Relay behaviour).
+    pub fn from_token(token: &str) -> Self {
+        let token = token.trim();
+        if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+            Self::Gzip
+        } else if token.eq_ignore_ascii_case("deflate") {
+            Self::Deflate
+        } else if token.eq_ignore_ascii_case("br") {
+            Self::Brotli
+        } else if token.eq_ignore_ascii_case("zstd") {
+            Self::Zstd
+        } else {
+            Self::Identity
+        }
+    }
+
+    /// All codings of a header value, in the order they were applied.
+    pub fn parse_header(value: Option<&str>) -> Vec<Self> {
+        value
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(Self::from_token)
+            .filter(|c| *c != Self::Identity)
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Gzip => "gzip",
+            Self::Deflate => "deflate",
+            Self::Brotli => "br",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// Decoding failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The decoded body exceeds the limit (413).
+    #[error("payload reached its size limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not valid for its coding (400).
+    #[error("failed to decode {encoding} request body")]
+    Invalid {
+        /// The coding that failed.
+        encoding: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DecodeError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::PayloadTooLarge { .. } => 413,
+            Self::Invalid { .. } => 400,
+        }
+    }
+}
+
+/// Decodes `body` according to the `Content-Encoding` header value, bounded by `limit` bytes of
+/// output (and of input for identity bodies). Borrows the input when nothing has to be undone.
+pub fn decode_body<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, DecodeError> {
+    let codings = ContentEncoding::parse_header(content_encoding);
+    let mut data = Cow::Borrowed(body);
+    for coding in codings.into_iter().rev() {
+        data = Cow::Owned(decode_one(&data, coding, limit)?);
+    }
+    if data.len() > limit {
+        return Err(DecodeError::PayloadTooLarge { limit });
+    }
+    Ok(data)
+}
+
+/// Undoes one coding, bounded by `limit` bytes of output.
+pub fn decode_one(input: &[u8], coding: ContentEncoding, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    match coding {
+        ContentEncoding::Identity => bounded(input, limit, coding),
+        ContentEncoding::Gzip => bounded(flate2::read::MultiGzDecoder::new(input), limit, coding),
+        ContentEncoding::Deflate if looks_like_zlib(input) => {
+            bounded(flate2::read::ZlibDecoder::new(input), limit, coding)
+        }
+        ContentEncoding::Deflate => bounded(flate2::read::DeflateDecoder::new(input), limit, coding),
+        ContentEncoding::Brotli => bounded(brotli::Decompressor::new(input, 4096), limit, coding),
+        ContentEncoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(input)
+                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
+            bounded(decoder, limit, coding)
+        }
+    }
+}
+
+/// Inflates a zlib stream (legacy store bodies), bounded by `limit`.
+pub fn inflate_zlib(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    decode_one(input, ContentEncoding::Deflate, limit)
+}
+
+/// RFC 1950 header check: CM = 8 and the FCHECK bits make the first two bytes a multiple of 31.
+fn looks_like_zlib(input: &[u8]) -> bool {
+    match input {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+fn bounded(reader: impl Read, limit: usize, coding: ContentEncoding) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
+    if out.len() > limit {
+        return Err(DecodeError::PayloadTooLarge { limit });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const DATA: &[u8] = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n{\"type\":\"event\"}\n{}";
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn raw_deflate(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            w.write_all(data).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn header_parsing() {
+        use ContentEncoding::*;
+        assert_eq!(ContentEncoding::parse_header(None), vec![]);
+        assert_eq!(ContentEncoding::parse_header(Some("")), vec![]);
+        assert_eq!(ContentEncoding::parse_header(Some("UTF-8")), vec![]);
+        assert_eq!(ContentEncoding::parse_header(Some("identity")), vec![]);
+        assert_eq!(ContentEncoding::parse_header(Some(" GZIP ")), vec![Gzip]);
+        assert_eq!(ContentEncoding::parse_header(Some("x-gzip")), vec![Gzip]);
+        assert_eq!(ContentEncoding::parse_header(Some("deflate, br,zstd")), vec![Deflate, Brotli, Zstd]);
+    }
+
+    #[test]
+    fn identity_borrows() {
+        let out = decode_body(DATA, None, 1024).unwrap();
+        assert!(matches!(out, Cow::Borrowed(_)));
+        let out = decode_body(DATA, Some("UTF-8"), 1024).unwrap();
+        assert_eq!(&*out, DATA);
+    }
+
+    #[test]
+    fn every_coding_round_trips() {
+        let zstd = zstd::encode_all(DATA, 3).unwrap();
+        for (encoding, body) in [
+            ("gzip", gzip(DATA)),
+            ("deflate", zlib(DATA)),
+            ("deflate", raw_deflate(DATA)),
+            ("br", brotli(DATA)),
+            ("zstd", zstd),
+        ] {
+            let out = decode_body(&body, Some(encoding), 1024).unwrap();
+            assert_eq!(&*out, DATA, "{encoding}");
+        }
+    }
+
+    #[test]
+    fn stacked_codings_are_undone_in_reverse() {
+        let body = brotli(&gzip(DATA));
+        let out = decode_body(&body, Some("gzip, br"), 1024).unwrap();
+        assert_eq!(&*out, DATA);
+    }
+
+    #[test]
+    fn bad_gzip_is_400() {
+        let err = decode_body(b"definitely not gzip", Some("gzip"), 1024).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.to_string(), "failed to decode gzip request body");
+        let mut truncated = gzip(DATA);
+        truncated.truncate(truncated.len() / 2);
+        assert_eq!(decode_body(&truncated, Some("gzip"), 1024).unwrap_err().status(), 400);
+        assert_eq!(decode_body(b"xx", Some("br"), 1024).unwrap_err().status(), 400);
+        assert_eq!(decode_body(b"xxxxxxxx", Some("zstd"), 1024).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit() {
+        // 64 MiB of zeros compress to ~64 KiB; the limit is 1 MiB.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 200 * 1024);
+        let err = decode_body(&bomb, Some("gzip"), 1 << 20).unwrap_err();
+        assert!(matches!(err, DecodeError::PayloadTooLarge { limit } if limit == 1 << 20));
+        assert_eq!(err.status(), 413);
+
+        let zbomb = zstd::encode_all(&zeros[..], 19).unwrap();
+        assert_eq!(decode_body(&zbomb, Some("zstd"), 1000).unwrap_err().status(), 413);
+        assert_eq!(decode_body(&brotli(&zeros), Some("br"), 1000).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn identity_body_over_limit() {
+        assert_eq!(decode_body(DATA, None, 10).unwrap_err().status(), 413);
+        // exactly at the limit is fine
+        assert!(decode_body(DATA, None, DATA.len()).is_ok());
+        assert!(decode_body(&gzip(DATA), Some("gzip"), DATA.len()).is_ok());
+    }
+
+    #[test]
+    fn zlib_detection() {
+        assert!(looks_like_zlib(&zlib(DATA)));
+        assert!(!looks_like_zlib(&raw_deflate(DATA)));
+        assert!(!looks_like_zlib(b"x"));
+        assert_eq!(inflate_zlib(&zlib(DATA), 1024).unwrap(), DATA);
+    }
+}

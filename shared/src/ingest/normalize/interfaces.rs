@@ -1,0 +1,302 @@
+//! Interfaces: exceptions and stack traces, breadcrumbs, contexts (incl. the synthesized error
+//! trace context) and event type inference.
+
+use serde_json::{Map, Value};
+
+use super::Errors;
+use super::fields::parse_level;
+
+/// `breadcrumbs` as a bare list becomes `{"values": [...]}` (before timestamps are parsed).
+pub(super) fn normalize_breadcrumbs_shape(event: &mut Map<String, Value>, errors: &mut Errors) {
+    match event.remove("breadcrumbs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(values)) => {
+            event.insert("breadcrumbs".into(), values_object(values));
+        }
+        Some(Value::Object(obj)) if matches!(obj.get("values"), Some(Value::Array(_))) => {
+            event.insert("breadcrumbs".into(), Value::Object(obj));
+        }
+        Some(other) => errors.invalid("breadcrumbs", Some(other), Some("expected breadcrumbs")),
+    }
+}
+
+fn values_object(values: Vec<Value>) -> Value {
+    let mut map = Map::new();
+    map.insert("values".into(), Value::Array(values));
+    Value::Object(map)
+}
+
+/// Breadcrumb entries: objects only; `type` defaults to `default`, `level` to `info`.
+pub(super) fn normalize_breadcrumbs(event: &mut Map<String, Value>, errors: &mut Errors) {
+    let Some(Value::Array(values)) = event.get_mut("breadcrumbs").and_then(|b| b.get_mut("values")) else {
+        return;
+    };
+    for (i, crumb) in values.iter_mut().enumerate() {
+        match crumb {
+            Value::Object(map) => {
+                if map.get("type").is_none_or(Value::is_null) {
+                    map.insert("type".into(), Value::from("default"));
+                }
+                let level = match map.remove("level") {
+                    None | Some(Value::Null) => "info",
+                    Some(raw) => parse_level(&raw).unwrap_or_else(|reason| {
+                        errors.invalid(&format!("breadcrumbs.values.{i}.level"), Some(raw), reason);
+                        "info"
+                    }),
+                };
+                map.insert("level".into(), Value::from(level));
+            }
+            Value::Null => {}
+            other => {
+                let bad = std::mem::take(other);
+                errors.invalid(&format!("breadcrumbs.values.{i}"), Some(bad), Some("expected breadcrumb"));
+            }
+        }
+    }
+}
+
+/// Exceptions: list form → `{"values"}`; `Type: value` split when the type is missing; entries
+/// with neither type nor value are nulled; a top-level `stacktrace` moves into a single
+/// exception; frames get `abs_path` from `filename`.
+pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut Errors) {
+    let mut exception = match event.remove("exception") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(values)) => Some(values_object(values)),
+        Some(Value::Object(obj)) => Some(Value::Object(obj)),
+        Some(other) => {
+            errors.invalid("exception", Some(other), Some("expected exceptions"));
+            None
+        }
+    };
+
+    if let Some(Value::Array(values)) = exception.as_mut().and_then(|e| e.get_mut("values")) {
+        for (i, exc) in values.iter_mut().enumerate() {
+            match exc {
+                Value::Object(map) => {
+                    if !normalize_exception(map) {
+                        let bad = std::mem::take(exc);
+                        let mut entry = Map::new();
+                        entry.insert("type".into(), Value::from("missing_attribute"));
+                        entry.insert("name".into(), Value::from(format!("exception.values.{i}")));
+                        entry.insert("value".into(), bad);
+                        entry.insert("attribute".into(), Value::from("type or value"));
+                        errors.push_entry(entry);
+                    }
+                }
+                Value::Null => {}
+                other => {
+                    let bad = std::mem::take(other);
+                    errors.invalid(&format!("exception.values.{i}"), Some(bad), Some("expected exception"));
+                }
+            }
+        }
+        // Move a top-level stack trace into the only exception.
+        if let [Value::Object(only)] = values.as_mut_slice()
+            && only.get("stacktrace").is_none_or(Value::is_null)
+            && let Some(stacktrace) = event.remove("stacktrace")
+        {
+            only.insert("stacktrace".into(), stacktrace);
+        }
+        for exc in values.iter_mut() {
+            fill_abs_paths(exc.get_mut("stacktrace"));
+        }
+    }
+    if let Some(exception) = exception {
+        event.insert("exception".into(), exception);
+    }
+    fill_abs_paths(event.get_mut("stacktrace"));
+    if let Some(Value::Array(threads)) = event.get_mut("threads").and_then(|t| t.get_mut("values")) {
+        for thread in threads {
+            fill_abs_paths(thread.get_mut("stacktrace"));
+        }
+    }
+}
+
+/// Returns `false` when the exception has neither a type nor a value.
+fn normalize_exception(map: &mut Map<String, Value>) -> bool {
+    // `value` is a lenient string: other JSON is rendered as JSON text.
+    match map.get("value") {
+        Some(Value::String(_) | Value::Null) | None => {}
+        Some(other) => {
+            let text = other.to_string();
+            map.insert("value".into(), Value::String(text));
+        }
+    }
+    let has_type = map.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    if !has_type
+        && let Some((ty, value)) = map.get("value").and_then(Value::as_str).and_then(split_type_value)
+    {
+        map.insert("type".into(), Value::String(ty));
+        map.insert("value".into(), Value::String(value));
+        return true;
+    }
+    let has_value = map.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    has_type || has_value
+}
+
+/// Relay's `^(\w+):(.*)$` on a value without type: `"ValueError: bad"` → (`ValueError`, `bad`).
+fn split_type_value(value: &str) -> Option<(String, String)> {
+    let (ty, rest) = value.split_once(':')?;
+    let word = !ty.is_empty() && ty.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (word && !rest.contains('\n')).then(|| (ty.to_owned(), rest.trim().to_owned()))
+}
+
+fn fill_abs_paths(stacktrace: Option<&mut Value>) {
+    let Some(Value::Array(frames)) = stacktrace.and_then(|s| s.get_mut("frames")) else {
+        return;
+    };
+    for frame in frames {
+        if let Value::Object(frame) = frame
+            && frame.get("abs_path").is_none_or(Value::is_null)
+            && let Some(filename) = frame.get("filename").filter(|f| f.is_string()).cloned()
+        {
+            frame.insert("abs_path".into(), filename);
+        }
+    }
+}
+
+/// Contexts: each context object gets `type` = its key; non-objects are errors. The trace
+/// context of non-transactions is synthesized from the event id when absent (trace id = event
+/// id, span id = its first 16 hex digits), else its ids are validated; `status` defaults to
+/// `unknown`.
+pub(super) fn normalize_contexts(
+    event: &mut Map<String, Value>,
+    event_id: &str,
+    is_transaction: bool,
+    errors: &mut Errors,
+) {
+    let mut contexts = match event.remove("contexts") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            errors.invalid("contexts", Some(other), Some("expected an object"));
+            Map::new()
+        }
+    };
+    contexts.retain(|key, ctx| match ctx {
+        Value::Object(map) => {
+            if map.get("type").is_none_or(Value::is_null) {
+                map.insert("type".into(), Value::String(key.clone()));
+            }
+            true
+        }
+        Value::Null => false,
+        other => {
+            let bad = std::mem::take(other);
+            errors.invalid(&format!("contexts.{key}"), Some(bad), Some("expected an object"));
+            false
+        }
+    });
+    if !is_transaction {
+        match contexts.get_mut("trace") {
+            Some(Value::Object(trace)) => {
+                trace.retain(|_, v| !v.is_null());
+                normalize_trace_ids(trace, errors);
+                // Invalid or missing ids are filled from the event id, as for a new context.
+                trace.entry("trace_id").or_insert_with(|| Value::from(event_id));
+                trace.entry("span_id").or_insert_with(|| Value::from(&event_id[..16]));
+                trace.entry("status").or_insert_with(|| Value::from("unknown"));
+            }
+            _ => {
+                let mut trace = Map::new();
+                trace.insert("trace_id".into(), Value::from(event_id));
+                trace.insert("span_id".into(), Value::from(&event_id[..16]));
+                trace.insert("status".into(), Value::from("unknown"));
+                trace.insert("type".into(), Value::from("trace"));
+                contexts.insert("trace".into(), Value::Object(trace));
+            }
+        }
+    }
+    if !contexts.is_empty() {
+        event.insert("contexts".into(), Value::Object(contexts));
+    }
+}
+
+/// Lowercases valid `trace_id` (32 hex) / `span_id` (16 hex); invalid ones are removed with an
+/// error. Returns whether both are present and valid.
+pub(super) fn normalize_trace_ids(trace: &mut Map<String, Value>, errors: &mut Errors) -> bool {
+    let mut valid = true;
+    for (key, len, reason) in
+        [("trace_id", 32, "not a valid trace id"), ("span_id", 16, "not a valid span id")]
+    {
+        match trace.remove(key) {
+            None | Some(Value::Null) => valid = false,
+            Some(raw) => match raw.as_str().and_then(|s| normalize_hex_id(s, len)) {
+                Some(id) => {
+                    trace.insert(key.into(), Value::String(id));
+                }
+                None => {
+                    errors.invalid(&format!("contexts.trace.{key}"), Some(raw), Some(reason));
+                    valid = false;
+                }
+            },
+        }
+    }
+    valid
+}
+
+/// A hex id of `len` digits (any case, dashes allowed for trace ids) in lowercase.
+pub(super) fn normalize_hex_id(s: &str, len: usize) -> Option<String> {
+    if len == 32 && s.len() == 36 {
+        return uuid::Uuid::try_parse(s).ok().map(|u| u.simple().to_string());
+    }
+    (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
+}
+
+/// Relay's `infer_event_type` for non-transactions: `error` with exceptions, `csp` with a CSP
+/// report, else `default`.
+pub(super) fn infer_type(event: &Map<String, Value>) -> &'static str {
+    let has_exceptions = event
+        .get("exception")
+        .and_then(|e| e.get("values"))
+        .and_then(Value::as_array)
+        .is_some_and(|v| v.iter().any(|e| !e.is_null()));
+    if has_exceptions {
+        "error"
+    } else if event.get("csp").is_some_and(|c| !c.is_null()) {
+        "csp"
+    } else {
+        "default"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn type_value_split() {
+        assert_eq!(
+            split_type_value("ValueError: bad thing"),
+            Some(("ValueError".into(), "bad thing".into()))
+        );
+        assert_eq!(split_type_value("no colon"), None);
+        assert_eq!(split_type_value("two words: x"), None);
+    }
+
+    #[test]
+    fn hex_ids() {
+        assert_eq!(
+            normalize_hex_id("4BF92F3577B34DA6A3CE929D0E0E4736", 32).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            normalize_hex_id("4bf92f35-77b3-4da6-a3ce-929d0e0e4736", 32).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(normalize_hex_id("zzz", 32), None);
+        assert_eq!(normalize_hex_id("00F067AA0BA902B7", 16).as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(normalize_hex_id("00f067aa0ba902b", 16), None);
+    }
+
+    #[test]
+    fn infers_types() {
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(infer_type(&obj(json!({}))), "default");
+        assert_eq!(infer_type(&obj(json!({"exception": {"values": []}}))), "default");
+        assert_eq!(infer_type(&obj(json!({"exception": {"values": [{"type": "E"}]}}))), "error");
+        assert_eq!(infer_type(&obj(json!({"csp": {}}))), "csp");
+    }
+}
