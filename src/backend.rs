@@ -1,0 +1,230 @@
+//! Adapters and handlers for the CLI, and routing of events to functions by the routes of
+//! `template.yaml` (HTTP API path templates).
+
+use std::sync::Arc;
+
+use accept_invite::AcceptInvite;
+use enroll_authenticator::EnrollAuthenticator;
+use lambda_http::{Body, Request, Response};
+use shared::adapters::aws::{AwsClients, DynamoRateLimiter};
+use shared::adapters::dynamo_table::DynamoTable;
+use shared::adapters::memory::{MemoryRateLimiter, MemoryTable};
+use shared::config::Config;
+use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
+use shared::storage::enroll::TableEnrollmentStore;
+use shared::storage::orgs::TableInviteStore;
+use shared::storage::table::Table;
+
+/// The functions of the bundle (crate = binary = SAM `BuildProperties.Binary` = `events/` prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Function {
+    AcceptInvite,
+    EnrollAuthenticator,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AcceptInvite => "accept-invite",
+            Self::EnrollAuthenticator => "enroll-authenticator",
+        }
+    }
+
+    /// The route templates of `template.yaml`, with their methods.
+    pub fn routes(self) -> &'static [(&'static [&'static str], &'static str)] {
+        match self {
+            Self::AcceptInvite => {
+                &[(&["GET", "POST"], "/api/0/accept-invite/{organization_id_or_slug}/{member_id}/{token}/")]
+            }
+            Self::EnrollAuthenticator => {
+                &[(&["GET", "POST"], "/api/0/users/{user_id}/authenticators/{interface_id}/enroll/")]
+            }
+        }
+    }
+
+    pub const ALL: [Function; 2] = [Function::AcceptInvite, Function::EnrollAuthenticator];
+}
+
+/// Matches a path against a route template; returns the path parameters.
+pub fn match_route(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (ts, ps) in t.iter().zip(&p) {
+        if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if ps.is_empty() {
+                return None;
+            }
+            params.push((name.to_owned(), (*ps).to_owned()));
+        } else if ts != ps {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// Which function serves `method path`, with the path parameters.
+pub fn route(method: &str, path: &str) -> Option<(Function, Vec<(String, String)>)> {
+    Function::ALL.iter().find_map(|f| {
+        f.routes().iter().find_map(|(methods, template)| {
+            if !methods.contains(&method) {
+                return None;
+            }
+            match_route(template, path).map(|params| (*f, params))
+        })
+    })
+}
+
+/// The storage behind the handlers.
+pub struct Backend {
+    pub table: Arc<dyn Table>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Set for the embedded store (state can be saved and loaded).
+    pub memory: Option<Arc<MemoryTable>>,
+    pub description: String,
+}
+
+impl Backend {
+    pub fn embedded() -> Self {
+        let memory = Arc::new(MemoryTable::default());
+        Self {
+            table: memory.clone(),
+            limiter: Arc::new(MemoryRateLimiter::default()),
+            memory: Some(memory),
+            description: "embedded in-memory store".into(),
+        }
+    }
+
+    /// Any table and limiter (tests use this with DynamoDB Local).
+    pub fn with(
+        table: Arc<dyn Table>,
+        limiter: Arc<dyn RateLimiter>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self { table, limiter, memory: None, description: description.into() }
+    }
+
+    /// DynamoDB and Kinesis through the SDK's configuration chain; creates the table and stream with
+    /// `create`.
+    pub async fn aws(config: &Config, create: bool) -> Result<Self, String> {
+        let clients = AwsClients::load(None).await;
+        if create {
+            shared::storage::provision::create_table(&clients.dynamodb, &config.table_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(stream) = &config.stream_name {
+                shared::storage::provision::create_stream(&clients.kinesis, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| "AWS".into());
+        Ok(Self {
+            table: Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name)),
+            limiter: Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),
+            memory: None,
+            description: format!("DynamoDB table {} at {endpoint}", config.table_name),
+        })
+    }
+}
+
+/// The real handlers over one backend.
+pub struct App {
+    pub accept: AcceptInvite,
+    pub enroll: EnrollAuthenticator,
+    pub config: Arc<Config>,
+}
+
+impl App {
+    pub fn new(backend: &Backend, config: Config) -> Self {
+        let config = Arc::new(config);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self {
+            accept: AcceptInvite {
+                store: Arc::new(TableInviteStore::new(backend.table.clone())),
+                clock: clock.clone(),
+                random: Arc::new(OsRandom),
+                config: config.clone(),
+            },
+            enroll: EnrollAuthenticator {
+                enrollment: Arc::new(TableEnrollmentStore::new(backend.table.clone())),
+                invites: Arc::new(TableInviteStore::new(backend.table.clone())),
+                limiter: backend.limiter.clone(),
+                clock,
+                random: Arc::new(OsRandom),
+                config: config.clone(),
+            },
+            config,
+        }
+    }
+
+    pub async fn invoke(&self, function: Function, req: Request) -> Response<Body> {
+        match function {
+            Function::AcceptInvite => self.accept.handle(req).await,
+            Function::EnrollAuthenticator => self.enroll.handle(req).await,
+        }
+    }
+}
+
+/// Configuration for the CLI: `TABLE_NAME`/`STREAM_NAME` and the rest from the environment when set,
+/// otherwise local defaults (table `postflow`, stream `postflow-events`, a development cookie key).
+pub fn cli_config() -> Config {
+    let local = Config::for_local("postflow", "postflow-events");
+    match Config::from_env(shared::config::Requirements::default()) {
+        Ok(mut c) => {
+            if c.invite_cookie_key.is_none() {
+                c.invite_cookie_key = local.invite_cookie_key;
+            }
+            if c.stream_name.is_none() {
+                c.stream_name = local.stream_name;
+            }
+            c
+        }
+        Err(_) => local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_the_template() {
+        let (f, p) = route("POST", "/api/0/accept-invite/acme/10/abc/").unwrap();
+        assert_eq!(f, Function::AcceptInvite);
+        assert_eq!(
+            p,
+            [
+                ("organization_id_or_slug".to_owned(), "acme".to_owned()),
+                ("member_id".to_owned(), "10".to_owned()),
+                ("token".to_owned(), "abc".to_owned())
+            ]
+        );
+        assert_eq!(
+            route("GET", "/api/0/users/me/authenticators/totp/enroll/").unwrap().0,
+            Function::EnrollAuthenticator
+        );
+        assert!(route("DELETE", "/api/0/users/me/authenticators/totp/enroll/").is_none());
+        assert!(route("GET", "/api/0/users/me/authenticators/totp/").is_none());
+        assert!(route("GET", "/api/0/accept-invite/acme//abc/").is_none());
+    }
+
+    /// The CLI's routes are the routes of `template.yaml`.
+    #[test]
+    fn routes_are_those_of_template_yaml() {
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
+        for f in Function::ALL {
+            for (methods, path) in f.routes() {
+                assert!(template.contains(&format!("Binary: {}", f.name())), "{}", f.name());
+                for m in *methods {
+                    let needle = format!("Method: {m}\n            Path: {path}\n");
+                    assert!(template.contains(&needle), "template.yaml lacks {m} {path}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! # postflow — the local CLI
+//!
+//! Runs the real Lambda handlers in-process, on the embedded in-memory store (default) or on DynamoDB
+//! and Kinesis (`--aws`: real AWS, or the local emulators through `AWS_ENDPOINT_URL_*`).
+//!
+//! - [`backend`]: builds the adapters and the handlers, and routes an API Gateway event to its function
+//!   (the routes of `template.yaml`).
+//! - [`apigw`]: API Gateway HTTP API (payload 2.0) events in and responses out, as `sam local invoke`
+//!   prints them.
+//! - [`session`]: what a browser would keep between steps (cookies, the last issued TOTP secret) and
+//!   the placeholders it fills into sample events (`{{totp}}`, `{{secret}}`, `{{now}}`).
+//! - [`scenario`]: replaying sample events and scenario files with expectations.
+//! - [`state`]: saving and loading the embedded store, so separate `invoke` runs share it.
+
+pub mod apigw;
+pub mod backend;
+pub mod scenario;
+pub mod session;
+pub mod state;

@@ -1,0 +1,235 @@
+//! `postflow`: run Postflow's Lambda handlers locally. See the crate docs (`src/lib.rs`) and the README.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use postflow::backend::{App, Backend, Function, cli_config};
+use postflow::scenario::{StepResult, is_scenario, load_scenario, plan, run_event};
+use postflow::session::Session;
+use postflow::state;
+use shared::storage::seed::{Seed, load_seed};
+use shared::storage::table::Table;
+
+#[derive(Parser)]
+#[command(
+    name = "postflow",
+    version,
+    about = "Run Postflow's Lambda handlers locally: replay sample events, invoke one function, seed data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct BackendArgs {
+    /// Use DynamoDB and Kinesis (real AWS, or the emulators named by AWS_ENDPOINT_URL_DYNAMODB /
+    /// AWS_ENDPOINT_URL_KINESIS) instead of the embedded in-memory store. Table: $TABLE_NAME or `postflow`.
+    #[arg(long)]
+    aws: bool,
+    /// With --aws: create the table and stream first (idempotent).
+    #[arg(long, requires = "aws")]
+    create: bool,
+    /// Embedded store only: load state from this file before and save it after the command.
+    #[arg(long, conflicts_with = "aws")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay sample events: files, folders (their *.scenario.json files, or every event in name order)
+    /// or scenario files. Exits non-zero when a step's status differs from its expectation.
+    Replay {
+        #[arg(default_value = "events")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Print each response body.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Invoke one function with an API Gateway event file, like `sam local invoke -e`; prints the response.
+    Invoke {
+        #[arg(value_enum)]
+        function: Function,
+        #[arg(long, short)]
+        event: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Load organizations, users, members/invites and identities from a seed file.
+    Seed {
+        file: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("postflow: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn open(args: &BackendArgs) -> Result<(Backend, Session), String> {
+    let config = cli_config();
+    if args.aws {
+        return Ok((Backend::aws(&config, args.create).await?, Session::default()));
+    }
+    let backend = Backend::embedded();
+    let session = match (&args.state, &backend.memory) {
+        (Some(path), Some(mem)) => state::load(path, mem)?,
+        _ => Session::default(),
+    };
+    Ok((backend, session))
+}
+
+fn close(args: &BackendArgs, backend: &Backend, session: &Session) -> Result<(), String> {
+    if let (Some(path), Some(mem)) = (&args.state, &backend.memory) {
+        state::save(path, mem, session)?;
+    }
+    Ok(())
+}
+
+async fn seed_file(table: &dyn Table, file: &std::path::Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let seed: Seed = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    load_seed(table, &seed, postflow::scenario::now_secs() * 1000)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Seed { file, backend: args } => {
+            let (backend, session) = open(&args).await?;
+            let n = seed_file(backend.table.as_ref(), &file).await?;
+            close(&args, &backend, &session)?;
+            println!("seeded {n} items from {} into the {}", file.display(), backend.description);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invoke { function, event, backend: args } => {
+            let (backend, mut session) = open(&args).await?;
+            let app = App::new(&backend, cli_config());
+            let result = run_event(&app, &mut session, &event, None).await;
+            close(&args, &backend, &session)?;
+            if result.function.is_some_and(|f| f != function) {
+                return Err(format!(
+                    "{} is an event for {}, not {}",
+                    event.display(),
+                    result.function.map(Function::name).unwrap_or("?"),
+                    function.name()
+                ));
+            }
+            if result.status.is_none() {
+                return Err(result.failure.unwrap_or_default());
+            }
+            println!("{}", serde_json::to_string_pretty(&result.response).map_err(|e| e.to_string())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { paths, backend: args, verbose } => replay(paths, args, verbose).await,
+    }
+}
+
+async fn replay(paths: Vec<PathBuf>, args: BackendArgs, verbose: bool) -> Result<ExitCode, String> {
+    let files = plan(&paths)?;
+    let (backend, mut loose_session) = open(&args).await?;
+    let app = App::new(&backend, cli_config());
+    println!("postflow replay on the {}", backend.description);
+
+    // Count steps first, for the progress bar.
+    let mut work: Vec<(PathBuf, Option<postflow::scenario::Scenario>, PathBuf)> = Vec::new();
+    let mut total = 0;
+    for f in files {
+        if is_scenario(&f) {
+            let (s, dir) = load_scenario(&f)?;
+            total += s.steps.len();
+            work.push((f, Some(s), dir));
+        } else {
+            total += 1;
+            work.push((f, None, PathBuf::new()));
+        }
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if total < 20 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut results: Vec<StepResult> = Vec::new();
+    let print = |r: &StepResult, bar: &indicatif::ProgressBar| {
+        let mark = if r.failure.is_none() { "ok  " } else { "FAIL" };
+        let line = format!(
+            "{mark} {:<21} {:<5} {:<58} {:>3} {:>7.1} ms{}",
+            r.function.map(Function::name).unwrap_or("-"),
+            r.method,
+            r.path,
+            r.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            r.millis,
+            r.failure.as_ref().map(|f| format!("  {f} ({})", r.source)).unwrap_or_default()
+        );
+        bar.suspend(|| println!("{line}"));
+        if verbose {
+            bar.suspend(|| println!("     {}", r.response["body"].as_str().unwrap_or_default()));
+        }
+        bar.inc(1);
+    };
+    for (file, scenario, dir) in work {
+        match scenario {
+            Some(s) => {
+                bar.suspend(|| {
+                    println!("== {} — {}", file.display(), s.description.as_deref().unwrap_or(""))
+                });
+                if let Some(seed) = &s.seed {
+                    let n = seed_file(backend.table.as_ref(), &dir.join(seed)).await?;
+                    bar.suspend(|| println!("   seeded {n} items from {seed}"));
+                }
+                let mut session = Session::default();
+                for step in &s.steps {
+                    let r = run_event(&app, &mut session, &dir.join(&step.event), step.expect.as_ref()).await;
+                    print(&r, &bar);
+                    results.push(r);
+                }
+            }
+            None => {
+                let r = run_event(&app, &mut loose_session, &file, None).await;
+                print(&r, &bar);
+                results.push(r);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    close(&args, &backend, &loose_session)?;
+    summary(&results);
+    Ok(if results.iter().all(|r| r.failure.is_none()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn summary(results: &[StepResult]) {
+    let mut by_fn: BTreeMap<&str, (usize, usize, Vec<f64>)> = BTreeMap::new();
+    for r in results {
+        let e = by_fn.entry(r.function.map(Function::name).unwrap_or("(unrouted)")).or_default();
+        e.0 += 1;
+        if r.failure.is_some() {
+            e.1 += 1;
+        }
+        e.2.push(r.millis);
+    }
+    println!(
+        "\n{:<22} {:>6} {:>7} {:>7} {:>10} {:>10}",
+        "function", "steps", "passed", "failed", "median ms", "max ms"
+    );
+    for (f, (n, failed, mut ms)) in by_fn {
+        ms.sort_by(f64::total_cmp);
+        let median = ms.get(ms.len() / 2).copied().unwrap_or(0.0);
+        let max = ms.last().copied().unwrap_or(0.0);
+        println!("{f:<22} {n:>6} {:>7} {failed:>7} {median:>10.1} {max:>10.1}", n - failed);
+    }
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    println!("{} passed, {} failed", results.len() - failed, failed);
+}

@@ -1,0 +1,106 @@
+//! Full flows across functions, through the same code path as `postflow replay`: the sample scenarios
+//! in `events/` (the README's main job) on the embedded store and on DynamoDB Local, and the 2FA invite
+//! flow with its resulting state checked item by item.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use postflow::backend::{App, Backend};
+use postflow::scenario::{load_scenario, plan, run_event};
+use postflow::session::Session;
+use shared::adapters::aws::DynamoRateLimiter;
+use shared::adapters::dynamo_table::DynamoTable;
+use shared::config::Config;
+use shared::domain::user::InterfaceType;
+use shared::storage::keys;
+use shared::storage::orgs::parse_member;
+use shared::storage::seed::{Seed, load_seed};
+use shared::storage::users::load_user;
+
+fn events() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+fn config() -> Config {
+    Config::for_local("postflow", "postflow-events")
+}
+
+async fn seed(backend: &Backend, file: &Path) {
+    let s: Seed = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    load_seed(backend.table.as_ref(), &s, postflow::scenario::now_secs() * 1000).await.unwrap();
+}
+
+/// Every scenario in `events/` passes: what `cargo run --release -- replay events/` checks.
+async fn replay_all(backend: Backend) {
+    let app = App::new(&backend, config());
+    let files = plan(&[events()]).unwrap();
+    assert!(files.len() >= 3, "{files:?}");
+    let mut steps = 0;
+    for f in files {
+        let (s, dir) = load_scenario(&f).unwrap();
+        if let Some(seed_file) = &s.seed {
+            seed(&backend, &dir.join(seed_file)).await;
+        }
+        let mut session = Session::default();
+        for step in &s.steps {
+            let r = run_event(&app, &mut session, &dir.join(&step.event), step.expect.as_ref()).await;
+            assert!(r.failure.is_none(), "{}: {} {:?} {}", f.display(), step.event, r.failure, r.response);
+            steps += 1;
+        }
+    }
+    assert!(steps >= 30);
+}
+
+#[tokio::test]
+async fn sample_scenarios_pass_on_the_embedded_store() {
+    replay_all(Backend::embedded()).await;
+}
+
+#[tokio::test]
+async fn sample_scenarios_pass_on_dynamodb_local() {
+    let Some(env) = shared::testing::aws_env("sample_scenarios_pass_on_dynamodb_local").await else { return };
+    let table = Arc::new(DynamoTable::new(env.clients.dynamodb.clone(), &env.table));
+    let limiter = Arc::new(DynamoRateLimiter::new(env.clients.dynamodb.clone(), &env.table));
+    replay_all(Backend::with(table, limiter, "DynamoDB Local")).await;
+}
+
+/// Org requires 2FA → accept GET says `needs2fa` and sets the cookie → POST accept is refused → GET +
+/// POST enroll TOTP with a real code → the member is bound, recovery codes exist, the cookie is cleared.
+#[tokio::test]
+async fn two_factor_invite_flow() {
+    let backend = Backend::embedded();
+    seed(&backend, &events().join("seed.json")).await;
+    let app = App::new(&backend, config());
+    let mut session = Session::default();
+    let run = |name: &str| events().join(name);
+
+    let r = run_event(&app, &mut session, &run("accept-invite.get-2fa-required.json"), None).await;
+    assert_eq!(r.status, Some(200));
+    assert!(session.cookies.contains_key("postflow-invite"), "the pending invite is remembered");
+    let r = run_event(&app, &mut session, &run("accept-invite.post-2fa-required.json"), None).await;
+    assert_eq!(r.status, Some(400));
+    let member = |b: &Backend| {
+        let t = b.table.clone();
+        async move { parse_member(&t.get(&keys::member(20)).await.unwrap().unwrap()).unwrap() }
+    };
+    assert!(member(&backend).await.is_pending());
+
+    assert_eq!(
+        run_event(&app, &mut session, &run("enroll-authenticator.get-totp.json"), None).await.status,
+        Some(200)
+    );
+    assert!(session.secret.is_some());
+    let r = run_event(&app, &mut session, &run("enroll-authenticator.post-totp.json"), None).await;
+    assert_eq!(r.status, Some(204), "{}", r.response);
+
+    let m = member(&backend).await;
+    assert_eq!(m.user_id.as_deref(), Some("42"), "the member is bound");
+    assert!(m.email.is_none());
+    let u = load_user(backend.table.as_ref(), "42").await.unwrap();
+    assert!(u.authenticator(InterfaceType::Totp).is_some());
+    assert!(u.authenticator(InterfaceType::Recovery).is_some(), "recovery codes exist");
+    assert!(!session.cookies.contains_key("postflow-invite"), "the cookie is cleared");
+    assert_eq!(backend.table.query(&keys::org_pk(2), Some("AUDIT#")).await.unwrap().len(), 1);
+}
