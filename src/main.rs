@@ -132,7 +132,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             if result.status.is_none() {
                 return Err(result.failure.unwrap_or_default());
             }
-            println!("{}", serde_json::to_string_pretty(&result.response).map_err(|e| e.to_string())?);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&result.response).map_err(|e| e.to_string())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { paths, backend: args, verbose } => replay(paths, args, verbose).await,

@@ -12,4 +12,5 @@ pub mod interfaces;
 pub mod invite;
 pub mod org;
 pub mod otp;
+pub mod project;
 pub mod user;

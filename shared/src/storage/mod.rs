@@ -31,9 +31,11 @@
 //! save-event feature.
 
 pub mod enroll;
+pub mod events;
 pub mod item;
 pub mod keys;
 pub mod orgs;
+pub mod projects;
 pub mod provision;
 pub mod seed;
 pub mod table;

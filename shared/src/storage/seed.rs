@@ -8,7 +8,9 @@
 //!                      "auth_provider": {"id": 5, "provider": "google", "name": "Google", "allow_unlinked": false}}],
 //!   "members": [{"id": 10, "organization_id": 1, "email": "new@example.com", "role": "member",
 //!                "token": "<64 hex>", "invite_status": "approved", "expires_in_days": 30}],
-//!   "identities": [{"organization_id": 1, "user_id": "42"}]
+//!   "identities": [{"organization_id": 1, "user_id": "42"}],
+//!   "projects": [{"id": 42, "organization_id": 1, "slug": "backend", "platform": "python"}],
+//!   "keys": [{"public_key": "<32 hex>", "project_id": 42, "id": 7, "active": true}]
 //! }
 //! ```
 //! A member with `user_id` is an accepted membership. `token_expires_at` (epoch seconds) overrides
@@ -33,6 +35,30 @@ pub struct Seed {
     pub members: Vec<SeedMember>,
     #[serde(default)]
     pub identities: Vec<SeedIdentity>,
+    #[serde(default)]
+    pub projects: Vec<crate::domain::project::Project>,
+    #[serde(default)]
+    pub keys: Vec<SeedKey>,
+}
+
+/// A DSN key: `{"public_key": "<32 hex>", "project_id": 42, "id": 7, "active": true}`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedKey {
+    pub public_key: String,
+    pub project_id: u64,
+    #[serde(default = "default_key_id")]
+    pub id: u64,
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_key_id() -> u64 {
+    1
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
@@ -176,6 +202,23 @@ pub async fn load_seed(table: &dyn Table, seed: &Seed, now_millis: i64) -> Resul
             it.insert("ident".into(), Val::S(ident.clone()));
         }
         table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
+        written += 1;
+    }
+    for p in &seed.projects {
+        table.transact(vec![WriteOp::Put { item: super::projects::project_item(p), cond: None }]).await?;
+        written += 1;
+    }
+    for k in &seed.keys {
+        let project = seed.projects.iter().find(|p| p.id == k.project_id).cloned().ok_or_else(|| {
+            SeedError::Invalid(format!("key {} names project {} that is not in the seed", k.id, k.project_id))
+        })?;
+        let key = crate::domain::project::ProjectKey {
+            public_key: k.public_key.to_ascii_lowercase(),
+            key_id: k.id,
+            project,
+            active: k.active,
+        };
+        table.transact(vec![WriteOp::Put { item: super::projects::key_item(&key), cond: None }]).await?;
         written += 1;
     }
     Ok(written)
