@@ -10,10 +10,12 @@
 //! - [`session`]: what a browser would keep between steps (cookies, the last issued TOTP secret) and
 //!   the placeholders it fills into sample events (`{{totp}}`, `{{secret}}`, `{{now}}`).
 //! - [`scenario`]: replaying sample events and scenario files with expectations.
+//! - [`serve`]: the local API Gateway emulation (`postflow serve`).
 //! - [`state`]: saving and loading the embedded store, so separate `invoke` runs share it.
 
 pub mod apigw;
 pub mod backend;
 pub mod scenario;
+pub mod serve;
 pub mod session;
 pub mod state;

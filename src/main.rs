@@ -59,6 +59,17 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Serve the functions on 127.0.0.1 like API Gateway (routes of template.yaml). LOCAL ONLY: JWT claims
+    /// are taken from `X-Postflow-Claims` or an unverified bearer token.
+    Serve {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Seed file(s) to load first.
+        #[arg(long)]
+        seed: Vec<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Load organizations, users, members/invites and identities from a seed file.
     Seed {
         file: PathBuf,
@@ -142,6 +153,32 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { paths, backend: args, verbose } => replay(paths, args, verbose).await,
+        Command::Serve { port, seed, backend: args } => {
+            let (backend, _session) = open(&args).await?;
+            for f in &seed {
+                let n = seed_file(backend.table.as_ref(), f).await?;
+                println!("seeded {n} items from {}", f.display());
+            }
+            let app = std::sync::Arc::new(App::new(&backend, cli_config()));
+            let listener = postflow::serve::bind(port)
+                .await
+                .map_err(|e| format!("cannot bind 127.0.0.1:{port}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("postflow serve on http://{addr} ({})", backend.description);
+            println!(
+                "LOCAL ONLY: JWT signatures are not verified; claims come from X-Postflow-Claims or the bearer token payload."
+            );
+            for f in Function::ALL {
+                for (methods, path) in f.routes() {
+                    println!("  {:<10} {path}  -> {}", methods.join(","), f.name());
+                }
+            }
+            tokio::select! {
+                r = postflow::serve::serve(listener, app) => r.map_err(|e| e.to_string())?,
+                _ = tokio::signal::ctrl_c() => println!("stopped"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

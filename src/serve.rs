@@ -1,0 +1,239 @@
+//! `postflow serve`: an API Gateway HTTP API emulation on 127.0.0.1, built from the routes of
+//! `template.yaml`. Each HTTP request becomes a payload-2.0 event (raw path, query, headers, cookies,
+//! path parameters, body base64-encoded) and goes through the same handlers as in Lambda; the response
+//! is written back. Real Sentry SDKs can point their DSN at it (`http://<key>@127.0.0.1:<port>/<project>`).
+//!
+//! **Local only — no JWT verification.** API Gateway's JWT authorizer checks signatures; this emulation
+//! does not. It takes the claims from an `X-Postflow-Claims: {json}` header, or from the payload of an
+//! `Authorization: Bearer <jwt>` token *without checking its signature*. It binds to loopback only.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use crate::apigw::request_from_event;
+use crate::backend::{App, route};
+
+/// API Gateway's payload limit is 10 MB; SDK envelopes are bounded well below.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// Binds 127.0.0.1:`port` (0 = any free port) and serves until the task is dropped.
+pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, r#"{"message":"Request Entity Too Large"}"#),
+    };
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let Some((function, params)) = route(&method, &path) else {
+        // API Gateway's answer for an unknown route.
+        return text(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
+    };
+    let event = build_event(&parts, &body, &params, peer);
+    let lambda_req = match request_from_event(&event) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build an API Gateway event");
+            return text(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
+        }
+    };
+    let resp = app.invoke(function, lambda_req).await;
+    let (rparts, rbody) = resp.into_parts();
+    let bytes = match rbody {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(t) => Bytes::from(t),
+        lambda_http::Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    let mut out = Response::new(Full::new(bytes));
+    *out.status_mut() = rparts.status;
+    *out.headers_mut() = rparts.headers;
+    out
+}
+
+/// The payload-2.0 event API Gateway would deliver for this request.
+pub fn build_event(
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    params: &[(String, String)],
+    peer: SocketAddr,
+) -> Value {
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for (k, v) in &parts.headers {
+        let (k, v) = (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned());
+        if k == "cookie" {
+            cookies.extend(v.split(';').map(|c| Value::String(c.trim().to_owned())).filter(|c| c != ""));
+            continue;
+        }
+        // API Gateway joins repeated headers with commas.
+        match headers.get_mut(&k) {
+            Some(Value::String(prev)) => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(k, Value::String(v));
+            }
+        }
+    }
+    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+    let mut query = Map::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        query.insert(percent_decode(k), Value::String(percent_decode(v)));
+    }
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let user_agent = headers.get("user-agent").cloned().unwrap_or(Value::String(String::new()));
+    let mut ctx = json!({
+        "accountId": "local", "apiId": "postflow-serve", "domainName": "127.0.0.1", "domainPrefix": "local",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": peer.ip().to_string(), "userAgent": user_agent},
+        "requestId": format!("local-{}", uuid_like()), "routeKey": format!("{method} {path}"), "stage": "$default",
+        "time": "", "timeEpoch": crate::scenario::now_secs() * 1000
+    });
+    if let Some(claims) = local_claims(&parts.headers) {
+        ctx["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": ctx,
+        "pathParameters": params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
+        "isBase64Encoded": true,
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !cookies.is_empty() {
+        event["cookies"] = Value::Array(cookies);
+    }
+    event
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 8];
+    shared::ports::Random::fill(&shared::ports::OsRandom, &mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// LOCAL ONLY: claims from `X-Postflow-Claims` or an unverified bearer token's payload. Values become
+/// strings, as API Gateway delivers JWT claims.
+fn local_claims(headers: &hyper::HeaderMap) -> Option<Map<String, Value>> {
+    let raw: Value = if let Some(h) = headers.get("x-postflow-claims") {
+        serde_json::from_slice(h.as_bytes()).ok()?
+    } else {
+        let auth = headers.get("authorization")?.to_str().ok()?;
+        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?;
+        let payload = token.split('.').nth(1)?;
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        serde_json::from_slice(&bytes).ok()?
+    };
+    let obj = raw.as_object()?;
+    Some(
+        obj.iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), Value::String(s))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("sentry.javascript.node%2F11.12.0"), "sentry.javascript.node/11.12.0");
+        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
+    }
+
+    #[test]
+    fn claims_from_headers() {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            "x-postflow-claims",
+            r#"{"sub": "42", "auth_time": 1700000000, "email_verified": true}"#.parse().unwrap(),
+        );
+        let c = local_claims(&h).unwrap();
+        assert_eq!(c["sub"], "42");
+        assert_eq!(c["auth_time"], "1700000000");
+        assert_eq!(c["email_verified"], "true");
+        let mut h = hyper::HeaderMap::new();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"7"}"#);
+        h.insert("authorization", format!("Bearer x.{payload}.sig").parse().unwrap());
+        assert_eq!(local_claims(&h).unwrap()["sub"], "7");
+        assert!(local_claims(&hyper::HeaderMap::new()).is_none());
+    }
+}
