@@ -228,3 +228,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    use super::Function;
+
+    /// `openapi.yaml` documents exactly the routes and methods of `template.yaml`.
+    #[test]
+    fn openapi_matches_template_routes() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let openapi = std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        let mut current: Option<String> = None;
+        for line in openapi.lines() {
+            if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
+                current = Some(format!("/{p}"));
+            } else if let (Some(path), Some(m)) =
+                (&current, line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')))
+            {
+                if ["get", "post", "put", "delete", "patch", "options"].contains(&m) {
+                    documented.insert((m.to_ascii_uppercase(), path.clone()));
+                }
+            } else if !line.starts_with("   ")
+                && !line.starts_with("  /")
+                && !line.is_empty()
+                && !line.starts_with("    ")
+            {
+                current = None;
+            }
+        }
+        let mut routed = std::collections::BTreeSet::new();
+        for f in Function::ALL {
+            for (methods, path) in f.routes() {
+                for m in *methods {
+                    routed.insert(((*m).to_owned(), (*path).to_owned()));
+                }
+            }
+        }
+        assert_eq!(documented, routed);
+    }
+}
