@@ -6,11 +6,13 @@ use std::sync::Arc;
 use accept_invite::AcceptInvite;
 use enroll_authenticator::EnrollAuthenticator;
 use lambda_http::{Body, Request, Response};
-use shared::adapters::aws::{AwsClients, DynamoRateLimiter};
+use save_event::SaveEvent;
+use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
-use shared::adapters::memory::{MemoryRateLimiter, MemoryTable};
+use shared::adapters::memory::{MemoryRateLimiter, MemoryStream, MemoryTable, memory_stream};
 use shared::config::Config;
 use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
+use shared::ports::{EventStream, StoredRecord};
 use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::orgs::TableInviteStore;
 use shared::storage::table::Table;
@@ -20,6 +22,7 @@ use shared::storage::table::Table;
 pub enum Function {
     AcceptInvite,
     EnrollAuthenticator,
+    SaveEvent,
 }
 
 impl Function {
@@ -27,6 +30,7 @@ impl Function {
         match self {
             Self::AcceptInvite => "accept-invite",
             Self::EnrollAuthenticator => "enroll-authenticator",
+            Self::SaveEvent => "save-event",
         }
     }
 
@@ -39,10 +43,14 @@ impl Function {
             Self::EnrollAuthenticator => {
                 &[(&["GET", "POST"], "/api/0/users/{user_id}/authenticators/{interface_id}/enroll/")]
             }
+            Self::SaveEvent => {
+                &[(&["POST"], "/api/{project_id}/envelope/"), (&["POST"], "/api/{project_id}/store/")]
+            }
         }
     }
 
-    pub const ALL: [Function; 2] = [Function::AcceptInvite, Function::EnrollAuthenticator];
+    pub const ALL: [Function; 3] =
+        [Function::AcceptInvite, Function::EnrollAuthenticator, Function::SaveEvent];
 }
 
 /// Matches a path against a route template; returns the path parameters.
@@ -82,18 +90,26 @@ pub fn route(method: &str, path: &str) -> Option<(Function, Vec<(String, String)
 pub struct Backend {
     pub table: Arc<dyn Table>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub stream: Arc<dyn EventStream>,
     /// Set for the embedded store (state can be saved and loaded).
     pub memory: Option<Arc<MemoryTable>>,
+    pub memory_stream: Option<Arc<MemoryStream>>,
+    /// Set with `--aws`: to read the stream back (`postflow tail`).
+    pub kinesis: Option<(aws_sdk_kinesis::Client, String)>,
     pub description: String,
 }
 
 impl Backend {
     pub fn embedded() -> Self {
         let memory = Arc::new(MemoryTable::default());
+        let stream = Arc::new(memory_stream(5));
         Self {
             table: memory.clone(),
             limiter: Arc::new(MemoryRateLimiter::default()),
+            stream: stream.clone(),
             memory: Some(memory),
+            memory_stream: Some(stream),
+            kinesis: None,
             description: "embedded in-memory store".into(),
         }
     }
@@ -102,9 +118,29 @@ impl Backend {
     pub fn with(
         table: Arc<dyn Table>,
         limiter: Arc<dyn RateLimiter>,
+        stream: Arc<dyn EventStream>,
         description: impl Into<String>,
     ) -> Self {
-        Self { table, limiter, memory: None, description: description.into() }
+        Self {
+            table,
+            limiter,
+            stream,
+            memory: None,
+            memory_stream: None,
+            kinesis: None,
+            description: description.into(),
+        }
+    }
+
+    /// Every record on the event stream, from the beginning.
+    pub async fn records(&self) -> Result<Vec<StoredRecord>, String> {
+        if let Some(s) = &self.memory_stream {
+            return Ok(s.sink().records());
+        }
+        match &self.kinesis {
+            Some((client, name)) => read_all_records(client, name).await.map_err(|e| e.to_string()),
+            None => Err("this backend has no readable stream".into()),
+        }
     }
 
     /// DynamoDB and Kinesis through the SDK's configuration chain; creates the table and stream with
@@ -122,11 +158,22 @@ impl Backend {
             }
         }
         let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| "AWS".into());
+        let stream_name = config.stream_name.clone().unwrap_or_else(|| "postflow-events".into());
         Ok(Self {
             table: Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name)),
             limiter: Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),
+            stream: Arc::new(kinesis_stream(
+                clients.kinesis.clone(),
+                &stream_name,
+                config.stream_max_attempts,
+            )),
             memory: None,
-            description: format!("DynamoDB table {} at {endpoint}", config.table_name),
+            memory_stream: None,
+            kinesis: Some((clients.kinesis, stream_name.clone())),
+            description: format!(
+                "DynamoDB table {} and Kinesis stream {stream_name} at {endpoint}",
+                config.table_name
+            ),
         })
     }
 }
@@ -135,6 +182,7 @@ impl Backend {
 pub struct App {
     pub accept: AcceptInvite,
     pub enroll: EnrollAuthenticator,
+    pub save: SaveEvent,
     pub config: Arc<Config>,
 }
 
@@ -153,10 +201,18 @@ impl App {
                 enrollment: Arc::new(TableEnrollmentStore::new(backend.table.clone())),
                 invites: Arc::new(TableInviteStore::new(backend.table.clone())),
                 limiter: backend.limiter.clone(),
-                clock,
+                clock: clock.clone(),
                 random: Arc::new(OsRandom),
                 config: config.clone(),
             },
+            save: SaveEvent::new(
+                backend.table.clone(),
+                backend.stream.clone(),
+                backend.limiter.clone(),
+                clock,
+                Arc::new(OsRandom),
+                config.clone(),
+            ),
             config,
         }
     }
@@ -165,6 +221,7 @@ impl App {
         match function {
             Function::AcceptInvite => self.accept.handle(req).await,
             Function::EnrollAuthenticator => self.enroll.handle(req).await,
+            Function::SaveEvent => self.save.handle(req).await,
         }
     }
 }

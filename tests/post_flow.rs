@@ -10,7 +10,7 @@ use std::sync::Arc;
 use postflow::backend::{App, Backend};
 use postflow::scenario::{load_scenario, plan, run_event};
 use postflow::session::Session;
-use shared::adapters::aws::DynamoRateLimiter;
+use shared::adapters::aws::{DynamoRateLimiter, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::config::Config;
 use shared::domain::user::InterfaceType;
@@ -33,15 +33,15 @@ async fn seed(backend: &Backend, file: &Path) {
 }
 
 /// Every scenario in `events/` passes: what `cargo run --release -- replay events/` checks.
-async fn replay_all(backend: Backend) {
-    let app = App::new(&backend, config());
+async fn replay_all(backend: &Backend) {
+    let app = App::new(backend, config());
     let files = plan(&[events()]).unwrap();
     assert!(files.len() >= 3, "{files:?}");
     let mut steps = 0;
     for f in files {
         let (s, dir) = load_scenario(&f).unwrap();
         if let Some(seed_file) = &s.seed {
-            seed(&backend, &dir.join(seed_file)).await;
+            seed(backend, &dir.join(seed_file)).await;
         }
         let mut session = Session::default();
         for step in &s.steps {
@@ -55,7 +55,31 @@ async fn replay_all(backend: Backend) {
 
 #[tokio::test]
 async fn sample_scenarios_pass_on_the_embedded_store() {
-    replay_all(Backend::embedded()).await;
+    let backend = Backend::embedded();
+    replay_all(&backend).await;
+    assert_stream_matches(&backend.records().await.unwrap());
+}
+
+/// The scenarios save 7 distinct events (5 errors/messages, 2 transactions, plus the store event) and
+/// send one of them twice: every event id appears exactly once on the stream.
+fn assert_stream_matches(records: &[shared::ports::StoredRecord]) {
+    let mut ids = std::collections::BTreeMap::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        assert_eq!(v[0], 2);
+        assert_eq!(v[1], "insert");
+        *ids.entry(v[2]["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        let ty = v[2]["data"]["type"].as_str().unwrap();
+        if ty == "transaction" {
+            assert_eq!(r.partition_key, v[2]["event_id"].as_str().unwrap());
+            assert_eq!(v[3]["queue"], "post_process_transactions");
+        } else {
+            assert_eq!(r.partition_key, "42");
+            assert_eq!(v[3]["queue"], "post_process_errors");
+        }
+    }
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    assert_eq!(ids.len(), 7, "{ids:?}");
 }
 
 #[tokio::test]
@@ -63,7 +87,12 @@ async fn sample_scenarios_pass_on_dynamodb_local() {
     let Some(env) = shared::testing::aws_env("sample_scenarios_pass_on_dynamodb_local").await else { return };
     let table = Arc::new(DynamoTable::new(env.clients.dynamodb.clone(), &env.table));
     let limiter = Arc::new(DynamoRateLimiter::new(env.clients.dynamodb.clone(), &env.table));
-    replay_all(Backend::with(table, limiter, "DynamoDB Local")).await;
+    let stream = Arc::new(kinesis_stream(env.clients.kinesis.clone(), &env.stream, 5));
+    let backend = Backend::with(table, limiter, stream, "DynamoDB Local + ministack");
+    replay_all(&backend).await;
+    // One record per saved event: the duplicate in the scenarios is not streamed twice.
+    let records = read_all_records(&env.clients.kinesis, &env.stream).await.unwrap();
+    assert_stream_matches(&records);
 }
 
 /// Org requires 2FA → accept GET says `needs2fa` and sets the cookie → POST accept is refused → GET +

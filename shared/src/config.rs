@@ -16,6 +16,7 @@
 //! | `ENROLL_RATE_WINDOW_SECS` | no | 86400 | the window of that limit (UTC-aligned) |
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
+//! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
 //! | `AWS_REGION` | no | SDK default chain | region of the SDK clients |
 
 use std::collections::BTreeSet;
@@ -44,6 +45,7 @@ pub struct Config {
     pub enroll_rate_window_secs: u64,
     pub disallow_new_enrollment: BTreeSet<String>,
     pub stream_max_attempts: u32,
+    pub ingest_rate_limit: u64,
 }
 
 /// Which optional settings a function needs; missing ones are then reported at cold start.
@@ -100,6 +102,7 @@ impl Config {
                 })
                 .unwrap_or_default(),
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
+            ingest_rate_limit: parse(&get, "INGEST_RATE_LIMIT", 0)?,
         })
     }
 
@@ -117,6 +120,7 @@ impl Config {
             enroll_rate_window_secs: 86_400,
             disallow_new_enrollment: BTreeSet::new(),
             stream_max_attempts: 5,
+            ingest_rate_limit: 0,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`ports`]: the small capability traits the domain depends on (clock, randomness, rate limiter, event
 //!   stream, and the stores added by each function's issue).
 //! - [`adapters`]: DynamoDB / Kinesis implementations and in-memory implementations with the same semantics.
+//! - [`grouping`]: grouping hashes, metadata/title/culprit, save tags, span grouping, eventstream records.
 //! - [`ingest`]: the Sentry ingestion edge (DSN auth, decoding, envelopes, Relay-compatible normalization).
 //! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
 //!
@@ -20,6 +21,7 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod grouping;
 pub mod http;
 pub mod ingest;
 pub mod ports;

@@ -1,0 +1,31 @@
+//! Lambda entry point: configuration, logging and SDK clients once per cold start; then the handler.
+
+use std::sync::Arc;
+
+use save_event::SaveEvent;
+use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream};
+use shared::adapters::dynamo_table::DynamoTable;
+use shared::config::{Config, Requirements};
+use shared::ports::{OsRandom, SystemClock};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let config = Config::from_env(Requirements { stream: true, invite_cookie_key: false })?;
+    let clients = AwsClients::load(None).await;
+    let table = Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name));
+    let stream_name = config.stream_name.clone().unwrap_or_default();
+    let handler = Arc::new(SaveEvent::new(
+        table,
+        Arc::new(kinesis_stream(clients.kinesis, &stream_name, config.stream_max_attempts)),
+        Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+        Arc::new(config),
+    ));
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,422 @@
+//! The eventstream record of a saved event (spec §7), as Sentry's `KafkaEventStream.insert`
+//! produces it, for a Kinesis `PutRecord`.
+//!
+//! [`insert_message`] builds the record data, byte-compatible with Sentry's Kafka value for the
+//! fields it controls: a compact JSON array `[2, "insert", payload1, payload2]` written like
+//! `sentry.utils.json.dumps` (simplejson, separators `,`/`:`, `ensure_ascii`, floats as Python
+//! `repr`, NaN/Infinity as `null`). `payload1` keeps Sentry's field order; its `data` is the event
+//! without `debug_meta` and `_meta` (serialized straight from the borrowed event, no copy; issue
+//! platform events get one copy to add `contexts.geo`). Object keys inside `data` come out sorted,
+//! where Python keeps insertion order — consumers parse JSON, so this is not a semantic change.
+//!
+//! [`partition_key`] mirrors Sentry's partitioning: errors (and default/security events) are keyed
+//! by project id, transactions and issue-platform events by event id (Sentry sends those without a
+//! key, i.e. randomly partitioned).
+//!
+//! Kinesis records have no headers. [`record_headers`] returns what Sentry puts into the Kafka
+//! headers (the `eventstream:kafka-headers` set, then `operation` and `version`) for a wrapper that
+//! needs them, e.g. to route without parsing the JSON.
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use super::compat::{python_float_repr, str_at};
+use super::metadata::search_message;
+
+/// `EVENT_PROTOCOL_VERSION`.
+pub const EVENT_PROTOCOL_VERSION: u8 = 2;
+
+/// Keys removed from the event before it goes onto the stream (`EVENTSTREAM_PRUNED_KEYS`).
+pub const EVENTSTREAM_PRUNED_KEYS: [&str; 2] = ["debug_meta", "_meta"];
+
+/// Tag keys that should have been renamed to `sentry:*` before the stream (`UNEXPECTED_TAG_KEYS`).
+pub const UNEXPECTED_TAG_KEYS: [&str; 3] = ["dist", "release", "user"];
+
+/// Errors while building a record.
+#[derive(Debug, thiserror::Error)]
+pub enum EventstreamError {
+    #[error("cannot serialize the eventstream record: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// Which stream (Sentry topic) and post-process queue an event goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Errors, default and security events: topic `events`, queue `post_process_errors`.
+    Error,
+    /// Topic `transactions`, queue `post_process_transactions`.
+    Transaction,
+    /// Issue-platform events (with an occurrence): topic `generic-events`, queue
+    /// `post_process_issue_platform`.
+    Generic,
+}
+
+impl StreamKind {
+    /// `_get_event_type`: an occurrence makes it generic, else the event's `type` decides.
+    pub fn of(event_type: &str, has_occurrence: bool) -> Self {
+        if has_occurrence || event_type == "generic" {
+            Self::Generic
+        } else if event_type == "transaction" {
+            Self::Transaction
+        } else {
+            Self::Error
+        }
+    }
+
+    /// `_get_queue_for_post_process`.
+    pub fn queue(self) -> &'static str {
+        match self {
+            Self::Error => "post_process_errors",
+            Self::Transaction => "post_process_transactions",
+            Self::Generic => "post_process_issue_platform",
+        }
+    }
+
+    /// Sentry's Kafka topic for the kind.
+    pub fn topic(self) -> &'static str {
+        match self {
+            Self::Error => "events",
+            Self::Transaction => "transactions",
+            Self::Generic => "generic-events",
+        }
+    }
+}
+
+/// One entry of `group_states`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupState {
+    pub id: u64,
+    pub is_new: bool,
+    pub is_regression: bool,
+    pub is_new_group_environment: bool,
+}
+
+/// Everything [`insert_message`] needs besides what it reads from the event.
+#[derive(Clone, Debug)]
+pub struct InsertParams<'a> {
+    /// The saved event (normalized, tags applied, metadata materialized, hashes written).
+    pub event: &'a Value,
+    pub organization_id: u64,
+    pub project_id: u64,
+    /// The groups the event was assigned to, primary first; empty for transactions. `group_id`,
+    /// `group_ids`, the top-level `is_new` / `is_regression` / `is_new_group_environment` and
+    /// `group_states` (`null` when empty) come from here.
+    pub groups: &'a [GroupState],
+    /// `None` for transactions; `hashes[0]` for errors ([`primary_hash`]); the first occurrence
+    /// fingerprint for issue-platform events.
+    pub primary_hash: Option<&'a str>,
+    /// `data["received"]` (or the event time) — used for the `Received-Timestamp` header.
+    pub received_timestamp: f64,
+    /// Sentry's `raw` flag (`skip_consume`).
+    pub skip_consume: bool,
+    /// `quotas.get_event_retention(organization)`, 90 by default.
+    pub retention_days: u32,
+    /// The issue occurrence for issue-platform events (its dict; `evidence_data` and
+    /// `evidence_display` are left out of `occurrence_data`).
+    pub occurrence: Option<&'a Value>,
+}
+
+impl InsertParams<'_> {
+    fn kind(&self) -> StreamKind {
+        StreamKind::of(str_at(self.event, &["type"]).unwrap_or("default"), self.occurrence.is_some())
+    }
+
+    fn first_group(&self) -> GroupState {
+        self.groups.first().copied().unwrap_or(GroupState {
+            id: 0,
+            is_new: false,
+            is_regression: false,
+            is_new_group_environment: false,
+        })
+    }
+}
+
+/// `event.get_primary_hash()` for the eventstream: `hashes[0]`, none for transactions.
+pub fn primary_hash(event: &Value) -> Option<&str> {
+    if str_at(event, &["type"]) == Some("transaction") {
+        return None;
+    }
+    event.get("hashes").and_then(Value::as_array).and_then(|h| h.first()).and_then(Value::as_str)
+}
+
+/// The Kinesis partition key: the project id for errors, the event id for transactions and
+/// issue-platform events.
+pub fn partition_key(event_type: &str, project_id: u64, event_id: &str) -> String {
+    match StreamKind::of(event_type, false) {
+        StreamKind::Error => project_id.to_string(),
+        StreamKind::Transaction | StreamKind::Generic => event_id.to_owned(),
+    }
+}
+
+/// Tag keys of the event that Sentry logs as unexpected before producing (`dist`, `release`,
+/// `user` not renamed to `sentry:*`).
+pub fn unexpected_tags(event: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = event
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| pair.as_array().and_then(|p| p.first()).and_then(Value::as_str))
+        .filter(|key| UNEXPECTED_TAG_KEYS.contains(key))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// `event.datetime` formatted by `json.datetime_to_str` (`%Y-%m-%dT%H:%M:%S.%fZ`): the event
+/// `timestamp` (float seconds, UTC), rounded to microseconds half-to-even like
+/// `datetime.fromtimestamp`.
+pub fn event_datetime(event: &Value) -> String {
+    let timestamp = event.get("timestamp").and_then(Value::as_f64).unwrap_or(0.0);
+    format_datetime(timestamp)
+}
+
+fn format_datetime(timestamp: f64) -> String {
+    let mut seconds = timestamp.floor();
+    let mut micros = ((timestamp - seconds) * 1e6).round_ties_even();
+    if micros >= 1e6 {
+        seconds += 1.0;
+        micros -= 1e6;
+    }
+    // Saturating casts: out-of-range timestamps end up at the epoch rather than panicking.
+    let dt = chrono::DateTime::from_timestamp(seconds as i64, (micros as u32) * 1000).unwrap_or_default();
+    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The event minus the pruned keys, serialized without copying.
+struct StreamData<'a>(&'a Map<String, Value>);
+
+impl Serialize for StreamData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0.iter().filter(|(key, _)| !EVENTSTREAM_PRUNED_KEYS.contains(&key.as_str()));
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in entries {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// The occurrence dict without `evidence_data` / `evidence_display` (`{}` when there is none).
+struct OccurrenceData<'a>(Option<&'a Map<String, Value>>);
+
+impl Serialize for OccurrenceData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.0.into_iter().flatten() {
+            if key != "evidence_data" && key != "evidence_display" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Payload1<'a> {
+    group_id: Option<u64>,
+    group_ids: Vec<u64>,
+    event_id: &'a str,
+    organization_id: u64,
+    project_id: u64,
+    message: String,
+    platform: Option<&'a Value>,
+    datetime: String,
+    data: StreamData<'a>,
+    primary_hash: Option<&'a str>,
+    retention_days: u32,
+    occurrence_id: Option<&'a Value>,
+    occurrence_data: OccurrenceData<'a>,
+}
+
+#[derive(Serialize)]
+struct Payload2<'a> {
+    is_new: bool,
+    is_regression: bool,
+    is_new_group_environment: bool,
+    queue: &'static str,
+    skip_consume: bool,
+    group_states: Option<&'a [GroupState]>,
+}
+
+/// A `serde_json` formatter that writes like Sentry's simplejson encoder: compact, every character
+/// outside printable ASCII escaped as `\uXXXX` (surrogate pairs above the BMP), floats as Python's
+/// `repr`, non-finite floats as `null`. Hand-written because `serde_json` has no `ensure_ascii`.
+struct PythonJsonFormatter;
+
+impl serde_json::ser::Formatter for PythonJsonFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f64) -> std::io::Result<()> {
+        if value.is_finite() {
+            writer.write_all(python_float_repr(value).as_bytes())
+        } else {
+            writer.write_all(b"null")
+        }
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, value: f32) -> std::io::Result<()> {
+        self.write_f64(writer, f64::from(value))
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if (' '..='~').contains(&c) {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// `augment_message_with_occurrence`: an issue-platform event's search message also carries the
+/// occurrence's `issue_title`, `subtitle` and `culprit` (when not already contained).
+fn augment_message_with_occurrence(mut message: String, occurrence: &Map<String, Value>) -> String {
+    for attr in ["issue_title", "subtitle", "culprit"] {
+        if let Some(value) = occurrence.get(attr).and_then(Value::as_str).filter(|v| !v.is_empty())
+            && !message.contains(value)
+        {
+            message.push(' ');
+            message.push_str(value);
+        }
+    }
+    message
+}
+
+/// The eventstream record data: `[2, "insert", payload1, payload2]` (see the module docs).
+pub fn insert_message(params: &InsertParams<'_>) -> Result<Vec<u8>, EventstreamError> {
+    let empty = Map::new();
+    let kind = params.kind();
+    let group = params.first_group();
+    let event_map = params.event.as_object().unwrap_or(&empty);
+
+    // Issue-platform events copy `user.geo` to `contexts.geo` (setdefault semantics), which needs
+    // one owned copy of the event; everything else serializes from the borrowed event.
+    let generic_copy = (kind == StreamKind::Generic).then(|| {
+        let mut copy = event_map.clone();
+        let geo = copy.get("user").and_then(|u| u.get("geo")).cloned();
+        let geo = match geo {
+            None => Some(Value::Object(Map::new())),
+            Some(v @ Value::Object(_)) => Some(v),
+            Some(_) => None,
+        };
+        let contexts = copy.entry("contexts").or_insert_with(|| Value::Object(Map::new()));
+        if let (Some(contexts), Some(geo)) = (contexts.as_object_mut(), geo) {
+            contexts.entry("geo").or_insert(geo);
+        }
+        copy
+    });
+    let data_map = generic_copy.as_ref().unwrap_or(event_map);
+    let occurrence = params.occurrence.and_then(Value::as_object);
+
+    let payload1 = Payload1 {
+        group_id: params.groups.first().map(|g| g.id),
+        group_ids: params.groups.iter().map(|g| g.id).collect(),
+        event_id: str_at(params.event, &["event_id"]).unwrap_or(""),
+        organization_id: params.organization_id,
+        project_id: params.project_id,
+        message: occurrence.map_or_else(
+            || search_message(params.event),
+            |o| augment_message_with_occurrence(search_message(params.event), o),
+        ),
+        platform: params.event.get("platform"),
+        datetime: event_datetime(params.event),
+        data: StreamData(data_map),
+        primary_hash: params.primary_hash,
+        retention_days: params.retention_days,
+        occurrence_id: occurrence.and_then(|o| o.get("id")),
+        occurrence_data: OccurrenceData(occurrence),
+    };
+    let payload2 = Payload2 {
+        is_new: group.is_new,
+        is_regression: group.is_regression,
+        is_new_group_environment: group.is_new_group_environment,
+        queue: kind.queue(),
+        skip_consume: params.skip_consume,
+        group_states: (!params.groups.is_empty()).then_some(params.groups),
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonJsonFormatter);
+    (EVENT_PROTOCOL_VERSION, "insert", payload1, payload2).serialize(&mut serializer)?;
+    Ok(out)
+}
+
+/// The Kafka headers Sentry sends with the record (option `eventstream:kafka-headers` on): values are
+/// strings, `None`s left out, booleans as `"0"`/`"1"`, then `operation` and `version`. Kinesis has
+/// no headers; this is what a wrapper envelope would carry.
+pub fn record_headers(params: &InsertParams<'_>) -> Result<Vec<(String, String)>, EventstreamError> {
+    let group = params.first_group();
+    let bool01 = |b: bool| if b { "1" } else { "0" }.to_owned();
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(14);
+    let mut push = |key: &str, value: String| headers.push((key.to_owned(), value));
+    push("Received-Timestamp", python_float_repr(params.received_timestamp));
+    push("event_id", str_at(params.event, &["event_id"]).unwrap_or("").to_owned());
+    push("project_id", params.project_id.to_string());
+    if let Some(id) = params.occurrence.and_then(|o| o.get("id")).filter(|id| !id.is_null()) {
+        push("occurrence_id", super::compat::py_str(id).into_owned());
+    }
+    if let Some(group_id) = params.groups.first().map(|g| g.id) {
+        push("group_id", group_id.to_string());
+    }
+    if let Some(primary_hash) = params.primary_hash {
+        push("primary_hash", primary_hash.to_owned());
+    }
+    push("is_new", bool01(group.is_new));
+    push("is_new_group_environment", bool01(group.is_new_group_environment));
+    push("is_regression", bool01(group.is_regression));
+    push("skip_consume", bool01(params.skip_consume));
+    if !params.groups.is_empty() {
+        let mut encoded = Vec::new();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut encoded, PythonJsonFormatter);
+        params.groups.serialize(&mut serializer)?;
+        push("group_states", String::from_utf8_lossy(&encoded).into_owned());
+    }
+    push("queue", params.kind().queue().to_owned());
+    push("operation", "insert".to_owned());
+    push("version", EVENT_PROTOCOL_VERSION.to_string());
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_has_six_fraction_digits() {
+        assert_eq!(format_datetime(1717243200.0), "2024-06-01T12:00:00.000000Z");
+        assert_eq!(format_datetime(1795677132.808546), "2026-11-26T07:12:12.808546Z");
+        assert_eq!(format_datetime(1.9999999), "1970-01-01T00:00:02.000000Z");
+    }
+
+    #[test]
+    fn python_json_escapes_non_ascii_and_formats_floats() {
+        let value = serde_json::json!({"a": "foô\u{1F600}\u{7f}", "b": 1e16, "c": 1717243200.0, "d": [1, true, null]});
+        let mut out = Vec::new();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonJsonFormatter);
+        value.serialize(&mut serializer).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":"fo\u00f4\ud83d\ude00\u007f","b":1e+16,"c":1717243200.0,"d":[1,true,null]}"#
+        );
+    }
+
+    #[test]
+    fn partition_keys() {
+        assert_eq!(partition_key("error", 42, "abc"), "42");
+        assert_eq!(partition_key("default", 42, "abc"), "42");
+        assert_eq!(partition_key("csp", 42, "abc"), "42");
+        assert_eq!(partition_key("transaction", 42, "abc"), "abc");
+        assert_eq!(partition_key("generic", 42, "abc"), "abc");
+    }
+}
