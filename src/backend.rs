@@ -43,9 +43,10 @@ impl Function {
             Self::EnrollAuthenticator => {
                 &[(&["GET", "POST"], "/api/0/users/{user_id}/authenticators/{interface_id}/enroll/")]
             }
-            Self::SaveEvent => {
-                &[(&["POST"], "/api/{project_id}/envelope/"), (&["POST"], "/api/{project_id}/store/")]
-            }
+            Self::SaveEvent => &[
+                (&["POST", "OPTIONS"], "/api/{project_id}/envelope/"),
+                (&["POST", "OPTIONS"], "/api/{project_id}/store/"),
+            ],
         }
     }
 
