@@ -70,6 +70,14 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Print the records on the event stream (Kinesis with --aws; the embedded stream of --state).
+    Tail {
+        /// Print each record's full JSON (Sentry's eventstream message) instead of a summary line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Load organizations, users, members/invites and identities from a seed file.
     Seed {
         file: PathBuf,
@@ -96,16 +104,16 @@ async fn open(args: &BackendArgs) -> Result<(Backend, Session), String> {
         return Ok((Backend::aws(&config, args.create).await?, Session::default()));
     }
     let backend = Backend::embedded();
-    let session = match (&args.state, &backend.memory) {
-        (Some(path), Some(mem)) => state::load(path, mem)?,
+    let session = match (&args.state, &backend.memory, &backend.memory_stream) {
+        (Some(path), Some(mem), Some(stream)) => state::load(path, mem, stream)?,
         _ => Session::default(),
     };
     Ok((backend, session))
 }
 
 fn close(args: &BackendArgs, backend: &Backend, session: &Session) -> Result<(), String> {
-    if let (Some(path), Some(mem)) = (&args.state, &backend.memory) {
-        state::save(path, mem, session)?;
+    if let (Some(path), Some(mem), Some(stream)) = (&args.state, &backend.memory, &backend.memory_stream) {
+        state::save(path, mem, stream, session)?;
     }
     Ok(())
 }
@@ -153,6 +161,35 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { paths, backend: args, verbose } => replay(paths, args, verbose).await,
+        Command::Tail { json, backend: args } => {
+            let (backend, _session) = open(&args).await?;
+            let records = backend.records().await?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for r in &records {
+                let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap_or(serde_json::Value::Null);
+                let line = if json {
+                    v.to_string()
+                } else {
+                    format!(
+                        "{}  key={:<34} {:<11} event={} group={} is_new={} regression={} new_env={}",
+                        r.sequence_number,
+                        r.partition_key,
+                        v[2]["data"]["type"].as_str().unwrap_or("?"),
+                        v[2]["event_id"].as_str().unwrap_or("?"),
+                        v[2]["group_id"],
+                        v[3]["is_new"],
+                        v[3]["is_regression"],
+                        v[3]["is_new_group_environment"],
+                    )
+                };
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+            }
+            let _ = writeln!(out, "{} records on the {}", records.len(), backend.description);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { port, seed, backend: args } => {
             let (backend, _session) = open(&args).await?;
             for f in &seed {

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use shared::adapters::memory::MemoryTable;
+use shared::adapters::memory::{MemoryStream, MemoryTable};
+use shared::ports::StoredRecord;
 use shared::storage::item::Item;
 
 use crate::session::Session;
@@ -12,21 +13,30 @@ use crate::session::Session;
 pub struct SavedState {
     pub items: Vec<Item>,
     #[serde(default)]
+    pub records: Vec<StoredRecord>,
+    #[serde(default)]
     pub session: Session,
 }
 
-pub fn load(path: &Path, table: &MemoryTable) -> Result<Session, String> {
+pub fn load(path: &Path, table: &MemoryTable, stream: &MemoryStream) -> Result<Session, String> {
     if !path.exists() {
         return Ok(Session::default());
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let state: SavedState = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     table.restore(state.items);
+    stream.sink().restore(state.records);
     Ok(state.session)
 }
 
-pub fn save(path: &Path, table: &MemoryTable, session: &Session) -> Result<(), String> {
-    let state = SavedState { items: table.dump(), session: session.clone() };
+pub fn save(
+    path: &Path,
+    table: &MemoryTable,
+    stream: &MemoryStream,
+    session: &Session,
+) -> Result<(), String> {
+    let state =
+        SavedState { items: table.dump(), records: stream.sink().records(), session: session.clone() };
     let text = serde_json::to_string_pretty(&state).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
