@@ -1,0 +1,269 @@
+//! Test harness for save-event: the handler over the in-memory table and stream, or DynamoDB Local and
+//! ministack's Kinesis; request builders from captured SDK traffic and from event JSON.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use save_event::SaveEvent;
+use serde_json::{Value, json};
+use shared::adapters::aws::{CallRecorder, DynamoRateLimiter, kinesis_stream, read_all_records};
+use shared::adapters::dynamo_table::DynamoTable;
+use shared::adapters::memory::{MemoryRateLimiter, MemoryStream, MemoryTable, memory_stream};
+use shared::config::Config;
+use shared::http::{ApiRequest, Reply};
+use shared::ports::{EventStream, ManualClock, OsRandom, RateLimiter, StoredRecord};
+use shared::storage::seed::{Seed, load_seed};
+use shared::storage::table::Table;
+
+pub const KEY: &str = "c0ffee0c0ffee0c0ffee0c0ffee0c0ff";
+/// 2026-11-26T07:13:00Z: "now" for the handler, just after the fixtures were captured (07:12).
+pub const NOW: i64 = 1_795_677_180;
+
+pub enum StreamSide {
+    Memory(Arc<MemoryStream>),
+    Kinesis(aws_sdk_kinesis::Client, String),
+}
+
+pub struct Env {
+    pub table: Arc<dyn Table>,
+    pub side: StreamSide,
+    pub handler: Arc<SaveEvent>,
+    pub clock: ManualClock,
+    pub recorder: Option<CallRecorder>,
+}
+
+pub fn seed_json() -> Value {
+    json!({
+        "organizations": [{"id": 1, "slug": "acme", "name": "Acme"}],
+        "projects": [{"id": 42, "organization_id": 1, "slug": "backend", "platform": "python"}, {"id": 43, "organization_id": 1, "slug": "other"}],
+        "keys": [
+            {"public_key": KEY, "project_id": 42, "id": 7},
+            {"public_key": "0123456789abcdef0123456789abcdef", "project_id": 43, "id": 8},
+            {"public_key": "disabled0disabled0disabled0disab", "project_id": 42, "id": 9, "active": false}
+        ]
+    })
+}
+
+fn build(
+    table: Arc<dyn Table>,
+    stream: Arc<dyn EventStream>,
+    side: StreamSide,
+    limiter: Arc<dyn RateLimiter>,
+    recorder: Option<CallRecorder>,
+    config: Config,
+) -> Env {
+    let clock = ManualClock::at_secs(NOW);
+    let handler = Arc::new(SaveEvent::new(
+        table.clone(),
+        stream,
+        limiter,
+        Arc::new(clock.clone()),
+        Arc::new(OsRandom),
+        Arc::new(config),
+    ));
+    Env { table, side, handler, clock, recorder }
+}
+
+pub async fn memory_env_with(config: Config) -> Env {
+    let stream = Arc::new(memory_stream(3));
+    let env = build(
+        Arc::new(MemoryTable::default()),
+        stream.clone(),
+        StreamSide::Memory(stream),
+        Arc::new(MemoryRateLimiter::default()),
+        None,
+        config,
+    );
+    env.seed().await;
+    env
+}
+
+pub async fn memory_env() -> Env {
+    memory_env_with(Config::for_local("t", "s")).await
+}
+
+/// DynamoDB Local + Kinesis on ministack.
+pub async fn aws_env(test: &str) -> Option<Env> {
+    let aws = shared::testing::aws_env(test).await?;
+    let table = Arc::new(DynamoTable::new(aws.clients.dynamodb.clone(), &aws.table));
+    let stream = Arc::new(kinesis_stream(aws.clients.kinesis.clone(), &aws.stream, 5));
+    let limiter = Arc::new(DynamoRateLimiter::new(aws.clients.dynamodb.clone(), &aws.table));
+    let env = build(
+        table,
+        stream,
+        StreamSide::Kinesis(aws.clients.kinesis.clone(), aws.stream.clone()),
+        limiter,
+        Some(aws.recorder),
+        Config::for_local("t", "s"),
+    );
+    env.seed().await;
+    Some(env)
+}
+
+/// DynamoDB Local with the in-memory stream (whose faults can be injected).
+pub async fn dynamo_with_memory_stream(test: &str) -> Option<Env> {
+    let aws = shared::testing::aws_env(test).await?;
+    let table = Arc::new(DynamoTable::new(aws.clients.dynamodb.clone(), &aws.table));
+    let stream = Arc::new(memory_stream(3));
+    let env = build(
+        table,
+        stream.clone(),
+        StreamSide::Memory(stream),
+        Arc::new(MemoryRateLimiter::default()),
+        Some(aws.recorder),
+        Config::for_local("t", "s"),
+    );
+    env.seed().await;
+    Some(env)
+}
+
+impl Env {
+    async fn seed(&self) {
+        let seed: Seed = serde_json::from_value(seed_json()).unwrap();
+        load_seed(self.table.as_ref(), &seed, NOW * 1000).await.unwrap();
+    }
+
+    pub async fn send(&self, req: &ApiRequest) -> Reply {
+        self.handler.handle_api(req).await
+    }
+
+    pub async fn records(&self) -> Vec<StoredRecord> {
+        match &self.side {
+            StreamSide::Memory(s) => s.sink().records(),
+            StreamSide::Kinesis(c, name) => read_all_records(c, name).await.unwrap(),
+        }
+    }
+
+    /// The eventstream messages, parsed.
+    pub async fn messages(&self) -> Vec<Value> {
+        self.records().await.iter().map(|r| serde_json::from_slice(&r.data).unwrap()).collect()
+    }
+
+    pub fn memory_stream(&self) -> &MemoryStream {
+        match &self.side {
+            StreamSide::Memory(s) => s,
+            StreamSide::Kinesis(..) => panic!("not a memory stream"),
+        }
+    }
+
+    /// Every item of the table's event-related partitions (to prove nothing was written).
+    pub async fn event_items(&self) -> usize {
+        let mut n = 0;
+        for pk in ["PROJECT#42", "ORG#1"] {
+            n += self
+                .table
+                .query(pk, None)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|i| {
+                    let sk = i.get("sk").map(|v| format!("{v:?}")).unwrap_or_default();
+                    !sk.contains("\"PROJECT\"") && !sk.contains("\"ORG\"")
+                })
+                .count();
+        }
+        n
+    }
+}
+
+/// A request as captured from a real SDK (`tests/fixtures/sdk/<sdk>/<name>.request.json`).
+pub fn fixture(sdk: &str, name: &str) -> ApiRequest {
+    let path = format!("{}/../../tests/fixtures/sdk/{sdk}/{name}.request.json", env!("CARGO_MANIFEST_DIR"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut req = ApiRequest {
+        method: "POST".into(),
+        path: v["path"].as_str().unwrap().into(),
+        raw_query: v["query"].as_str().unwrap_or_default().into(),
+        headers: v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap().to_owned()))
+            .collect(),
+        body: base64::engine::general_purpose::STANDARD.decode(v["body_base64"].as_str().unwrap()).unwrap(),
+        source_ip: Some("203.0.113.20".into()),
+        ..Default::default()
+    };
+    req.path_params =
+        BTreeMap::from([("project_id".to_owned(), req.path.split('/').nth(2).unwrap().to_owned())]);
+    req
+}
+
+/// An envelope request with one item of `item_type` carrying `payload`, authenticated by `key`.
+pub fn envelope(project: u64, key: &str, item_type: &str, payload: &Value) -> ApiRequest {
+    let body = payload.to_string();
+    let raw = format!(
+        "{{\"event_id\":\"{}\"}}\n{{\"type\":\"{item_type}\",\"length\":{}}}\n{body}\n",
+        payload["event_id"].as_str().unwrap_or(""),
+        body.len()
+    );
+    raw_envelope(project, key, raw.into_bytes())
+}
+
+pub fn raw_envelope(project: u64, key: &str, body: Vec<u8>) -> ApiRequest {
+    ApiRequest {
+        method: "POST".into(),
+        path: format!("/api/{project}/envelope/"),
+        path_params: BTreeMap::from([("project_id".to_owned(), project.to_string())]),
+        headers: vec![
+            ("content-type".into(), "application/x-sentry-envelope".into()),
+            (
+                "x-sentry-auth".into(),
+                format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=test/1.0"),
+            ),
+        ],
+        body,
+        source_ip: Some("203.0.113.20".into()),
+        ..Default::default()
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// `make_event` of Sentry's tests: an error-level event with a fresh id at `NOW`.
+pub fn make_event(extra: Value) -> Value {
+    let mut e = json!({
+        "event_id": uuid_hex(),
+        "level": "error",
+        "logger": "default",
+        "platform": "python",
+        "timestamp": NOW as f64,
+        "tags": [],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+pub fn uuid_hex() -> String {
+    let mut b = [0u8; 16];
+    shared::ports::Random::fill(&OsRandom, &mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn memory() {
+                ($body)(common::memory_env().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn aws() {
+                let Some(env) = common::aws_env(stringify!($name)).await else { return };
+                ($body)(env).await;
+            }
+        }
+    };
+}

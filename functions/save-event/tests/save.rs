@@ -1,0 +1,214 @@
+//! Sentry's `EventManager.save` behaviours (spec §10) through the handler, with the stream records read
+//! back (from ministack with `GetRecords` on the aws variant).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use shared::storage::events::keys;
+use shared::storage::item::ItemExt;
+
+async fn send_event(env: &Env, ev: &Value) -> shared::http::Reply {
+    let r = env.send(&envelope(42, KEY, "event", ev)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r
+}
+
+fn tags(m: &Value) -> Vec<(String, String)> {
+    m[2]["data"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t[0].as_str().unwrap().to_owned(), t[1].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn tag(m: &Value, k: &str) -> Option<String> {
+    tags(m).into_iter().find(|(kk, _)| kk == k).map(|(_, v)| v)
+}
+
+/// test_dupe_message_id (DECISIONS 10): the same event id twice → 200 with the same id both times,
+/// saved and streamed once.
+async fn dupe_message_id(env: Env) {
+    let ev = make_event(json!({"message": "first"}));
+    let a = send_event(&env, &ev).await;
+    let mut again = ev.clone();
+    again["message"] = json!("second");
+    let b = send_event(&env, &again).await;
+    assert_eq!(a.json_body(), b.json_body());
+    let msgs = env.messages().await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0][2]["data"]["logentry"]["formatted"], "first");
+    let gid = msgs[0][2]["group_id"].as_u64().unwrap();
+    assert_eq!(env.table.get(&keys::group(gid)).await.unwrap().unwrap().n("times_seen").unwrap(), 1);
+}
+both_backends!(dupe_message_id_is_saved_once, dupe_message_id);
+
+/// test_group_environment + eventstream `test`: message "foo" → primary hash md5("foo"); flags on the
+/// first event of a group/environment, all false on the second; errors keyed by project id.
+async fn group_environment(env: Env) {
+    let ev = |id: &str| {
+        make_event(json!({"event_id": id, "message": "foo", "environment": "beta", "release": "1.0"}))
+    };
+    send_event(&env, &ev(&uuid_hex())).await;
+    send_event(&env, &ev(&uuid_hex())).await;
+    let records = env.records().await;
+    let msgs = env.messages().await;
+    assert_eq!(msgs.len(), 2);
+    for (r, m) in records.iter().zip(&msgs) {
+        assert_eq!(r.partition_key, "42");
+        assert_eq!(m[0], 2);
+        assert_eq!(m[1], "insert");
+        assert_eq!(m[2]["primary_hash"], "acbd18db4cc2f85cedef654fccc4a4d8");
+        assert_eq!(m[3]["queue"], "post_process_errors");
+        assert_eq!(m[3]["skip_consume"], false);
+        assert_eq!(tag(m, "environment").as_deref(), Some("beta"));
+        assert_eq!(tag(m, "sentry:release").as_deref(), Some("1.0"));
+        assert_eq!(tag(m, "level").as_deref(), Some("error"));
+    }
+    let (first, second) = (&msgs[0][3], &msgs[1][3]);
+    assert_eq!(
+        (first["is_new"].clone(), first["is_regression"].clone(), first["is_new_group_environment"].clone()),
+        (json!(true), json!(false), json!(true))
+    );
+    assert_eq!(first["group_states"][0]["is_new"], true);
+    assert_eq!(first["group_states"][0]["id"], msgs[0][2]["group_id"]);
+    assert_eq!(
+        (
+            second["is_new"].clone(),
+            second["is_regression"].clone(),
+            second["is_new_group_environment"].clone()
+        ),
+        (json!(false), json!(false), json!(false))
+    );
+    assert_eq!(msgs[0][2]["group_id"], msgs[1][2]["group_id"]);
+    // test_updates_group_metadata: times_seen 2.
+    let gid = msgs[0][2]["group_id"].as_u64().unwrap();
+    let g = env.table.get(&keys::group(gid)).await.unwrap().unwrap();
+    assert_eq!(g.n("times_seen").unwrap(), 2);
+    assert_eq!(g.s("title").unwrap(), "foo");
+    // GroupEnvironment, GroupRelease, ReleaseProjectEnvironment rows.
+    assert!(env.table.get(&keys::group_env(gid, "beta")).await.unwrap().is_some());
+    assert!(env.table.get(&keys::group_release(gid, "1.0", "beta")).await.unwrap().is_some());
+    let rpe = env.table.get(&keys::release_project_environment(42, "1.0", "beta")).await.unwrap().unwrap();
+    assert_eq!(rpe.n("new_issues_count").unwrap(), 1);
+}
+both_backends!(group_environment_flags_and_hash, group_environment);
+
+/// test_release_with_empty_version, test_invalid_environment, test_environment.
+async fn releases_and_environments(env: Env) {
+    for r in ["", " ", "\t", "\n"] {
+        send_event(&env, &make_event(json!({"message": "rel", "release": r}))).await;
+    }
+    assert!(env.table.query("ORG#1", Some("RELEASE#")).await.unwrap().is_empty(), "no Release rows");
+    send_event(&env, &make_event(json!({"message": "env", "environment": "bad/name"}))).await;
+    let msgs = env.messages().await;
+    assert_eq!(tag(msgs.last().unwrap(), "environment"), None, "Relay strips the invalid environment");
+    assert!(
+        env.table.get(&keys::environment(1, "")).await.unwrap().is_some(),
+        "no environment = the \"\" row"
+    );
+    // Same messages group together (no release involved).
+    let groups: std::collections::BTreeSet<u64> =
+        msgs.iter().take(4).map(|m| m[2]["group_id"].as_u64().unwrap()).collect();
+    assert_eq!(groups.len(), 1);
+}
+both_backends!(releases_and_environments, releases_and_environments);
+
+/// test_transaction_event_type, test_ignores_fingerprint_on_transaction_event, span grouping.
+async fn transactions(env: Env) {
+    let id = uuid_hex();
+    let tx = json!({
+        "event_id": id, "type": "transaction", "transaction": "/api/checkout", "platform": "python",
+        "start_timestamp": NOW as f64 - 1.5, "timestamp": NOW as f64, "release": "2.0", "environment": "prod",
+        "fingerprint": ["should-be-ignored"],
+        "contexts": {"trace": {"trace_id": "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5", "span_id": "a0b1c2d3e4f5a6b7", "op": "http.server"}},
+        "spans": [{"span_id": "b0b1c2d3e4f5a6b7", "parent_span_id": "a0b1c2d3e4f5a6b7", "trace_id": "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5",
+                   "op": "db", "description": "SELECT 1", "start_timestamp": NOW as f64 - 1.0, "timestamp": NOW as f64 - 0.5}]
+    });
+    let r = env.send(&envelope(42, KEY, "transaction", &tx)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let records = env.records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].partition_key, id, "transactions are keyed by event id");
+    let m: Value = serde_json::from_slice(&records[0].data).unwrap();
+    assert_eq!(m[2]["data"]["type"], "transaction");
+    assert_eq!(m[2]["group_id"], Value::Null);
+    assert_eq!(m[2]["primary_hash"], Value::Null);
+    assert_eq!(m[3]["queue"], "post_process_transactions");
+    assert_eq!(m[3]["group_states"], Value::Null);
+    assert_eq!(m[2]["data"]["span_grouping_config"]["id"], "default:2022-10-27");
+    assert_eq!(m[2]["data"]["spans"][0]["hash"].as_str().unwrap().len(), 16);
+    assert!(m[2]["data"].get("hashes").is_none_or(|h| h.as_array().is_none_or(Vec::is_empty)));
+    // Releases and environments are still associated.
+    assert!(env.table.get(&keys::release_project_environment(42, "2.0", "prod")).await.unwrap().is_some());
+    assert!(env.table.query("PROJECT#42", Some("HASH#")).await.unwrap().is_empty(), "no group hash");
+}
+both_backends!(transactions_are_not_grouped, transactions);
+
+/// Custom fingerprints: same → one group; different → two (test_puts_events_with_matching_fingerprints…).
+async fn fingerprints(env: Env) {
+    for (msg, fp) in [("a", "fp-1"), ("b", "fp-1"), ("c", "fp-2")] {
+        send_event(&env, &make_event(json!({"message": msg, "fingerprint": [fp]}))).await;
+    }
+    let msgs = env.messages().await;
+    assert_eq!(msgs[0][2]["group_id"], msgs[1][2]["group_id"]);
+    assert_ne!(msgs[0][2]["group_id"], msgs[2][2]["group_id"]);
+    // Partial message match → different groups.
+    send_event(&env, &make_event(json!({"message": "Dogs are great!"}))).await;
+    send_event(&env, &make_event(json!({"message": "Dogs are really great!"}))).await;
+    let msgs = env.messages().await;
+    assert_ne!(msgs[3][2]["group_id"], msgs[4][2]["group_id"]);
+}
+both_backends!(fingerprints_decide_groups, fingerprints);
+
+/// A resolved group receiving an event is a regression (the record says so once).
+async fn regression(env: Env) {
+    send_event(&env, &make_event(json!({"message": "regress me"}))).await;
+    let gid = env.messages().await[0][2]["group_id"].as_u64().unwrap();
+    assert!(env.handler.saver.resolve_group(gid).await.unwrap());
+    env.clock.advance_secs(60);
+    send_event(&env, &make_event(json!({"message": "regress me", "timestamp": (NOW + 60) as f64}))).await;
+    send_event(&env, &make_event(json!({"message": "regress me", "timestamp": (NOW + 61) as f64}))).await;
+    let msgs = env.messages().await;
+    assert_eq!(
+        msgs.iter().map(|m| m[3]["is_regression"].as_bool().unwrap()).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+}
+both_backends!(resolved_group_regresses, regression);
+
+/// The record of a real SDK exception, read back from the stream, as a snapshot (ids and times
+/// redacted).
+#[tokio::test]
+async fn python_exception_record_snapshot() {
+    let env = memory_env().await;
+    assert_eq!(env.send(&fixture("python", "exception")).await.status, 200);
+    let msg = &env.messages().await[0];
+    insta::assert_json_snapshot!("python_exception_record", msg, {
+        "[2].group_id" => "[group_id]",
+        "[2].group_ids[]" => "[group_id]",
+        "[2].datetime" => "[datetime]",
+        "[2].data.received" => "[received]",
+        "[2].data.group_id" => "[group_id]",
+        "[3].group_states[].id" => "[group_id]",
+    });
+}
+
+/// The same record read back from ministack's Kinesis with GetRecords matches the snapshot.
+#[tokio::test]
+async fn python_exception_record_snapshot_from_kinesis() {
+    let Some(env) = aws_env("python_exception_record_snapshot_from_kinesis").await else { return };
+    assert_eq!(env.send(&fixture("python", "exception")).await.status, 200);
+    let msg = &env.messages().await[0];
+    insta::assert_json_snapshot!("python_exception_record", msg, {
+        "[2].group_id" => "[group_id]",
+        "[2].group_ids[]" => "[group_id]",
+        "[2].datetime" => "[datetime]",
+        "[2].data.received" => "[received]",
+        "[2].data.group_id" => "[group_id]",
+        "[3].group_states[].id" => "[group_id]",
+    });
+}
