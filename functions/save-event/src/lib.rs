@@ -27,7 +27,7 @@ use shared::grouping;
 use shared::http::{ApiRequest, Reply};
 use shared::ingest::{self, Endpoint, EventKind, IngestError};
 use shared::ports::{Clock, EventStream, Random, RateLimiter, StreamRecord};
-use shared::storage::events::{Begin, EventSaver, GroupValues, SaveJob, SaveKind, SaveResult};
+use shared::storage::events::{Begin, EventSaver, GroupValues, Prefetch, SaveJob, SaveKind, SaveResult};
 use shared::storage::projects::KeyCache;
 use shared::storage::table::Table;
 
@@ -134,10 +134,14 @@ impl SaveEvent {
                 .map(Some)
         };
         let prefetch = async {
-            for (job, _) in prepared.iter().filter(|(j, _)| j.kind != SaveKind::Transaction) {
-                self.saver.lookup_hashes(job.project.id, &job.hashes).await?;
+            let mut out = Vec::with_capacity(prepared.len());
+            for (job, _) in &prepared {
+                out.push(match job.kind {
+                    SaveKind::Transaction => None,
+                    _ => Some(self.saver.prefetch(job.project.id, &job.hashes).await?),
+                });
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(out)
         };
         let (key, limit, prefetch) = tokio::join!(key, limit, prefetch);
         let key: ProjectKey = match check_key(key?, ingested.project_id) {
@@ -158,13 +162,13 @@ impl SaveEvent {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "ingest rate limiter unavailable, failing open"),
         }
-        prefetch?;
+        let prefetched = prefetch?;
 
-        for (mut job, mut event) in prepared {
+        for ((mut job, mut event), pre) in prepared.into_iter().zip(prefetched) {
             job.project = key.project.clone();
             event["key_id"] = json!(key.key_id.to_string());
             event["project"] = json!(key.project.id);
-            self.save_one(job, event, now).await?;
+            self.save_one(job, event, now, pre).await?;
         }
         Ok(Reply::json(
             200,
@@ -176,8 +180,14 @@ impl SaveEvent {
     }
 
     /// Saves one event and puts its record on the stream (see the crate docs for the guarantees).
-    async fn save_one(&self, job: SaveJob, mut event: Value, now: i64) -> Result<(), ApiError> {
-        let result = match self.saver.begin(&job, now).await? {
+    async fn save_one(
+        &self,
+        job: SaveJob,
+        mut event: Value,
+        now: i64,
+        pre: Option<Prefetch>,
+    ) -> Result<(), ApiError> {
+        let result = match self.saver.begin_with(&job, now, pre).await? {
             Begin::Duplicate => {
                 tracing::info!(project_id = job.project.id, event_id = %job.event_id, "duplicate event id, not saved again");
                 return Ok(());

@@ -140,6 +140,13 @@ pub struct SaveResult {
     pub received: f64,
 }
 
+/// Read ahead of the save (see [`EventSaver::prefetch`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefetch {
+    pub group: Option<u64>,
+    pub short_id: Option<i64>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Begin {
     /// Saved now; the caller holds the lease: publish, then `finish` (or `abandon`).
@@ -310,10 +317,22 @@ impl EventSaver {
 
     /// Saves the event (or finds out it is a duplicate / in flight / to be resumed).
     pub async fn begin(&self, job: &SaveJob, now_secs: i64) -> Result<Begin, StoreError> {
+        self.begin_with(job, now_secs, None).await
+    }
+
+    /// [`EventSaver::begin`] with what [`EventSaver::prefetch`] read (on the first attempt).
+    pub async fn begin_with(
+        &self,
+        job: &SaveJob,
+        now_secs: i64,
+        mut prefetched: Option<Prefetch>,
+    ) -> Result<Begin, StoreError> {
         for _ in 0..6 {
             let attempt = match job.kind {
                 SaveKind::Transaction => self.try_transaction(job, now_secs).await?,
-                SaveKind::Error | SaveKind::Generic => self.try_grouped(job, now_secs).await?,
+                SaveKind::Error | SaveKind::Generic => {
+                    self.try_grouped(job, now_secs, prefetched.take()).await?
+                }
             };
             match attempt {
                 Attempt::Done(b) => return Ok(b),
@@ -338,8 +357,28 @@ impl EventSaver {
         }
     }
 
-    /// Reads the group hash items of an event (the caller runs this concurrently with the DSN key
-    /// lookup on a cold Lambda); `None` entries for a warm Lambda that knows the group already.
+    /// What a cold Lambda reads before saving, concurrently with the DSN key lookup: the group hash
+    /// items and — since the group may be new — a short id allocated speculatively (an unused one is a
+    /// gap in the sequence, as Sentry's sequence has gaps too). A warm Lambda that knows the group reads
+    /// nothing.
+    pub async fn prefetch(&self, project_id: u64, hashes: &[String]) -> Result<Prefetch, StoreError> {
+        if let Some(g) = self.cached_group(project_id, hashes) {
+            return Ok(Prefetch { group: Some(g), short_id: None });
+        }
+        let (group, short_id) =
+            tokio::try_join!(self.lookup_hashes(project_id, hashes), self.allocate_short_id(project_id))?;
+        Ok(Prefetch { group, short_id: if group.is_some() { None } else { short_id } })
+    }
+
+    async fn allocate_short_id(&self, project_id: u64) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .table
+            .update_returning(keys::short_id_counter(project_id), Update::default().add("counter", 1), None)
+            .await?
+            .and_then(|i| i.opt_n("counter")))
+    }
+
+    /// Reads the group hash items of an event; the group id, if any hash is mapped.
     pub async fn lookup_hashes(&self, project_id: u64, hashes: &[String]) -> Result<Option<u64>, StoreError> {
         if let Some(g) = self.cached_group(project_id, hashes) {
             return Ok(Some(g));
@@ -365,11 +404,19 @@ impl EventSaver {
         hashes.iter().find_map(|hh| w.hashes.get(&(project_id, hh.clone())).copied())
     }
 
-    async fn try_grouped(&self, job: &SaveJob, now_secs: i64) -> Result<Attempt, StoreError> {
+    async fn try_grouped(
+        &self,
+        job: &SaveJob,
+        now_secs: i64,
+        prefetched: Option<Prefetch>,
+    ) -> Result<Attempt, StoreError> {
         let pid = job.project.id;
         let ts = job.timestamp as i64;
         let env = job.environment.as_str();
-        let group_id = self.lookup_hashes(pid, &job.hashes).await?;
+        let (group_id, mut short_id) = match prefetched {
+            Some(p) => (p.group, p.short_id),
+            None => (self.lookup_hashes(pid, &job.hashes).await?, None),
+        };
         let (mapped, snap, genv_known) = match group_id {
             Some(g) => {
                 let w = self
@@ -456,11 +503,10 @@ impl EventSaver {
                 // A new group: only one writer can map the hashes (condition); the others retry as
                 // "existing".
                 let g = random_id(self.random.as_ref());
-                let short_id = self
-                    .table
-                    .update_returning(keys::short_id_counter(pid), Update::default().add("counter", 1), None)
-                    .await?
-                    .and_then(|i| i.opt_n("counter"));
+                let short_id = match short_id.take() {
+                    Some(s) => Some(s),
+                    None => self.allocate_short_id(pid).await?,
+                };
                 let result = SaveResult {
                     group_id: Some(g),
                     short_id,
