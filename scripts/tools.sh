@@ -16,7 +16,11 @@ TOOLS_REQUIREMENTS=(
     "cfn-lint-serverless==0.3.6"
     "aws-sam-cli==1.170.0"
     "pyotp==2.9.0"
+    "sentry-sdk==2.75.0"
 )
+# Real Sentry SDK for Node, for the end-to-end ingestion tests.
+TOOLS_NODE_DIR="$POSTFLOW_ROOT/.tools/node"
+TOOLS_NODE_PACKAGES=("@sentry/node@11.12.0")
 
 # SAM CLI: no telemetry. (It still checks PyPI for a newer version once a week; there is no switch for that.)
 export SAM_CLI_TELEMETRY=0
@@ -37,6 +41,22 @@ tools_install() {
         *":$TOOLS_VENV/bin:"*) ;;
         *) export PATH="$TOOLS_VENV/bin:$PATH" ;;
     esac
+}
+
+# npm packages into .tools/node (a no-op when the stamp matches).
+tools_node_install() {
+    local stamp="$TOOLS_NODE_DIR/.installed" want t0
+    want=$(printf '%s\n' "${TOOLS_NODE_PACKAGES[@]}")
+    if [[ -f $stamp && "$(<"$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    t0=$(date +%s)
+    mkdir -p "$TOOLS_NODE_DIR"
+    _tools_log "installing ${TOOLS_NODE_PACKAGES[*]} into ${TOOLS_NODE_DIR#"$POSTFLOW_ROOT"/}"
+    npm install --prefix "$TOOLS_NODE_DIR" --no-audit --no-fund --loglevel=error "${TOOLS_NODE_PACKAGES[@]}" >/dev/null \
+        || { _tools_log "ERROR: npm install failed"; return 1; }
+    printf '%s\n' "$want" >"$stamp"
+    _tools_log "node packages installed in $(($(date +%s) - t0))s"
 }
 
 _tools_install_locked() {
