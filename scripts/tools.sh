@@ -17,6 +17,7 @@ TOOLS_REQUIREMENTS=(
     "aws-sam-cli==1.170.0"
     "pyotp==2.9.0"
     "sentry-sdk==2.75.0"
+    "sentry-relay==0.10.1"
 )
 # Real Sentry SDK for Node, for the end-to-end ingestion tests.
 TOOLS_NODE_DIR="$POSTFLOW_ROOT/.tools/node"

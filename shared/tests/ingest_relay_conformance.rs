@@ -52,8 +52,16 @@ fn fixtures_dir() -> PathBuf {
         .expect("tests/fixtures/relay/expected.json not found above the crate")
 }
 
+/// `expected.json` comes from the committed oracle run, or — in the test command, which runs Relay's
+/// normalizer live (`sentry-relay` from PyPI) — from `$RELAY_EXPECTED_JSON`.
 fn load(name: &str) -> Vec<Value> {
-    let path = fixtures_dir().join("relay").join(name);
+    let live = std::env::var_os("RELAY_EXPECTED_JSON").filter(|_| name == "expected.json");
+    if live.is_some() {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr(), "relay conformance: comparing with the live oracle output {live:?}");
+    }
+    let path = live.map(PathBuf::from).unwrap_or_else(|| fixtures_dir().join("relay").join(name));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
