@@ -120,25 +120,31 @@ impl SaveEvent {
             prepared.push(prepare(ev.payload, ev.kind, ingested.project_id));
         }
 
-        // Authorize (key lookup, cached) — concurrently with the rate limit and the group-hash reads,
-        // which change nothing.
+        // Authorize (key lookup, cached) — concurrently with the group-hash reads. Writes (the rate-limit
+        // counter, a speculative short id) run concurrently only when the key is already known valid
+        // from the warm cache: nothing is written for a request whose key was not checked.
         let now = self.clock.now_secs();
+        let pre_authorized = matches!(
+            self.keys
+                .cached(&ingested.auth.public_key)
+                .flatten()
+                .map(|k| check_key(Some(k), ingested.project_id)),
+            Some(KeyCheck::Valid(_))
+        );
         let key = self.keys.get(self.table.as_ref(), &ingested.auth.public_key);
+        let limit_key = format!("ingest:{}", ingested.project_id);
         let limit = async {
-            if self.config.ingest_rate_limit == 0 {
+            if self.config.ingest_rate_limit == 0 || !pre_authorized {
                 return Ok(None);
             }
-            self.limiter
-                .hit(&format!("ingest:{}", ingested.project_id), self.config.ingest_rate_limit, 60, now)
-                .await
-                .map(Some)
+            self.limiter.hit(&limit_key, self.config.ingest_rate_limit, 60, now).await.map(Some)
         };
         let prefetch = async {
             let mut out = Vec::with_capacity(prepared.len());
             for (job, _) in &prepared {
                 out.push(match job.kind {
                     SaveKind::Transaction => None,
-                    _ => Some(self.saver.prefetch(job.project.id, &job.hashes).await?),
+                    _ => Some(self.saver.prefetch(job.project.id, &job.hashes, pre_authorized).await?),
                 });
             }
             Ok::<_, StoreError>(out)
@@ -147,6 +153,11 @@ impl SaveEvent {
         let key: ProjectKey = match check_key(key?, ingested.project_id) {
             KeyCheck::Valid(k) => k,
             KeyCheck::Forbidden(why) => return Err(ApiError::detail(403, why)),
+        };
+        // A cold key cache: the rate limit is counted now that the key is known valid.
+        let limit = match (limit, pre_authorized, self.config.ingest_rate_limit) {
+            (Ok(None), false, l) if l > 0 => self.limiter.hit(&limit_key, l, 60, now).await.map(Some),
+            (other, _, _) => other,
         };
         match limit {
             Ok(Some(d)) if d.is_limited() => {

@@ -109,12 +109,13 @@ async fn round_trips_per_event() {
     let rec = env.recorder.clone().unwrap();
     let ev = |msg: &str| make_event(json!({"message": msg, "release": "rt@1", "environment": "prod"}));
 
-    // Cold Lambda, new group: key lookup ‖ hash read ‖ short id, transaction, PutRecords, mark streamed.
+    // Cold Lambda, new group: key lookup ‖ hash read, then (key now verified) the short id, the
+    // transaction, PutRecords, and the mark.
     rec.reset();
     assert_eq!(env.send(&envelope(42, KEY, "event", &ev("round trips"))).await.status, 200);
     let cold_new = rec.sequential_round_trips();
     eprintln!("cold, new group: {cold_new} sequential round trips: {:?}", rec.operations());
-    assert_eq!(cold_new, 4);
+    assert_eq!(cold_new, 5);
 
     // Warm Lambda, known group, release and environment: transaction, PutRecords, mark streamed.
     rec.reset();
@@ -123,6 +124,14 @@ async fn round_trips_per_event() {
     eprintln!("warm, existing group: {warm}: {:?}", rec.operations());
     assert_eq!(warm, 3);
     assert_eq!(rec.operations().len(), 3);
+
+    // Warm key, new group: hash read ‖ speculative short id (the key is known valid), transaction,
+    // PutRecords, mark.
+    rec.reset();
+    assert_eq!(env.send(&envelope(42, KEY, "event", &ev("a brand new group"))).await.status, 200);
+    let warm_new = rec.sequential_round_trips();
+    eprintln!("warm, new group: {warm_new}: {:?}", rec.operations());
+    assert_eq!(warm_new, 4);
 
     // A fresh Lambda for an existing group: key ‖ hashes ‖ (speculative short id), then the transaction
     // — which fails once because this Lambda does not know the group's environment row exists yet

@@ -357,13 +357,22 @@ impl EventSaver {
         }
     }
 
-    /// What a cold Lambda reads before saving, concurrently with the DSN key lookup: the group hash
-    /// items and — since the group may be new — a short id allocated speculatively (an unused one is a
-    /// gap in the sequence, as Sentry's sequence has gaps too). A warm Lambda that knows the group reads
-    /// nothing.
-    pub async fn prefetch(&self, project_id: u64, hashes: &[String]) -> Result<Prefetch, StoreError> {
+    /// What to read before saving, concurrently with the DSN key check: the group hash items (reads
+    /// only) and — when `authorized` says the caller's key is already known to be valid (a warm key
+    /// cache), since the group may be new — a short id allocated speculatively (an unused one is a gap
+    /// in the sequence, as Sentry's sequence has gaps too). Nothing is written for a request whose key
+    /// has not been checked. A Lambda that knows the group reads nothing.
+    pub async fn prefetch(
+        &self,
+        project_id: u64,
+        hashes: &[String],
+        authorized: bool,
+    ) -> Result<Prefetch, StoreError> {
         if let Some(g) = self.cached_group(project_id, hashes) {
             return Ok(Prefetch { group: Some(g), short_id: None });
+        }
+        if !authorized {
+            return Ok(Prefetch { group: self.lookup_hashes(project_id, hashes).await?, short_id: None });
         }
         let (group, short_id) =
             tokio::try_join!(self.lookup_hashes(project_id, hashes), self.allocate_short_id(project_id))?;

@@ -75,6 +75,13 @@ impl KeyCache {
         Self { ttl, capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
     }
 
+    /// The cached answer for `public_key`, if fresh (no I/O).
+    pub fn cached(&self, public_key: &str) -> Option<Option<ProjectKey>> {
+        let m = self.entries.lock().ok()?;
+        let (k, at) = m.get(public_key)?;
+        (at.elapsed() < self.ttl).then(|| k.clone())
+    }
+
     pub async fn get(&self, table: &dyn Table, public_key: &str) -> Result<Option<ProjectKey>, StoreError> {
         if let Ok(m) = self.entries.lock()
             && let Some((k, at)) = m.get(public_key)
