@@ -78,12 +78,54 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Benchmarks that print numbers (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Load organizations, users, members/invites and identities from a seed file.
     Seed {
         file: PathBuf,
         #[command(flatten)]
         backend: BackendArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// save-event CPU per event on the real SDK payloads of events/ (optionally beside Relay's normalizer).
+    Pipeline {
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        /// A Python with `sentry-relay` installed: time Relay's normalize_event on the same payloads.
+        #[arg(long)]
+        relay_python: Option<String>,
+    },
+    /// save-event with 1, 10, 100, 1000 distinct releases/groups: per-event time and table calls.
+    Growth {
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+    },
+    /// Cold start of release binaries under a local Lambda Runtime API emulator.
+    ColdStart {
+        /// Binaries to start (default: target/release/{accept-invite,enroll-authenticator,save-event}).
+        bins: Vec<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+}
+
+/// An event per function that is answered without any network call (so the cold start measures the
+/// runtime, configuration and client construction, not DynamoDB).
+fn no_io_event(bin: &std::path::Path) -> PathBuf {
+    let name = bin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    PathBuf::from(match name {
+        "accept-invite" => "events/accept-invite.get-invalid-member-id.json",
+        "enroll-authenticator" => "events/enroll-authenticator.get-unauthenticated.json",
+        _ => "events/save-event.missing-key.json",
+    })
 }
 
 #[tokio::main]
@@ -161,6 +203,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { paths, backend: args, verbose } => replay(paths, args, verbose).await,
+        Command::Bench { which } => {
+            match which {
+                BenchCommand::Pipeline { events, iterations, relay_python } => {
+                    postflow::bench::pipeline(&events, iterations, relay_python.as_deref())?
+                }
+                BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
+                BenchCommand::ColdStart { bins, runs } => {
+                    let bins = if bins.is_empty() {
+                        ["accept-invite", "enroll-authenticator", "save-event"]
+                            .iter()
+                            .map(|b| PathBuf::from("target/release").join(b))
+                            .collect()
+                    } else {
+                        bins
+                    };
+                    for bin in &bins {
+                        postflow::bench::cold_start(std::slice::from_ref(bin), &no_io_event(bin), runs)
+                            .await?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tail { json, backend: args } => {
             let (backend, _session) = open(&args).await?;
             let records = backend.records().await?;

@@ -1,0 +1,36 @@
+"""Times Relay's normalizer (sentry_relay.processing.StoreNormalizer.normalize_event, what Sentry's
+EventManager calls) on the same event payloads as `postflow bench pipeline`.
+
+    python benches/relay_normalize.py PAYLOADS.json ITERATIONS
+
+PAYLOADS.json is a list of {"name", "event"} written by `postflow bench pipeline --relay PYTHON`.
+Prints one JSON object: {name: median microseconds per normalize_event call}.
+"""
+import json
+import statistics
+import sys
+import time
+
+from sentry_relay.processing import StoreNormalizer
+
+payloads = json.load(open(sys.argv[1]))
+iterations = int(sys.argv[2])
+normalizer = StoreNormalizer(
+    project_id=42,
+    key_id="7",
+    protocol_version="7",
+    grouping_config={"id": "newstyle:2023-01-11"},
+    max_secs_in_future=60,
+    max_secs_in_past=2592000,
+    enable_trimming=True,
+    is_renormalize=False,
+)
+out = {}
+for p in payloads:
+    samples = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        normalizer.normalize_event(dict(p["event"]))
+        samples.append((time.perf_counter() - t0) * 1e6)
+    out[p["name"]] = statistics.median(samples)
+print(json.dumps(out))

@@ -1,0 +1,462 @@
+//! `postflow bench …`: benchmarks that print numbers (recorded in BENCHMARKS.md with their commands).
+//!
+//! - `pipeline`: save-event CPU per event — decompress + parse + normalize + group + serialize the
+//!   stream record — on the real SDK payloads in `events/`, in-process, no I/O; optionally side by side
+//!   with Relay's normalizer (`sentry_relay`, Python) on the same payloads.
+//! - `growth`: save-event on the embedded store with 1, 10, 100, 1000 distinct releases/groups: time
+//!   and table operations per event must stay flat.
+//! - `cold-start`: starts a function's release binary under a minimal Lambda Runtime API emulator and
+//!   measures exec → first `next` request (init) and → first response, and peak RSS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use shared::error::StoreError;
+use shared::http::ApiRequest;
+use shared::ingest::{self, Endpoint};
+use shared::storage::events::SaveResult;
+use shared::storage::item::{Item, Key};
+use shared::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
+
+use crate::apigw::request_from_event;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn p90(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get((v.len() * 9 / 10).min(v.len().saturating_sub(1))).copied().unwrap_or(0.0)
+}
+
+/// The save-event samples of `events/` that carry an event or a transaction.
+pub fn sample_requests(dir: &Path) -> Result<Vec<(String, ApiRequest)>, String> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                // The samples a real SDK sends and that are saved (not the rejected-key variants).
+                n.starts_with("save-event.")
+                    && n.ends_with(".json")
+                    && !n.contains(".wrong-")
+                    && !n.contains(".missing-")
+            })
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&f).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let req = request_from_event(&v)?;
+        let api = ApiRequest::from_lambda(&req, "x");
+        let name = f
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .trim_start_matches("save-event.")
+            .to_owned();
+        // Keep the ones that ingest to at least one event.
+        let r = ingest_once(&api).ok().filter(|i| !i.events.is_empty());
+        if r.is_some() {
+            out.push((name, api));
+        }
+    }
+    Ok(out)
+}
+
+fn ingest_once(api: &ApiRequest) -> Result<ingest::Ingested, ingest::IngestError> {
+    let endpoint =
+        if api.path.trim_end_matches('/').ends_with("/store") { Endpoint::Store } else { Endpoint::Envelope };
+    let request = ingest::Request {
+        endpoint,
+        project_id: api.path_param("project_id").unwrap_or("42"),
+        headers: &api.headers,
+        query: &api.raw_query,
+        body: &api.body,
+        received_at: chrono::Utc::now(),
+        client_ip: api.source_ip.as_deref(),
+    };
+    ingest::ingest(&request, &ingest::envelope::Limits::default())
+}
+
+/// The whole CPU side of save-event for one request: ingest + prepare + record serialization.
+fn pipeline_once(api: &ApiRequest) -> usize {
+    let Ok(ingested) = ingest_once(api) else { return 0 };
+    let mut bytes = 0;
+    for ev in ingested.events {
+        let (job, mut event) = save_event::prepare(ev.payload, ev.kind, ingested.project_id);
+        let result = SaveResult {
+            group_id: Some(1),
+            short_id: Some(1),
+            is_new: true,
+            is_regression: false,
+            is_new_group_environment: true,
+            received: job.received,
+        };
+        if let Ok(rec) = save_event::stream_record(&job, &mut event, &result) {
+            bytes += rec.data.len();
+        }
+    }
+    bytes
+}
+
+/// The raw event payloads (as the SDK sent them, before normalization) for Relay's side.
+fn raw_events(api: &ApiRequest) -> Vec<Value> {
+    let encoding = api.header("content-encoding");
+    let Ok(body) = ingest::decode::decode_body(&api.body, encoding, 20 << 20) else { return Vec::new() };
+    if api.path.contains("/store/") {
+        return serde_json::from_slice(&body).into_iter().collect();
+    }
+    let Ok(env) = ingest::envelope::Envelope::parse(&body, &ingest::envelope::Limits::default()) else {
+        return Vec::new();
+    };
+    env.items
+        .iter()
+        .filter(|i| {
+            matches!(i.ty, ingest::envelope::ItemType::Event | ingest::envelope::ItemType::Transaction)
+        })
+        .filter_map(|i| serde_json::from_slice(&i.payload).ok())
+        .collect()
+}
+
+pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>) -> Result<(), String> {
+    let samples = sample_requests(events_dir)?;
+    println!(
+        "save-event CPU per request: decompress + parse + normalize + group + serialize the stream record"
+    );
+    println!(
+        "{} iterations per payload after 50 warm-up runs; in-process, no I/O (release build recommended)\n",
+        iterations
+    );
+    let mut ours = Vec::new();
+    for (name, api) in &samples {
+        for _ in 0..50 {
+            std::hint::black_box(pipeline_once(api));
+        }
+        let mut t = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t0 = Instant::now();
+            std::hint::black_box(pipeline_once(api));
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        ours.push((name.clone(), median(t), api.body.len()));
+    }
+    let relay: Option<Value> = match relay_python {
+        None => None,
+        Some(py) => {
+            let payloads: Vec<Value> = samples
+                .iter()
+                .flat_map(|(name, api)| {
+                    raw_events(api).into_iter().map(move |e| json!({"name": name, "event": e}))
+                })
+                .collect();
+            let tmp =
+                std::env::temp_dir().join(format!("postflow-relay-payloads-{}.json", std::process::id()));
+            std::fs::write(&tmp, serde_json::to_vec(&payloads).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/relay_normalize.py");
+            let out = std::process::Command::new(py)
+                .arg(script)
+                .arg(&tmp)
+                .arg(iterations.to_string())
+                .output()
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_file(&tmp);
+            if !out.status.success() {
+                return Err(format!("relay_normalize.py failed: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?)
+        }
+    };
+    println!(
+        "{:<22} {:>12} {:>22} {:>24}",
+        "payload", "body bytes", "postflow µs/request", "Relay normalize µs/event"
+    );
+    let mut sum_ours = 0.0;
+    let mut sum_relay = 0.0;
+    for (name, us, bytes) in &ours {
+        let r = relay.as_ref().and_then(|r| r.get(name)).and_then(Value::as_f64);
+        sum_ours += us;
+        sum_relay += r.unwrap_or(0.0);
+        println!(
+            "{name:<22} {bytes:>12} {us:>22.1} {:>24}",
+            r.map(|r| format!("{r:.1}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    let n = ours.len().max(1) as f64;
+    println!(
+        "{:<22} {:>12} {:>22.1} {:>24}",
+        "mean",
+        "",
+        sum_ours / n,
+        if relay.is_some() { format!("{:.1}", sum_relay / n) } else { "-".into() }
+    );
+    Ok(())
+}
+
+/// A table wrapper counting operations (for `growth`).
+pub struct CountingTable {
+    pub inner: Arc<dyn Table>,
+    pub calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Table for CountingTable {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_many(keys).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.query(pk, sk_prefix).await
+    }
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.transact(ops).await
+    }
+    async fn update_returning(
+        &self,
+        key: Key,
+        update: Update,
+        cond: Option<Cond>,
+    ) -> Result<Option<Item>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.update_returning(key, update, cond).await
+    }
+}
+
+/// save-event with N distinct releases and groups, 2000 events each round, on the embedded store.
+pub async fn growth(events_per_round: usize) -> Result<(), String> {
+    use shared::adapters::memory::{MemoryRateLimiter, MemoryTable, memory_stream};
+    println!(
+        "save-event on the embedded store: {events_per_round} events per round, spread over N distinct releases and groups"
+    );
+    println!("{:>6} {:>16} {:>22}", "N", "µs per event", "table calls per event");
+    for n in [1usize, 10, 100, 1000] {
+        let table =
+            Arc::new(CountingTable { inner: Arc::new(MemoryTable::default()), calls: AtomicUsize::new(0) });
+        let seed: shared::storage::seed::Seed = serde_json::from_value(json!({
+            "organizations": [{"id": 1, "slug": "acme", "name": "Acme"}],
+            "projects": [{"id": 42, "organization_id": 1, "slug": "backend"}],
+            "keys": [{"public_key": "c0ffee0c0ffee0c0ffee0c0ffee0c0ff", "project_id": 42, "id": 7}]
+        }))
+        .map_err(|e| e.to_string())?;
+        shared::storage::seed::load_seed(table.as_ref(), &seed, crate::scenario::now_secs() * 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let handler = save_event::SaveEvent::new(
+            table.clone(),
+            Arc::new(memory_stream(3)),
+            Arc::new(MemoryRateLimiter::default()),
+            Arc::new(shared::ports::SystemClock),
+            Arc::new(shared::ports::OsRandom),
+            Arc::new(shared::config::Config::for_local("t", "s")),
+        );
+        let now = crate::scenario::now_secs() as f64;
+        let req = |i: usize| {
+            let ev = json!({"message": format!("group number {}", i % n), "fingerprint": [format!("g{}", i % n)], "release": format!("app@{}", i % n), "environment": "prod", "timestamp": now, "platform": "python"});
+            let body = ev.to_string();
+            ApiRequest {
+                method: "POST".into(),
+                path: "/api/42/envelope/".into(),
+                path_params: [("project_id".to_owned(), "42".to_owned())].into(),
+                headers: vec![(
+                    "x-sentry-auth".into(),
+                    "Sentry sentry_key=c0ffee0c0ffee0c0ffee0c0ffee0c0ff, sentry_version=7".into(),
+                )],
+                body: format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{body}\n", body.len())
+                    .into_bytes(),
+                ..Default::default()
+            }
+        };
+        // Warm-up round: creates the N groups and releases.
+        for i in 0..n.max(10) {
+            handler.handle_api(&req(i)).await;
+        }
+        table.calls.store(0, Ordering::Relaxed);
+        let t0 = Instant::now();
+        for i in 0..events_per_round {
+            let r = handler.handle_api(&req(i)).await;
+            if r.status != 200 {
+                return Err(format!("status {}", r.status));
+            }
+        }
+        let per_event = t0.elapsed().as_secs_f64() * 1e6 / events_per_round as f64;
+        let calls = table.calls.load(Ordering::Relaxed) as f64 / events_per_round as f64;
+        println!("{n:>6} {per_event:>16.1} {calls:>22.2}");
+    }
+    Ok(())
+}
+
+/// Outcome of one cold start under the Runtime API emulator.
+#[derive(Debug, Clone, Copy)]
+pub struct ColdStart {
+    pub init_ms: f64,
+    pub first_response_ms: f64,
+    pub peak_rss_kb: u64,
+}
+
+/// Starts `bin` with `AWS_LAMBDA_RUNTIME_API` pointing at a minimal in-process Runtime API, serves it
+/// `event`, and measures exec → first `next` and → first response. The process is killed afterwards.
+pub async fn cold_start_once(
+    bin: &Path,
+    event: &Value,
+    extra_env: &[(String, String)],
+) -> Result<ColdStart, String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use tokio::sync::mpsc;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(&'static str, Instant)>();
+    let body = Bytes::from(event.to_string());
+    let served = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { break };
+            let (tx, body, served) = (tx.clone(), body.clone(), served.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (tx, body, served) = (tx.clone(), body.clone(), served.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let now = Instant::now();
+                        let resp = if path.ends_with("/invocation/next") {
+                            if served.fetch_add(1, Ordering::SeqCst) == 0 {
+                                let _ = tx.send(("next", now));
+                                hyper::Response::builder()
+                                    .header("lambda-runtime-aws-request-id", "bench-request-1")
+                                    .header(
+                                        "lambda-runtime-deadline-ms",
+                                        (chrono::Utc::now().timestamp_millis() + 30_000).to_string(),
+                                    )
+                                    .header(
+                                        "lambda-runtime-invoked-function-arn",
+                                        "arn:aws:lambda:us-east-1:123456789012:function:bench",
+                                    )
+                                    .header(
+                                        "lambda-runtime-trace-id",
+                                        "Root=1-00000000-000000000000000000000000",
+                                    )
+                                    .body(Full::new(body))
+                            } else {
+                                // Second `next`: the measurement is over; park the runtime.
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                hyper::Response::builder().status(500).body(Full::new(Bytes::new()))
+                            }
+                        } else {
+                            let _ = req.into_body().collect().await;
+                            let _ = tx.send(if path.ends_with("/response") {
+                                ("response", now)
+                            } else {
+                                ("error", now)
+                            });
+                            hyper::Response::builder().status(202).body(Full::new(Bytes::new()))
+                        };
+                        Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TABLE_NAME", "bench")
+        .env("STREAM_NAME", "bench")
+        .env("INVITE_COOKIE_KEY", "benchmark-cookie-key-benchmark-cookie-key")
+        .envs(extra_env.iter().cloned())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let pid = child.id();
+    let mut init = None;
+    let mut resp = None;
+    let deadline = tokio::time::sleep(Duration::from_secs(20));
+    tokio::pin!(deadline);
+    while resp.is_none() {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(("next", t)) => init = Some(t),
+                Some(("response", t)) => resp = Some(t),
+                Some((_, _)) => { let _ = child.kill().await; server.abort(); return Err("the function reported an error".into()) }
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    let rss = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok()).and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+    });
+    let _ = child.kill().await;
+    server.abort();
+    match (init, resp) {
+        (Some(i), Some(r)) => Ok(ColdStart {
+            init_ms: (i - t0).as_secs_f64() * 1000.0,
+            first_response_ms: (r - t0).as_secs_f64() * 1000.0,
+            peak_rss_kb: rss.unwrap_or(0),
+        }),
+        _ => Err("timed out waiting for the runtime".into()),
+    }
+}
+
+pub async fn cold_start(bins: &[PathBuf], event: &Path, runs: usize) -> Result<(), String> {
+    let ev: Value = serde_json::from_str(&std::fs::read_to_string(event).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "cold start under a local Lambda Runtime API emulator: {runs} runs each, event {}",
+        event.display()
+    );
+    println!(
+        "{:<24} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10}",
+        "binary", "init p50 ms", "p90", "first resp", "p90", "RSS MB", "size MB"
+    );
+    for bin in bins {
+        let mut init = Vec::new();
+        let mut first = Vec::new();
+        let mut rss: u64 = 0;
+        for _ in 0..runs {
+            let c = cold_start_once(bin, &ev, &[]).await?;
+            init.push(c.init_ms);
+            first.push(c.first_response_ms);
+            rss = rss.max(c.peak_rss_kb);
+        }
+        let size = std::fs::metadata(bin).map(|m| m.len() as f64 / 1_048_576.0).unwrap_or(0.0);
+        let name = bin.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        println!(
+            "{name:<24} {:>12.2} {:>10.2} {:>12.2} {:>10.2} {:>10.1} {:>10.1}",
+            median(init.clone()),
+            p90(init),
+            median(first.clone()),
+            p90(first),
+            rss as f64 / 1024.0,
+            size
+        );
+    }
+    Ok(())
+}
