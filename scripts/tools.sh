@@ -18,6 +18,8 @@ TOOLS_REQUIREMENTS=(
     "pyotp==2.9.0"
     "sentry-sdk==2.75.0"
     "sentry-relay==0.10.1"
+    "cargo-lambda==1.9.2"
+    "ziglang==0.13.0"
 )
 # Real Sentry SDK for Node, for the end-to-end ingestion tests.
 TOOLS_NODE_DIR="$POSTFLOW_ROOT/.tools/node"

@@ -310,6 +310,17 @@ pub async fn cold_start_once(
     event: &Value,
     extra_env: &[(String, String)],
 ) -> Result<ColdStart, String> {
+    cold_start_cmd(bin, &[], None, event, extra_env).await
+}
+
+/// [`cold_start_once`] for any command (the Python peer runs `python bootstrap.py`).
+pub async fn cold_start_cmd(
+    bin: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    event: &Value,
+    extra_env: &[(String, String)],
+) -> Result<ColdStart, String> {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     use tokio::sync::mpsc;
@@ -353,7 +364,14 @@ pub async fn cold_start_once(
                                 hyper::Response::builder().status(500).body(Full::new(Bytes::new()))
                             }
                         } else {
-                            let _ = req.into_body().collect().await;
+                            let body =
+                                req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            if !path.ends_with("/response") {
+                                eprintln!(
+                                    "runtime reported an error at {path}: {}",
+                                    String::from_utf8_lossy(&body)
+                                );
+                            }
                             let _ = tx.send(if path.ends_with("/response") {
                                 ("response", now)
                             } else {
@@ -371,7 +389,12 @@ pub async fn cold_start_once(
         }
     });
     let t0 = Instant::now();
-    let mut child = tokio::process::Command::new(bin)
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
@@ -379,6 +402,7 @@ pub async fn cold_start_once(
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_LEVEL", "warn")
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -387,7 +411,11 @@ pub async fn cold_start_once(
         .env("INVITE_COOKIE_KEY", "benchmark-cookie-key-benchmark-cookie-key")
         .envs(extra_env.iter().cloned())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(if std::env::var_os("POSTFLOW_BENCH_DEBUG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
@@ -421,21 +449,17 @@ pub async fn cold_start_once(
             first_response_ms: (r - t0).as_secs_f64() * 1000.0,
             peak_rss_kb: rss.unwrap_or(0),
         }),
-        _ => Err("timed out waiting for the runtime".into()),
+        (Some(_), None) => Err("the runtime asked for the event but sent no response within 20 s".into()),
+        _ => Err("timed out waiting for the runtime's first `next` request".into()),
     }
 }
+
+pub const COLD_START_HEADER: &str =
+    "binary                    init p50 ms        p90   first resp        p90     RSS MB    size MB";
 
 pub async fn cold_start(bins: &[PathBuf], event: &Path, runs: usize) -> Result<(), String> {
     let ev: Value = serde_json::from_str(&std::fs::read_to_string(event).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    println!(
-        "cold start under a local Lambda Runtime API emulator: {runs} runs each, event {}",
-        event.display()
-    );
-    println!(
-        "{:<24} {:>12} {:>10} {:>12} {:>10} {:>10} {:>10}",
-        "binary", "init p50 ms", "p90", "first resp", "p90", "RSS MB", "size MB"
-    );
     for bin in bins {
         let mut init = Vec::new();
         let mut first = Vec::new();
@@ -458,5 +482,43 @@ pub async fn cold_start(bins: &[PathBuf], event: &Path, runs: usize) -> Result<(
             size
         );
     }
+    Ok(())
+}
+
+/// The Python peer: `benches/python_peer/bootstrap.py` (the managed runtime's loop) with a handler that
+/// imports boto3 and builds a DynamoDB client at init, measured the same way.
+pub async fn cold_start_python_peer(python: &str, runs: usize) -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_peer");
+    let ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("events/save-event.missing-key.json"),
+        )
+        .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let args = ["bootstrap.py".to_owned()];
+    let mut init = Vec::new();
+    let mut first = Vec::new();
+    let mut rss: u64 = 0;
+    for _ in 0..runs {
+        let env = [
+            ("LAMBDA_TASK_ROOT".to_owned(), dir.display().to_string()),
+            ("_HANDLER".to_owned(), "handler.handler".to_owned()),
+        ];
+        let c = cold_start_cmd(Path::new(python), &args, Some(&dir), &ev, &env).await?;
+        init.push(c.init_ms);
+        first.push(c.first_response_ms);
+        rss = rss.max(c.peak_rss_kb);
+    }
+    println!(
+        "{:<24} {:>12.2} {:>10.2} {:>12.2} {:>10.2} {:>10.1} {:>10}",
+        "python+boto3 (peer)",
+        median(init.clone()),
+        p90(init),
+        median(first.clone()),
+        p90(first),
+        rss as f64 / 1024.0,
+        "-"
+    );
     Ok(())
 }

@@ -114,6 +114,9 @@ enum BenchCommand {
         bins: Vec<PathBuf>,
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// A Python with `boto3`: also measure the Python peer (benches/python_peer) the same way.
+        #[arg(long)]
+        python_peer: Option<String>,
     },
 }
 
@@ -209,7 +212,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     postflow::bench::pipeline(&events, iterations, relay_python.as_deref())?
                 }
                 BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
-                BenchCommand::ColdStart { bins, runs } => {
+                BenchCommand::ColdStart { bins, runs, python_peer } => {
                     let bins = if bins.is_empty() {
                         ["accept-invite", "enroll-authenticator", "save-event"]
                             .iter()
@@ -218,9 +221,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     } else {
                         bins
                     };
+                    println!(
+                        "cold start under a local Lambda Runtime API emulator, {runs} runs each; each function gets a request it answers without network I/O"
+                    );
+                    println!("{}", postflow::bench::COLD_START_HEADER);
                     for bin in &bins {
                         postflow::bench::cold_start(std::slice::from_ref(bin), &no_io_event(bin), runs)
                             .await?;
+                    }
+                    if let Some(py) = python_peer {
+                        postflow::bench::cold_start_python_peer(&py, runs).await?;
                     }
                 }
             }
