@@ -522,3 +522,260 @@ pub async fn cold_start_python_peer(python: &str, runs: usize) -> Result<(), Str
     );
     Ok(())
 }
+
+/// One HTTP/1.1 request over a fresh loopback connection; returns the status. Hand-written (a few lines)
+/// to keep a client HTTP stack out of the CLI's dependencies.
+async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(body).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&buf[..buf.len().min(32)]).into_owned();
+    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad response: {line}"))
+}
+
+/// Runs `op` from `clients` concurrent tasks for `secs` seconds; returns (ops/s, p50 ms, p99 ms).
+async fn load<F, Fut>(clients: usize, secs: f64, op: F) -> Result<(f64, f64, f64), String>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (op, counter) = (op.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < end {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let s = Instant::now();
+                op(i).await?;
+                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let n = all.len() as f64;
+    all.sort_by(f64::total_cmp);
+    let p = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0.0)
+    };
+    Ok((n / elapsed, p(0.5), p(0.99)))
+}
+
+/// Throughput and latency through `postflow serve --aws` against DynamoDB Local + ministack, with the
+/// emulators' own raw PutItem / PutRecord rates measured in the same run as the ceiling.
+pub async fn throughput(clients: usize, secs: f64) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err() {
+        return Err(
+            "set AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_KINESIS (run under scripts/with-emulators)"
+                .into(),
+        );
+    }
+    let suffix = format!("{}-{}", std::process::id(), crate::scenario::now_secs());
+    let mut config =
+        shared::config::Config::for_local(&format!("pf-bench-{suffix}"), &format!("pf-bench-{suffix}"));
+    config.enroll_rate_limit = u64::MAX / 2;
+    let backend = Arc::new(crate::backend::Backend::aws(&config, true).await?);
+    let seed: shared::storage::seed::Seed = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("events/seed.json"))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    shared::storage::seed::load_seed(backend.table.as_ref(), &seed, crate::scenario::now_secs() * 1000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let app = Arc::new(crate::backend::App::new(&backend, config.clone()));
+    let listener = crate::serve::bind(0).await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(crate::serve::serve(listener, app));
+    let clients_sdk = shared::adapters::aws::AwsClients::load(None).await;
+    println!(
+        "{clients} concurrent clients, {secs} s per measurement, loopback; table {} on {}",
+        config.table_name,
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default()
+    );
+    println!("{:<44} {:>10} {:>9} {:>9}", "operation", "ops/s", "p50 ms", "p99 ms");
+
+    let ddb = clients_sdk.dynamodb.clone();
+    let table = config.table_name.clone();
+    let (put_rate, p50, p99) = load(clients, secs, move |i| {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        async move {
+            ddb.put_item()
+                .table_name(table)
+                .item("pk", AttributeValue::S(format!("BENCH#{i}")))
+                .item("sk", AttributeValue::S("X".into()))
+                .item("n", AttributeValue::N(i.to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        }
+    })
+    .await?;
+    println!("{:<44} {put_rate:>10.0} {p50:>9.2} {p99:>9.2}", "ceiling: raw DynamoDB PutItem");
+    let ddb = clients_sdk.dynamodb.clone();
+    let table = config.table_name.clone();
+    let (tx_rate, p50, p99) = load(clients, secs, move |i| {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        async move {
+            let put = |sk: &str| -> Result<aws_sdk_dynamodb::types::TransactWriteItem, String> {
+                let p = aws_sdk_dynamodb::types::Put::builder()
+                    .table_name(&table)
+                    .item("pk", AttributeValue::S(format!("BENCHTX#{i}")))
+                    .item("sk", AttributeValue::S(sk.to_owned()))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder().put(p).build())
+            };
+            ddb.transact_write_items()
+                .transact_items(put("A")?)
+                .transact_items(put("B")?)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        }
+    })
+    .await?;
+    println!("{:<44} {tx_rate:>10.0} {p50:>9.2} {p99:>9.2}", "ceiling: raw TransactWriteItems (2 puts)");
+    let kin = clients_sdk.kinesis.clone();
+    let stream = config.stream_name.clone().unwrap_or_default();
+    let (rec_rate, p50, p99) = load(clients, secs, move |i| {
+        let (kin, stream) = (kin.clone(), stream.clone());
+        async move {
+            kin.put_record()
+                .stream_name(stream)
+                .partition_key("42")
+                .data(aws_sdk_kinesis::primitives::Blob::new(format!("{{\"n\":{i}}}")))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        }
+    })
+    .await?;
+    println!("{:<44} {rec_rate:>10.0} {p50:>9.2} {p99:>9.2}", "ceiling: raw Kinesis PutRecord");
+
+    let auth =
+        ("x-sentry-auth", "Sentry sentry_key=c0ffee0c0ffee0c0ffee0c0ffee0c0ff, sentry_version=7".to_owned());
+    let now = crate::scenario::now_secs() as f64;
+    let offset = Arc::new(AtomicUsize::new(0));
+    let mut save_rate = 0.0;
+    for (label, groups) in [("save-event, 1000 groups", 1000usize), ("save-event, one hot group", 1)] {
+        let (auth, offset) = (auth.clone(), offset.clone());
+        // Warm-up (not measured): one event per group creates the groups; the measurement is the steady
+        // state of a Lambda that has seen them (group creation bumps shared counters and is measured by
+        // `bench growth` and the race tests instead).
+        let warm = offset.fetch_add(10_000_000, Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let auth = auth.clone();
+            tasks.push(tokio::spawn(async move {
+                for g in (c..groups).step_by(clients) {
+                    let ev = json!({"event_id": format!("{:032x}", (warm + g) as u128 + 1), "message": "throughput", "fingerprint": [format!("g{g}")], "timestamp": now, "platform": "python", "release": "bench@1", "environment": "bench"});
+                    let body = ev.to_string();
+                    let env = format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{body}\n", body.len());
+                    http_request(addr, "POST", "/api/42/envelope/", &[auth.clone()], env.as_bytes()).await?;
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        let base = offset.fetch_add(10_000_000, Ordering::Relaxed);
+        let (rate, p50, p99) = load(clients, secs, move |i| {
+            let auth = auth.clone();
+            let id = base + i;
+            async move {
+                let ev = json!({"event_id": format!("{:032x}", (id as u128) + 1), "message": "throughput", "fingerprint": [format!("g{}", id % groups)], "timestamp": now, "platform": "python", "release": "bench@1", "environment": "bench"});
+                let body = ev.to_string();
+                let env = format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{body}\n", body.len());
+                match http_request(addr, "POST", "/api/42/envelope/", &[auth], env.as_bytes()).await? {
+                    200 => Ok(()),
+                    s => Err(format!("save-event answered {s}")),
+                }
+            }
+        })
+        .await?;
+        if groups > 1 {
+            save_rate = rate;
+        }
+        println!("{label:<44} {rate:>10.0} {p50:>9.2} {p99:>9.2}");
+    }
+    let claims = format!(
+        "{{\"sub\":\"bench\",\"email\":\"b@example.com\",\"email_verified\":true,\"auth_time\":{}}}",
+        crate::scenario::now_secs()
+    );
+    let (enroll_rate, p50, p99) = load(clients, secs, move |_| {
+        let claims = claims.clone();
+        async move {
+            match http_request(
+                addr,
+                "GET",
+                "/api/0/users/me/authenticators/totp/enroll/",
+                &[("x-postflow-claims", claims)],
+                b"",
+            )
+            .await?
+            {
+                200 => Ok(()),
+                s => Err(format!("enroll GET answered {s}")),
+            }
+        }
+    })
+    .await?;
+    println!("{:<44} {enroll_rate:>10.0} {p50:>9.2} {p99:>9.2}", "enroll GET (1 Query + 1 PutItem)");
+    let (accept_rate, p50, p99) = load(clients, secs, move |_| async move {
+        match http_request(
+            addr,
+            "GET",
+            "/api/0/accept-invite/acme/10/8d3f7a1c2b9e4f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708/",
+            &[],
+            b"",
+        )
+        .await?
+        {
+            200 => Ok(()),
+            s => Err(format!("accept GET answered {s}")),
+        }
+    })
+    .await?;
+    println!("{:<44} {accept_rate:>10.0} {p50:>9.2} {p99:>9.2}", "accept-invite GET (1 BatchGetItem)");
+    server.abort();
+    println!(
+        "\nsave-event (1000 groups): {:.0}% of the raw TransactWriteItems rate (each event is one transaction + one PutItem-class update + one PutRecords), {:.0}% of the PutItem rate",
+        save_rate / tx_rate * 100.0,
+        save_rate / put_rate * 100.0
+    );
+    println!("accept-invite GET: {:.0}% of the PutItem ceiling", accept_rate / put_rate * 100.0);
+    let _ = shared::storage::provision::delete_table(&clients_sdk.dynamodb, &config.table_name).await;
+    Ok(())
+}

@@ -108,6 +108,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5000)]
         events: usize,
     },
+    /// Throughput and latency through `postflow serve --aws` against the emulators (run under
+    /// scripts/with-emulators), beside their raw PutItem / PutRecord rates.
+    Throughput {
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+    },
     /// Cold start of release binaries under a local Lambda Runtime API emulator.
     ColdStart {
         /// Binaries to start (default: target/release/{accept-invite,enroll-authenticator,save-event}).
@@ -212,6 +220,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     postflow::bench::pipeline(&events, iterations, relay_python.as_deref())?
                 }
                 BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
+                BenchCommand::Throughput { clients, secs } => {
+                    postflow::bench::throughput(clients, secs).await?
+                }
                 BenchCommand::ColdStart { bins, runs, python_peer } => {
                     let bins = if bins.is_empty() {
                         ["accept-invite", "enroll-authenticator", "save-event"]
