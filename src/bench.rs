@@ -702,7 +702,7 @@ pub async fn throughput(clients: usize, secs: f64) -> Result<(), String> {
                     let ev = json!({"event_id": format!("{:032x}", (warm + g) as u128 + 1), "message": "throughput", "fingerprint": [format!("g{g}")], "timestamp": now, "platform": "python", "release": "bench@1", "environment": "bench"});
                     let body = ev.to_string();
                     let env = format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{body}\n", body.len());
-                    http_request(addr, "POST", "/api/42/envelope/", &[auth.clone()], env.as_bytes()).await?;
+                    http_request(addr, "POST", "/api/42/envelope/", std::slice::from_ref(&auth), env.as_bytes()).await?;
                 }
                 Ok::<_, String>(())
             }));
