@@ -1,0 +1,97 @@
+//! Secret hygiene: every sample flow runs with TRACE logging captured (the production filter, so the
+//! payload caps apply); no TOTP secret, OTP, recovery code, invite token, DSN key or cookie value may
+//! appear in a log line or in an error body.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use postflow::backend::{App, Backend};
+use postflow::scenario::{load_scenario, plan, run_event};
+use postflow::session::Session;
+use shared::config::Config;
+use shared::domain::otp::{RecoveryCodes, Totp};
+use shared::domain::user::InterfaceType;
+use shared::secret::Secret;
+use shared::storage::seed::{Seed, load_seed};
+use shared::storage::users::load_user;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_logs_or_error_bodies() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let filter = tracing_subscriber::EnvFilter::try_new(shared::telemetry::filter_directive(
+        Some("TRACE".into()),
+        None,
+    ))
+    .unwrap();
+    let subscriber =
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let backend = Backend::embedded();
+    let app = App::new(&backend, Config::for_local("postflow", "postflow-events"));
+    let mut secrets: Vec<String> = vec![
+        "8d3f7a1c2b9e4f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708".into(), // invite token of the samples
+        "c0ffee0c0ffee0c0ffee0c0ffee0c0ff".into(),                                 // DSN public key
+        Config::for_local("a", "b").invite_cookie_key.unwrap().expose().to_owned(),
+    ];
+    let mut error_bodies = Vec::new();
+    for f in plan(&[root.join("events")]).unwrap() {
+        let (s, dir) = load_scenario(&f).unwrap();
+        if let Some(seed) = &s.seed {
+            let seed: Seed = serde_json::from_str(&std::fs::read_to_string(dir.join(seed)).unwrap()).unwrap();
+            load_seed(backend.table.as_ref(), &seed, postflow::scenario::now_secs() * 1000).await.unwrap();
+        }
+        let mut session = Session::default();
+        for step in &s.steps {
+            let r = run_event(&app, &mut session, &dir.join(&step.event), step.expect.as_ref()).await;
+            assert!(r.failure.is_none(), "{:?}", r.failure);
+            if let Some(secret) = &session.secret {
+                secrets.push(secret.clone());
+                let t = Totp::authenticator_app(&Secret::new(secret.clone())).unwrap();
+                let now = postflow::scenario::now_secs();
+                for c in (t.counter_at(now) - 2)..=(t.counter_at(now) + 2) {
+                    secrets.push(t.code_at_counter(c as u64));
+                }
+            }
+            secrets.extend(session.cookies.values().cloned());
+            if r.status.is_some_and(|s| s >= 400) {
+                error_bodies.push(r.response["body"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    // Recovery codes and salts of every enrolled user.
+    for user in ["42"] {
+        let u = load_user(backend.table.as_ref(), user).await.unwrap();
+        let rc = u.authenticator(InterfaceType::Recovery).expect("recovery codes were created");
+        let salt = rc.config["salt"].as_str().unwrap().to_owned();
+        secrets.extend(RecoveryCodes { salt: &salt, used: 0 }.codes());
+        secrets.push(salt);
+    }
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.lines().count() > 10, "logging was captured:\n{logs}");
+    for s in secrets.iter().filter(|s| s.len() >= 6) {
+        assert!(!logs.contains(s.as_str()), "a secret ({}…) appears in the logs", &s[..4]);
+        for b in &error_bodies {
+            assert!(!b.contains(s.as_str()), "a secret ({}…) appears in an error body: {b}", &s[..4]);
+        }
+    }
+    assert!(error_bodies.len() >= 10);
+}
