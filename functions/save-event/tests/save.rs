@@ -212,3 +212,54 @@ async fn python_exception_record_snapshot_from_kinesis() {
         "[3].group_states[].id" => "[group_id]",
     });
 }
+
+/// The generic (issue-platform) path: the occurrence fingerprints, md5-ed per element, are the hashes;
+/// the record is keyed by event id and queued for the issue platform. (SDKs never send this type —
+/// Relay's normalization rewrites it — so the path is driven through `prepare` and the saver.)
+#[tokio::test]
+async fn generic_events_group_by_occurrence_fingerprints() {
+    let env = memory_env().await;
+    let id = uuid_hex();
+    let ev = json!({
+        "event_id": id, "type": "generic", "platform": "python", "level": "info", "timestamp": NOW as f64,
+        "fingerprint": ["perf-n-plus-one", "checkout"], "message": "N+1 query", "received": NOW as f64,
+    });
+    let (mut job, mut event) = save_event::prepare(ev, shared::ingest::EventKind::Event, 42);
+    assert_eq!(job.kind, shared::storage::events::SaveKind::Generic);
+    assert_eq!(
+        job.hashes,
+        [
+            shared::grouping::hashing::hash_from_values(["perf-n-plus-one"]),
+            shared::grouping::hashing::hash_from_values(["checkout"])
+        ]
+    );
+    job.project = shared::domain::project::Project {
+        id: 42,
+        organization_id: 1,
+        slug: "backend".into(),
+        platform: None,
+    };
+    let r = match env.handler.saver.begin(&job, NOW).await.unwrap() {
+        shared::storage::events::Begin::Saved(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(r.is_new);
+    let rec = save_event::stream_record(&job, &mut event, &r).unwrap();
+    assert_eq!(rec.partition_key, id, "generic events are keyed by event id");
+    let m: Value = serde_json::from_slice(&rec.data).unwrap();
+    assert_eq!(m[3]["queue"], "post_process_issue_platform");
+    assert_eq!(m[2]["primary_hash"], job.hashes[0].as_str());
+    // A second occurrence with the same fingerprint joins the group.
+    let (mut job2, _) = save_event::prepare(
+        json!({"event_id": uuid_hex(), "type": "generic", "timestamp": NOW as f64, "fingerprint": ["perf-n-plus-one", "checkout"], "message": "N+1 query"}),
+        shared::ingest::EventKind::Event,
+        42,
+    );
+    job2.project = job.project.clone();
+    match env.handler.saver.begin(&job2, NOW).await.unwrap() {
+        shared::storage::events::Begin::Saved(r2) => {
+            assert_eq!((r2.group_id, r2.is_new), (r.group_id, false))
+        }
+        other => panic!("{other:?}"),
+    }
+}
