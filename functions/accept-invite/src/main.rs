@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use accept_invite::AcceptInvite;
-use shared::adapters::aws::AwsClients;
+use shared::adapters::aws::{dynamodb_client, sdk_config};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::config::{Config, Requirements};
 use shared::ports::{OsRandom, SystemClock};
@@ -13,8 +13,9 @@ use shared::storage::orgs::TableInviteStore;
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: false, invite_cookie_key: true })?;
-    let clients = AwsClients::load(None).await;
-    let table = Arc::new(DynamoTable::new(clients.dynamodb, &config.table_name));
+    // DynamoDB only: the Kinesis client is not built (nor linked into this binary).
+    let dynamodb = dynamodb_client(&sdk_config().await, None);
+    let table = Arc::new(DynamoTable::new(dynamodb, &config.table_name));
     let handler = Arc::new(AcceptInvite {
         store: Arc::new(TableInviteStore::new(table)),
         clock: Arc::new(SystemClock),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use enroll_authenticator::EnrollAuthenticator;
-use shared::adapters::aws::{AwsClients, DynamoRateLimiter};
+use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, sdk_config};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::config::{Config, Requirements};
 use shared::ports::{OsRandom, SystemClock};
@@ -14,12 +14,13 @@ use shared::storage::orgs::TableInviteStore;
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: false, invite_cookie_key: true })?;
-    let clients = AwsClients::load(None).await;
-    let table = Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name));
+    // DynamoDB only: the Kinesis client is not built (nor linked into this binary).
+    let dynamodb = dynamodb_client(&sdk_config().await, None);
+    let table = Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name));
     let handler = Arc::new(EnrollAuthenticator {
         enrollment: Arc::new(TableEnrollmentStore::new(table.clone())),
         invites: Arc::new(TableInviteStore::new(table)),
-        limiter: Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),
+        limiter: Arc::new(DynamoRateLimiter::new(dynamodb, &config.table_name)),
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         config: Arc::new(config),

@@ -35,27 +35,46 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Loads the shared SDK configuration (region, credentials, endpoint overrides) and builds both
-    /// clients with Lambda-friendly timeouts. `recorder` installs the call-counting interceptor.
+    /// Loads the shared SDK configuration and builds both clients. `recorder` installs the
+    /// call-counting interceptor.
     pub async fn load(recorder: Option<CallRecorder>) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(3))
-            .operation_timeout(Duration::from_secs(8))
-            .build();
-        let sdk =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await;
-        let mut ddb = aws_sdk_dynamodb::config::Builder::from(&sdk);
-        let mut kin = aws_sdk_kinesis::config::Builder::from(&sdk);
-        if let Some(r) = recorder {
-            ddb = ddb.interceptor(r.clone());
-            kin = kin.interceptor(r);
-        }
-        Self {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
-            kinesis: aws_sdk_kinesis::Client::from_conf(kin.build()),
-        }
+        let sdk = sdk_config().await;
+        Self { dynamodb: dynamodb_client(&sdk, recorder.clone()), kinesis: kinesis_client(&sdk, recorder) }
     }
+}
+
+/// The shared SDK configuration (region, credentials, endpoint overrides) with Lambda-friendly timeouts.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+}
+
+/// A DynamoDB client. Functions that need only DynamoDB build only this one, so the Kinesis client
+/// is not linked into their binaries.
+pub fn dynamodb_client(
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<CallRecorder>,
+) -> aws_sdk_dynamodb::Client {
+    let mut b = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(r) = recorder {
+        b = b.interceptor(r);
+    }
+    aws_sdk_dynamodb::Client::from_conf(b.build())
+}
+
+pub fn kinesis_client(
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<CallRecorder>,
+) -> aws_sdk_kinesis::Client {
+    let mut b = aws_sdk_kinesis::config::Builder::from(sdk);
+    if let Some(r) = recorder {
+        b = b.interceptor(r);
+    }
+    aws_sdk_kinesis::Client::from_conf(b.build())
 }
 
 /// Maps an SDK error to a [`StoreError`]: throttling codes → `Throttled`, timeouts, connection failures
