@@ -69,6 +69,8 @@ pub struct ApiRequest {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// The invocation's deadline (epoch milliseconds) from the Lambda context, when running in Lambda.
+    pub deadline_ms: Option<u64>,
 }
 
 impl ApiRequest {
@@ -118,6 +120,7 @@ impl ApiRequest {
             source_ip: ctx.and_then(|c| c.http.source_ip.clone()),
             user_agent,
             request_id: ctx.and_then(|c| c.request_id.clone()),
+            deadline_ms: req.lambda_context_ref().map(|c| c.deadline).filter(|d| *d > 0),
         }
     }
 

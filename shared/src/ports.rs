@@ -193,6 +193,17 @@ pub fn batches(records: &[StreamRecord]) -> Vec<std::ops::Range<usize>> {
 #[async_trait]
 pub trait EventStream: Send + Sync {
     async fn publish(&self, records: Vec<StreamRecord>) -> Result<(), StoreError>;
+
+    /// [`EventStream::publish`], retrying failed entries only while `deadline` (the Lambda's remaining
+    /// time, minus a margin) allows another attempt.
+    async fn publish_until(
+        &self,
+        records: Vec<StreamRecord>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), StoreError> {
+        let _ = deadline;
+        self.publish(records).await
+    }
 }
 
 /// Organization invites: the accept-invite capability (also used by enroll, which accepts a pending

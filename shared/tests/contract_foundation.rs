@@ -219,3 +219,25 @@ async fn stream_kinesis_partial_failure_retries_only_failed_entries() {
     assert_eq!(first.num_calls(), 1);
     assert_eq!(retry.num_calls(), 1, "the retry carried only the two failed entries");
 }
+
+/// Retries of failed entries stop at the deadline (the Lambda's remaining time): a retryable error comes
+/// back instead of the invocation timing out mid-request.
+#[tokio::test]
+async fn stream_retries_are_bounded_by_the_deadline() {
+    use shared::adapters::memory::MemorySink;
+    use shared::adapters::publisher::Publisher;
+    use std::time::Duration;
+
+    let stream = Publisher::new(MemorySink::default(), 3).with_base_delay(Duration::from_millis(200));
+    for _ in 0..6 {
+        stream.sink().inject(SinkFault::Entries(vec![0]));
+    }
+    let near = tokio::time::Instant::now() + Duration::from_millis(50);
+    let err = stream.publish_until(records(1), Some(near)).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(stream.sink().calls().len(), 1, "no retry fits before the deadline");
+    // Without a deadline the same faults use every attempt.
+    let err = stream.publish_until(records(1), None).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(stream.sink().calls().len(), 1 + 3);
+}

@@ -179,7 +179,7 @@ impl SaveEvent {
             job.project = key.project.clone();
             event["key_id"] = json!(key.key_id.to_string());
             event["project"] = json!(key.project.id);
-            self.save_one(job, event, now, pre).await?;
+            self.save_one(job, event, now, pre, stream_deadline(req.deadline_ms)).await?;
         }
         Ok(Reply::json(
             200,
@@ -197,6 +197,7 @@ impl SaveEvent {
         mut event: Value,
         now: i64,
         pre: Option<Prefetch>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<(), ApiError> {
         let result = match self.saver.begin_with(&job, now, pre).await? {
             Begin::Duplicate => {
@@ -207,7 +208,7 @@ impl SaveEvent {
             Begin::Saved(r) | Begin::Resume(r) => r,
         };
         let record = stream_record(&job, &mut event, &result)?;
-        match self.stream.publish(vec![record]).await {
+        match self.stream.publish_until(vec![record], deadline).await {
             Ok(()) => {
                 if let Err(e) = self.saver.finish(job.project.id, &job.event_id).await {
                     // Published: the SDK gets its 200. A later copy of this id may be re-published
@@ -222,6 +223,15 @@ impl SaveEvent {
             }
         }
     }
+}
+
+/// Time left for stream retries: the Lambda deadline minus a margin for marking the event and answering.
+/// Past it the SDK gets a 503 (and retries) instead of the Lambda timing out mid-request.
+pub fn stream_deadline(deadline_ms: Option<u64>) -> Option<tokio::time::Instant> {
+    const MARGIN_MS: i64 = 1_000;
+    let deadline_ms = deadline_ms? as i64;
+    let left = deadline_ms - chrono::Utc::now().timestamp_millis() - MARGIN_MS;
+    Some(tokio::time::Instant::now() + Duration::from_millis(left.max(0) as u64))
 }
 
 fn cors(reply: Reply) -> Reply {
@@ -351,4 +361,20 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
         data: grouping::eventstream::insert_message(&params)
             .map_err(|e| StoreError::Rejected(e.to_string()))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_deadline_keeps_a_margin() {
+        assert!(stream_deadline(None).is_none());
+        let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+        let d = stream_deadline(Some(now_ms + 3_000)).unwrap();
+        let left = d.saturating_duration_since(tokio::time::Instant::now());
+        assert!(left <= Duration::from_millis(2_000) && left >= Duration::from_millis(1_800), "{left:?}");
+        let past = stream_deadline(Some(now_ms.saturating_sub(10))).unwrap();
+        assert!(past <= tokio::time::Instant::now());
+    }
 }

@@ -71,7 +71,11 @@ impl<S: RecordSink> Publisher<S> {
         exp / 2 + exp / 2 * u32::from(jitter[0]) / 255
     }
 
-    async fn publish_batch(&self, records: &[StreamRecord]) -> Result<(), StoreError> {
+    async fn publish_batch(
+        &self,
+        records: &[StreamRecord],
+        deadline: Option<Instant>,
+    ) -> Result<(), StoreError> {
         let mut pending: Vec<StreamRecord> = records.to_vec();
         for attempt in 0..self.max_attempts {
             let results = self.sink.put_batch(&pending).await?;
@@ -106,7 +110,7 @@ impl<S: RecordSink> Publisher<S> {
                 break;
             }
             let delay = self.backoff(attempt);
-            if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
                 break;
             }
             tokio::time::sleep(delay).await;
@@ -118,11 +122,23 @@ impl<S: RecordSink> Publisher<S> {
 #[async_trait]
 impl<S: RecordSink> EventStream for Publisher<S> {
     async fn publish(&self, records: Vec<StreamRecord>) -> Result<(), StoreError> {
+        self.publish_until(records, None).await
+    }
+
+    async fn publish_until(
+        &self,
+        records: Vec<StreamRecord>,
+        deadline: Option<Instant>,
+    ) -> Result<(), StoreError> {
         for r in &records {
             validate_record(r)?;
         }
+        let deadline = match (self.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for range in batches(&records) {
-            self.publish_batch(&records[range]).await?;
+            self.publish_batch(&records[range], deadline).await?;
         }
         Ok(())
     }
