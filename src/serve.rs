@@ -127,7 +127,7 @@ pub fn build_event(
     let mut ctx = json!({
         "accountId": "local", "apiId": "postflow-serve", "domainName": "127.0.0.1", "domainPrefix": "local",
         "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": peer.ip().to_string(), "userAgent": user_agent},
-        "requestId": format!("local-{}", uuid_like()), "routeKey": format!("{method} {path}"), "stage": "$default",
+        "requestId": format!("local-{}", shared::ports::random_hex_id(&shared::ports::OsRandom)), "routeKey": format!("{method} {path}"), "stage": "$default",
         "time": "", "timeEpoch": crate::scenario::now_secs() * 1000
     });
     if let Some(claims) = local_claims(&parts.headers) {
@@ -151,12 +151,6 @@ pub fn build_event(
         event["cookies"] = Value::Array(cookies);
     }
     event
-}
-
-fn uuid_like() -> String {
-    let mut b = [0u8; 8];
-    shared::ports::Random::fill(&shared::ports::OsRandom, &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn percent_decode(s: &str) -> String {

@@ -79,6 +79,14 @@ impl Random for OsRandom {
     }
 }
 
+/// A random 128-bit id as 32 lowercase hex characters: the unique part of audit entries, security
+/// activities and other append-only rows (and request ids of the local emulation).
+pub fn random_hex_id(rng: &dyn Random) -> String {
+    let mut b = [0u8; 16];
+    rng.fill(&mut b);
+    hex::encode(b)
+}
+
 /// Deterministic bytes for tests (a counter-based stream; never use outside tests and replays).
 #[derive(Debug, Default)]
 pub struct SeqRandom(std::sync::atomic::AtomicU64);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 use shared::config::Config;
-use shared::domain::cookie::{COOKIE_NAME, InviteCookie, MAX_AGE_SECS};
+use shared::domain::cookie::{InviteCookie, MAX_AGE_SECS};
 use shared::domain::invite::{
     AcceptOutcome, Acceptance, InviteContext, InviteHelper, PostDecision, get_answer, post_decision,
     resolve_context,
@@ -21,7 +21,7 @@ use shared::domain::invite::{
 use shared::domain::org::OrgRef;
 use shared::error::ApiError;
 use shared::http::{ApiRequest, Reply};
-use shared::ports::{Clock, InviteStore, Random};
+use shared::ports::{Clock, InviteStore, Random, random_hex_id};
 
 const INVALID_INVITE: &str = "Invalid invite code";
 const UNABLE: &str = "unable to accept organization invite";
@@ -104,7 +104,7 @@ impl AcceptInvite {
                     user_email: caller.email.clone(),
                     now_millis: self.clock.now_millis(),
                     ip_address: req.source_ip.clone(),
-                    audit_id: new_id(self.random.as_ref()),
+                    audit_id: random_hex_id(self.random.as_ref()),
                 };
                 match self.store.accept_invite(&acceptance).await? {
                     AcceptOutcome::Accepted(member) => {
@@ -162,17 +162,3 @@ impl AcceptInvite {
         }
     }
 }
-
-/// A random 128-bit id (hex), for audit entries and other unique rows.
-pub fn new_id(random: &dyn Random) -> String {
-    let mut b = [0u8; 16];
-    random.fill(&mut b);
-    hex_lower(&b)
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Name of the cookie this function sets (re-exported for tests and the CLI).
-pub const INVITE_COOKIE: &str = COOKIE_NAME;

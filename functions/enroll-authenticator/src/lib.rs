@@ -21,8 +21,7 @@ use shared::config::Config;
 use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
 use shared::domain::enroll::{
     ALREADY_ENROLLED, DISALLOWED_NEW_ENROLLMENT, INVALID_SECRET, PENDING_TTL_SECS, RATE_LIMITED,
-    SecurityActivity, new_authenticator, new_authenticator_id, new_recovery_codes, recovery_codes_needed,
-    validate_totp_body,
+    SecurityActivity, new_authenticator, new_recovery_codes, recovery_codes_needed, validate_totp_body,
 };
 use shared::domain::interfaces::{EnrollmentStatus, info, serialize, totp_form};
 use shared::domain::invite::{
@@ -33,7 +32,7 @@ use shared::domain::otp::{Totp, generate_secret, provision_uri};
 use shared::domain::user::{Authenticator, InterfaceType, UserState};
 use shared::error::ApiError;
 use shared::http::{ApiRequest, Claims, Reply};
-use shared::ports::{Clock, EnrollmentStore, InviteStore, Random, RateLimiter};
+use shared::ports::{Clock, EnrollmentStore, InviteStore, Random, RateLimiter, random_hex_id};
 use shared::secret::Secret;
 use shared::storage::enroll::{EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 
@@ -276,7 +275,7 @@ impl EnrollAuthenticator {
             user_id: caller.sub.clone(),
             email: caller.email.clone(),
             activity: SecurityActivity {
-                id: new_authenticator_id(self.random.as_ref()),
+                id: random_hex_id(self.random.as_ref()),
                 user_id: caller.sub.clone(),
                 kind: "mfa-added",
                 at_millis: now_millis,
@@ -363,7 +362,7 @@ impl EnrollAuthenticator {
                 user_email: caller.email.clone(),
                 now_millis,
                 ip_address: req.source_ip.clone(),
-                audit_id: new_authenticator_id(self.random.as_ref()),
+                audit_id: random_hex_id(self.random.as_ref()),
             }),
             PostDecision::Unable => InviteAction::None,
         }

@@ -207,10 +207,6 @@ impl EventSaver {
         Self { table, random, warm: Mutex::new(Warm::default()) }
     }
 
-    pub fn table(&self) -> &Arc<dyn Table> {
-        &self.table
-    }
-
     fn known_recent(&self, key: &Key, ts: i64) -> bool {
         self.warm
             .lock()

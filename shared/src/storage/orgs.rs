@@ -251,10 +251,6 @@ impl TableInviteStore {
     pub fn new(table: std::sync::Arc<dyn Table>) -> Self {
         Self { table }
     }
-
-    pub fn table(&self) -> &dyn Table {
-        self.table.as_ref()
-    }
 }
 
 #[async_trait]
