@@ -10,21 +10,17 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from sentry_relay.processing import StoreNormalizer
 
+# The same configuration as the conformance oracle (Sentry's EventManager settings).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "relay"))
+from oracle import BASE_CONFIG  # noqa: E402
+
 payloads = json.load(open(sys.argv[1]))
 iterations = int(sys.argv[2])
-normalizer = StoreNormalizer(
-    project_id=42,
-    key_id="7",
-    protocol_version="7",
-    grouping_config={"id": "newstyle:2023-01-11"},
-    max_secs_in_future=60,
-    max_secs_in_past=2592000,
-    enable_trimming=True,
-    is_renormalize=False,
-)
+normalizer = StoreNormalizer(**BASE_CONFIG)
 out = {}
 for p in payloads:
     samples = []

@@ -157,23 +157,18 @@ impl ApiRequest {
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err(ApiError::detail(400, "Invalid data. Expected a dictionary.")),
-            Err(e) => Err(ApiError::detail(400, format!("JSON parse error - {}", e.classify_name()))),
+            Err(e) => Err(ApiError::detail(400, format!("JSON parse error - {}", json_error_kind(&e)))),
         }
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "io",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "invalid data",
-            serde_json::error::Category::Eof => "unexpected end of input",
-        }
+/// What kind of JSON error, for the DRF-style message (never the input itself).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "io",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "invalid data",
+        serde_json::error::Category::Eof => "unexpected end of input",
     }
 }
 

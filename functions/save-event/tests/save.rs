@@ -180,13 +180,8 @@ async fn regression(env: Env) {
 }
 both_backends!(resolved_group_regresses, regression);
 
-/// The record of a real SDK exception, read back from the stream, as a snapshot (ids and times
-/// redacted).
-#[tokio::test]
-async fn python_exception_record_snapshot() {
-    let env = memory_env().await;
-    assert_eq!(env.send(&fixture("python", "exception")).await.status, 200);
-    let msg = &env.messages().await[0];
+/// One snapshot for the record, whichever stream it was read back from (ids and times redacted).
+fn assert_python_exception_snapshot(msg: &Value) {
     insta::assert_json_snapshot!("python_exception_record", msg, {
         "[2].group_id" => "[group_id]",
         "[2].group_ids[]" => "[group_id]",
@@ -197,20 +192,23 @@ async fn python_exception_record_snapshot() {
     });
 }
 
+/// The record of a real SDK exception, read back from the stream, as a snapshot (ids and times
+/// redacted).
+#[tokio::test]
+async fn python_exception_record_snapshot() {
+    let env = memory_env().await;
+    assert_eq!(env.send(&fixture("python", "exception")).await.status, 200);
+    let msg = &env.messages().await[0];
+    assert_python_exception_snapshot(msg);
+}
+
 /// The same record read back from ministack's Kinesis with GetRecords matches the snapshot.
 #[tokio::test]
 async fn python_exception_record_snapshot_from_kinesis() {
     let Some(env) = aws_env("python_exception_record_snapshot_from_kinesis").await else { return };
     assert_eq!(env.send(&fixture("python", "exception")).await.status, 200);
     let msg = &env.messages().await[0];
-    insta::assert_json_snapshot!("python_exception_record", msg, {
-        "[2].group_id" => "[group_id]",
-        "[2].group_ids[]" => "[group_id]",
-        "[2].datetime" => "[datetime]",
-        "[2].data.received" => "[received]",
-        "[2].data.group_id" => "[group_id]",
-        "[3].group_states[].id" => "[group_id]",
-    });
+    assert_python_exception_snapshot(msg);
 }
 
 /// The generic (issue-platform) path: the occurrence fingerprints, md5-ed per element, are the hashes;
