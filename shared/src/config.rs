@@ -17,6 +17,11 @@
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
 //! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
+//! | `SMS_SENDER` | no | `none` | `sns`: the SMS interface is available and texts go through Amazon SNS (Sentry: `sms.twilio-account`) |
+//! | `SMS_SENDER_ID` | no | – | alphanumeric sender id of the texts, where carriers support one |
+//! | `WEBAUTHN_ORIGIN` | no | – | the site's `https://` origin (Sentry: `system.url-prefix`); set → the u2f interface is available |
+//! | `WEBAUTHN_RP_ID` | no | the origin's host | WebAuthn relying party id (a registrable suffix of the origin's host) |
+//! | `WEBAUTHN_RP_NAME` | no | `Sentry` | relying party name shown by authenticators |
 //! | `AWS_REGION` | no | SDK default chain | region of the SDK clients |
 
 use std::collections::BTreeSet;
@@ -46,6 +51,48 @@ pub struct Config {
     pub disallow_new_enrollment: BTreeSet<String>,
     pub stream_max_attempts: u32,
     pub ingest_rate_limit: u64,
+    /// Where enrollment texts go; `None`: the SMS interface is unavailable.
+    pub sms_sender: Option<SmsDelivery>,
+    pub sms_sender_id: Option<String>,
+    /// WebAuthn relying party; `None`: the u2f interface is unavailable.
+    pub webauthn: Option<WebAuthnRp>,
+}
+
+/// How enrollment texts are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmsDelivery {
+    /// Amazon SNS `Publish` to a phone number.
+    Sns,
+    /// The in-memory outbox (local CLI and tests).
+    Outbox,
+}
+
+/// The WebAuthn relying party: the site origin (an `https://` URL, as Sentry requires of
+/// `system.url-prefix`), its id and display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebAuthnRp {
+    pub origin: String,
+    pub rp_id: String,
+    pub rp_name: String,
+}
+
+impl WebAuthnRp {
+    /// Validates the origin (`https://host[:port]`, nothing else) and derives the id from its host.
+    pub fn new(origin: &str, rp_id: Option<&str>, rp_name: &str) -> Result<Self, String> {
+        let url = url::Url::parse(origin).map_err(|e| format!("not a URL: {e}"))?;
+        if url.scheme() != "https" {
+            return Err("must start with https:// (WebAuthn needs a secure origin)".into());
+        }
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("has no host")?.to_owned();
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err("must be an origin (scheme, host, optional port), without a path".into());
+        }
+        let rp_id = rp_id.map_or(host.clone(), str::to_owned);
+        if !(host == rp_id || host.ends_with(&format!(".{rp_id}"))) {
+            return Err(format!("the relying party id {rp_id:?} is not a suffix of the origin's host"));
+        }
+        Ok(Self { origin: url.origin().ascii_serialization(), rp_id, rp_name: rp_name.to_owned() })
+    }
 }
 
 /// Which optional settings a function needs; missing ones are then reported at cold start.
@@ -103,10 +150,33 @@ impl Config {
                 .unwrap_or_default(),
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
             ingest_rate_limit: parse(&get, "INGEST_RATE_LIMIT", 0)?,
+            sms_sender: match get("SMS_SENDER").map(|v| v.to_ascii_lowercase()).as_deref() {
+                None | Some("none") => None,
+                Some("sns") => Some(SmsDelivery::Sns),
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "SMS_SENDER",
+                        reason: format!("expected `sns` or `none`, got {other:?}"),
+                    });
+                }
+            },
+            sms_sender_id: get("SMS_SENDER_ID"),
+            webauthn: match get("WEBAUTHN_ORIGIN") {
+                None => None,
+                Some(origin) => Some(
+                    WebAuthnRp::new(
+                        &origin,
+                        get("WEBAUTHN_RP_ID").as_deref(),
+                        &get("WEBAUTHN_RP_NAME").unwrap_or_else(|| "Sentry".into()),
+                    )
+                    .map_err(|reason| ConfigError::Invalid { name: "WEBAUTHN_ORIGIN", reason })?,
+                ),
+            },
         })
     }
 
-    /// Configuration for the local CLI and tests: a fixed table/stream name and a development cookie key.
+    /// Configuration for the local CLI and tests: a fixed table/stream name, a development cookie key,
+    /// texts into the in-memory outbox, and WebAuthn for `https://localhost`.
     pub fn for_local(table_name: &str, stream_name: &str) -> Self {
         Self {
             table_name: table_name.into(),
@@ -121,16 +191,26 @@ impl Config {
             disallow_new_enrollment: BTreeSet::new(),
             stream_max_attempts: 5,
             ingest_rate_limit: 0,
+            sms_sender: Some(SmsDelivery::Outbox),
+            sms_sender_id: None,
+            webauthn: Some(WebAuthnRp {
+                origin: "https://localhost".into(),
+                rp_id: "localhost".into(),
+                rp_name: "Sentry".into(),
+            }),
         }
     }
 
-    /// Whether an authenticator interface is available (Sentry's `is_available`). Recovery codes and
-    /// TOTP are; SMS and WebAuthn (u2f) are not implemented in this build (their issue adds the sender
-    /// and the WebAuthn ceremony), so they are unavailable, which Sentry also answers for an SMS
-    /// interface without Twilio or u2f without an `https://` URL prefix.
+    /// Whether an authenticator interface is available (Sentry's `is_available`): recovery codes and
+    /// TOTP always; SMS when a sender is configured (Sentry: a Twilio account); u2f when a WebAuthn
+    /// origin is configured (Sentry: an `https://` URL prefix).
     pub fn interface_available(&self, kind: crate::domain::user::InterfaceType) -> bool {
         use crate::domain::user::InterfaceType::*;
-        matches!(kind, Recovery | Totp)
+        match kind {
+            Recovery | Totp => true,
+            Sms => self.sms_sender.is_some(),
+            U2f => self.webauthn.is_some(),
+        }
     }
 }
 
@@ -193,6 +273,54 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("INVITE_COOKIE_KEY"));
         assert!(!err.to_string().contains("tooshort-secret"));
+    }
+
+    #[test]
+    fn sms_and_webauthn_availability() {
+        use crate::domain::user::InterfaceType;
+        let c = Config::from_lookup(Requirements::default(), lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert!(c.interface_available(InterfaceType::Totp));
+        assert!(!c.interface_available(InterfaceType::Sms) && !c.interface_available(InterfaceType::U2f));
+        let c = Config::from_lookup(
+            Requirements::default(),
+            lookup(&[
+                ("TABLE_NAME", "t"),
+                ("SMS_SENDER", "SNS"),
+                ("WEBAUTHN_ORIGIN", "https://sentry.example.com:8443"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sms_sender, Some(SmsDelivery::Sns));
+        let rp = c.webauthn.clone().unwrap();
+        assert_eq!(
+            (rp.origin.as_str(), rp.rp_id.as_str(), rp.rp_name.as_str()),
+            ("https://sentry.example.com:8443", "sentry.example.com", "Sentry")
+        );
+        assert!(c.interface_available(InterfaceType::Sms) && c.interface_available(InterfaceType::U2f));
+        let bad = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("TABLE_NAME", "t")];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(Requirements::default(), lookup(&all)).unwrap_err()
+        };
+        // Sentry: u2f needs an https:// URL prefix.
+        assert!(bad(&[("WEBAUTHN_ORIGIN", "http://sentry.example.com")]).to_string().contains("https://"));
+        assert!(bad(&[("WEBAUTHN_ORIGIN", "https://sentry.example.com/app")]).to_string().contains("path"));
+        assert!(
+            bad(&[("WEBAUTHN_ORIGIN", "https://sentry.example.com"), ("WEBAUTHN_RP_ID", "other.com")])
+                .to_string()
+                .contains("suffix")
+        );
+        assert!(bad(&[("SMS_SENDER", "twilio")]).to_string().contains("SMS_SENDER"));
+        let c = Config::from_lookup(
+            Requirements::default(),
+            lookup(&[
+                ("TABLE_NAME", "t"),
+                ("WEBAUTHN_ORIGIN", "https://sentry.example.com"),
+                ("WEBAUTHN_RP_ID", "example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webauthn.unwrap().rp_id, "example.com", "a registrable suffix is allowed");
     }
 
     #[test]

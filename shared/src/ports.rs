@@ -253,11 +253,43 @@ pub trait EnrollmentStore: Send + Sync {
         expires_at: i64,
     ) -> Result<(), StoreError>;
 
+    /// SMS: records the number the code is texted to on the pending secret, if that secret is still
+    /// pending (`false` otherwise: consumed, replaced or expired).
+    async fn bind_pending_phone(
+        &self,
+        user_id: &str,
+        interface: crate::domain::user::InterfaceType,
+        secret: &crate::secret::Secret,
+        phone: &str,
+        now_secs: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores the WebAuthn registration state issued by enroll GET (replacing an older one).
+    async fn put_webauthn_state(&self, user_id: &str, state: &str, expires_at: i64)
+    -> Result<(), StoreError>;
+
     /// The enrollment transaction (see `storage::enroll`).
     async fn enroll(
         &self,
         enrollment: &crate::storage::enroll::Enrollment,
     ) -> Result<crate::storage::enroll::EnrollOutcome, StoreError>;
+}
+
+/// One text message to a phone number (E.164). The text carries a one-time code, so it is a
+/// [`Secret`](crate::secret::Secret): never logged, never `Debug`-printed.
+#[derive(Clone, Debug)]
+pub struct TextMessage {
+    pub to_e164: String,
+    pub text: crate::secret::Secret,
+}
+
+/// Sends text messages (Sentry's `send_sms` over Twilio). Adapters: Amazon SNS
+/// ([`crate::adapters::sns::SnsSmsSender`]) and the in-memory outbox
+/// ([`crate::adapters::memory::MemorySmsOutbox`]).
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    /// Delivers one message or reports why not. Errors never carry the text.
+    async fn send(&self, message: &TextMessage) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! # enroll-authenticator
 //!
 //! `GET` and `POST /api/0/users/{user_id}/authenticators/{interface_id}/enroll/`: Sentry's
-//! `UserAuthenticatorEnrollEndpoint`. GET issues a TOTP secret (bound to the caller server-side for 15
-//! minutes, DECISIONS 2) and describes the interface; POST verifies the code against that secret (each
-//! code accepted once, DECISIONS 3), enrolls or rotates in place, adds recovery codes, records the
-//! `mfa-added` activity, and completes a pending invite from the signed `postflow-invite` cookie — all
-//! in one transaction.
+//! `UserAuthenticatorEnrollEndpoint` for the `totp`, `sms` and `u2f` interfaces.
+//!
+//! GET describes the interface and issues what POST needs, bound to the caller server-side for 15
+//! minutes: a TOTP/SMS secret (DECISIONS 2) or a WebAuthn registration ceremony. POST verifies (a TOTP
+//! code, a texted code, a WebAuthn attestation; each code accepted once, DECISIONS 3), enrolls, rotates
+//! in place (TOTP) or adds a device (u2f), adds recovery codes, records the `mfa-added` activity, and
+//! completes a pending invite from the signed `postflow-invite` cookie — all in one transaction.
+//! SMS POST without `otp` texts the code instead (per-number limit 3 per 5 minutes) and answers 204.
 //!
 //! Checks run in Sentry's order: authentication (401), user lookup (404), permission (403), sudo (401),
 //! verified primary e-mail for POST (401), rate limit (429), interface (404), field validation (400),
@@ -21,28 +24,53 @@ use shared::config::Config;
 use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
 use shared::domain::enroll::{
     ALREADY_ENROLLED, DISALLOWED_NEW_ENROLLMENT, INVALID_SECRET, PENDING_TTL_SECS, RATE_LIMITED,
-    SecurityActivity, new_authenticator, new_recovery_codes, recovery_codes_needed, validate_totp_body,
+    SecurityActivity, SmsBody, U2fBody, new_authenticator, new_recovery_codes, recovery_codes_needed,
+    validate_sms_body, validate_totp_body, validate_u2f_body,
 };
-use shared::domain::interfaces::{EnrollmentStatus, info, serialize, totp_form};
+use shared::domain::interfaces::{EnrollmentStatus, info, serialize, sms_form, totp_form, u2f_form};
 use shared::domain::invite::{
     Acceptance, InviteHelper, InviteLookup, PostDecision, post_decision, resolve_context,
 };
 use shared::domain::org::OrgRef;
 use shared::domain::otp::{Totp, generate_secret, provision_uri};
+use shared::domain::sms;
 use shared::domain::user::{Authenticator, InterfaceType, UserState};
+use shared::domain::webauthn::{self, Registrar, WebAuthnError};
 use shared::error::ApiError;
 use shared::http::{ApiRequest, Claims, Reply};
-use shared::ports::{Clock, EnrollmentStore, InviteStore, Random, RateLimiter, random_hex_id};
+use shared::ports::{
+    Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, TextMessage, random_hex_id,
+};
 use shared::secret::Secret;
-use shared::storage::enroll::{EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
+use shared::storage::enroll::{Consume, EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 
 pub struct EnrollAuthenticator {
     pub enrollment: Arc<dyn EnrollmentStore>,
     pub invites: Arc<dyn InviteStore>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Enrollment texts (SMS interface).
+    pub sms: Arc<dyn SmsSender>,
+    /// The WebAuthn relying party (u2f interface); `None` when `WEBAUTHN_ORIGIN` is not configured.
+    pub webauthn: Option<Arc<Registrar>>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub config: Arc<Config>,
+}
+
+/// The validated POST body of each interface.
+enum PostBody {
+    Totp(String),
+    Sms(SmsBody),
+    U2f(U2fBody),
+}
+
+/// What a verified POST enrolls.
+struct Verified {
+    config: Value,
+    consume: Consume,
+    otp_counter: Option<(String, i64, i64)>,
+    credential: Option<String>,
+    device_name: Option<String>,
 }
 
 /// Whose authenticators the path names.
@@ -153,12 +181,7 @@ impl EnrollAuthenticator {
             InterfaceType::Totp => {
                 let status =
                     if enrolled.is_some() { EnrollmentStatus::Rotation } else { EnrollmentStatus::New };
-                let secret = generate_secret(self.random.as_ref());
-                let now = self.clock.now_secs();
-                // Bound to the caller: POST always enrolls the caller (a superuser included).
-                self.enrollment
-                    .put_pending_secret(&caller.sub, kind, &secret, now + PENDING_TTL_SECS)
-                    .await?;
+                let secret = self.issue_secret(caller, kind).await?;
                 // Rotation shows a fresh, unsaved interface (Sentry: `isEnrolled: false`, no authId).
                 let mut body = serialize(&info, status, None, disallow);
                 body["form"] = totp_form();
@@ -167,11 +190,61 @@ impl EnrollAuthenticator {
                 body["qrcode"] = json!(provision_uri(&account, &self.config.totp_issuer, &secret));
                 Ok(Reply::json(200, body))
             }
+            InterfaceType::Sms => {
+                if enrolled.is_some() {
+                    return Err(ApiError::details(400, ALREADY_ENROLLED));
+                }
+                let secret = self.issue_secret(caller, kind).await?;
+                let mut body = serialize(&info, EnrollmentStatus::New, None, disallow);
+                body["phone"] = Value::Null;
+                body["form"] = sms_form();
+                body["secret"] = json!(secret.expose());
+                Ok(Reply::json(200, body))
+            }
+            InterfaceType::U2f => {
+                // Multi-enrollment: an enrolled u2f shows its authenticator and status "multi".
+                let status = if enrolled.is_some() { EnrollmentStatus::Multi } else { EnrollmentStatus::New };
+                let mut body = serialize(&info, status, enrolled, disallow);
+                body["form"] = u2f_form();
+                // The ceremony is the caller's (POST always enrolls the caller, a superuser included):
+                // the caller's devices are excluded and the state is bound to the caller.
+                let own = if state.user_id == caller.sub {
+                    state.authenticator(kind).map(|a| a.config.clone())
+                } else {
+                    self.enrollment
+                        .load_user(&caller.sub)
+                        .await?
+                        .authenticator(kind)
+                        .map(|a| a.config.clone())
+                };
+                let name = caller.email.clone().unwrap_or_else(|| caller.sub.clone());
+                let (challenge, ceremony) =
+                    self.registrar()?.start(&caller.sub, &name, own.as_ref()).map_err(webauthn_error)?;
+                let expires = self.clock.now_secs() + PENDING_TTL_SECS;
+                self.enrollment.put_webauthn_state(&caller.sub, &ceremony, expires).await?;
+                body["challenge"] = challenge;
+                Ok(Reply::json(200, body))
+            }
             // Recovery codes cannot be enrolled here: enrolled → "Already enrolled"; otherwise there is
             // no enrollment form (Sentry: KeyError → 500; here 404, DECISIONS 1).
             InterfaceType::Recovery if enrolled.is_some() => Err(ApiError::details(400, ALREADY_ENROLLED)),
-            _ => Err(ApiError::ResourceDoesNotExist),
+            InterfaceType::Recovery => Err(ApiError::ResourceDoesNotExist),
         }
+    }
+
+    /// Issues a TOTP/SMS secret bound to the caller for 15 minutes (DECISIONS 2).
+    async fn issue_secret(&self, caller: &Claims, kind: InterfaceType) -> Result<Secret, ApiError> {
+        let secret = generate_secret(self.random.as_ref());
+        let expires = self.clock.now_secs() + PENDING_TTL_SECS;
+        self.enrollment.put_pending_secret(&caller.sub, kind, &secret, expires).await?;
+        Ok(secret)
+    }
+
+    fn registrar(&self) -> Result<&Registrar, ApiError> {
+        self.webauthn.as_deref().ok_or_else(|| {
+            tracing::error!("u2f is available but no WebAuthn relying party was built");
+            ApiError::Internal
+        })
     }
 
     async fn post(&self, req: &ApiRequest, caller: &Claims, interface_id: &str) -> Result<Reply, ApiError> {
@@ -215,9 +288,11 @@ impl EnrollAuthenticator {
             _ => return Err(ApiError::NotFoundEmpty),
         };
         let body = req.json_object()?;
-        let otp = match kind {
-            InterfaceType::Totp => validate_totp_body(&body)?,
-            _ => return Err(ApiError::ResourceDoesNotExist),
+        let parsed = match kind {
+            InterfaceType::Totp => PostBody::Totp(validate_totp_body(&body)?),
+            InterfaceType::Sms => PostBody::Sms(validate_sms_body(&body)?),
+            InterfaceType::U2f => PostBody::U2f(validate_u2f_body(&body)?),
+            InterfaceType::Recovery => return Err(ApiError::NotFoundEmpty),
         };
         if !self.available(kind) {
             return Err(ApiError::ResourceDoesNotExist);
@@ -229,31 +304,81 @@ impl EnrollAuthenticator {
         let info = info(kind);
         let mode = match &existing {
             Some(a) if info.allow_rotation_in_place => Mode::Rotate { version: a.version },
+            Some(a) if info.allow_multi_enrollment => Mode::Append { version: a.version },
             Some(_) => return Err(ApiError::details(400, ALREADY_ENROLLED)),
             None => Mode::New,
         };
-        if body.contains_key("phone") {
+        if body.contains_key("phone") && kind != InterfaceType::Sms {
             // Sentry: AssertionError → 500. A phone number only belongs to the SMS interface.
             return Err(ApiError::field_error("phone", "This interface does not take a phone number."));
         }
-        let secret = match body.get("secret") {
-            Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
-            _ => return Err(ApiError::field_error("secret", "This field is required.")),
+        let verified = match parsed {
+            PostBody::Totp(otp) => {
+                let secret = pending_secret(&body, &user, kind, now)?;
+                let totp =
+                    Totp::authenticator_app(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+                let (scope, counter) = verify_code(&totp, &secret, kind, &otp, &user, now)?;
+                Verified {
+                    config: json!({"secret": secret.expose()}),
+                    otp_counter: Some((scope, counter, totp.valid_until(counter) + 60)),
+                    consume: Consume::Secret { interface: kind, secret, phone: None },
+                    credential: None,
+                    device_name: None,
+                }
+            }
+            PostBody::Sms(sms_body) => {
+                let secret = pending_secret(&body, &user, kind, now)?;
+                let totp = Totp::sms(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+                let e164 = sms::phone_number_as_e164(&sms_body.phone)
+                    .map_err(|_| ApiError::field_error("phone", "Enter a valid phone number."))?;
+                let otp = match sms_body.otp {
+                    // No `otp` key: text the code (Sentry: `"otp" not in request.data`).
+                    None => return self.send_text(req, caller, &secret, &e164, now).await,
+                    Some(Some(otp)) if !otp.is_empty() => otp,
+                    Some(_) => return Err(ApiError::InvalidOtp),
+                };
+                // The code was texted to one number; enrolling another number with it is refused.
+                let texted = user.pending_secret(kind, now).and_then(|p| p.phone.as_deref());
+                if texted != Some(e164.as_str()) {
+                    return Err(ApiError::InvalidOtp);
+                }
+                let (scope, counter) = verify_code(&totp, &secret, kind, &otp, &user, now)?;
+                Verified {
+                    config: json!({"secret": secret.expose(), "phone_number": sms_body.phone}),
+                    otp_counter: Some((scope, counter, totp.valid_until(counter) + 45)),
+                    consume: Consume::Secret { interface: kind, secret, phone: Some(e164) },
+                    credential: None,
+                    device_name: None,
+                }
+            }
+            PostBody::U2f(u2f) => {
+                let Some(ceremony) = user.pending_webauthn(now) else {
+                    return Err(ApiError::details(400, webauthn::INVALID_AUTH_STATE));
+                };
+                // Sentry ignores the posted `challenge` too: the state holds the real one.
+                let device = self.registrar()?.finish(ceremony, &u2f.response).map_err(webauthn_error)?;
+                let name = u2f.device_name.unwrap_or_else(|| webauthn::DEFAULT_DEVICE_NAME.to_owned());
+                Verified {
+                    config: webauthn::append_device(
+                        existing.as_ref().map(|a| &a.config),
+                        &name,
+                        now,
+                        &device,
+                    ),
+                    consume: Consume::WebAuthnState(ceremony.to_owned()),
+                    otp_counter: None,
+                    credential: Some(device.key_handle),
+                    device_name: Some(name),
+                }
+            }
         };
-        let pending = user.pending_secret(kind, now).map(|p| p.secret.clone());
-        if pending.as_ref() != Some(&secret) {
-            return Err(ApiError::details(400, INVALID_SECRET));
-        }
-        let totp = Totp::authenticator_app(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
-        // Used counters are remembered per secret: a code is (secret, counter); rotating to a new secret
-        // inside the same 30 s is not blocked by the previous secret's code.
-        let otp_scope = format!("{}.{}", kind.id(), secret_fingerprint(&secret));
-        let Some(counter) = totp.verify(&otp, now, |c| user.otp_used(&otp_scope, c, now)) else {
-            return Err(ApiError::InvalidOtp);
-        };
+        let config = verified.config;
 
-        let config = json!({"secret": secret.expose()});
         let authenticator = match &existing {
+            // A device added: same row, new config, timestamps kept.
+            Some(a) if matches!(mode, Mode::Append { .. }) => {
+                Authenticator { config, version: a.version + 1, ..a.clone() }
+            }
             // Rotation in place: same row, new config, created_at = now, last_used_at cleared.
             Some(a) => Authenticator {
                 config,
@@ -271,6 +396,7 @@ impl EnrollAuthenticator {
         after.authenticators.retain(|a| a.kind != kind);
         after.authenticators.push(authenticator.clone());
         let invite_action = self.invite_action(req, caller, cookie.as_ref(), invite, &after, now_millis);
+        let appending = matches!(mode, Mode::Append { .. });
         let enrollment = Enrollment {
             user_id: caller.sub.clone(),
             email: caller.email.clone(),
@@ -283,11 +409,13 @@ impl EnrollAuthenticator {
                 user_agent: req.user_agent.clone(),
                 authenticator_id: authenticator.id.clone(),
                 interface: kind,
+                device_name: verified.device_name,
             },
             authenticator,
             mode,
-            consume_secret: Some((kind, secret)),
-            otp_counter: Some((otp_scope, counter, totp.valid_until(counter) + 60)),
+            consume: Some(verified.consume),
+            credential: verified.credential,
+            otp_counter: verified.otp_counter,
             recovery,
             invite: invite_action,
             now_secs: now,
@@ -307,9 +435,53 @@ impl EnrollAuthenticator {
                     InviteResult::None | InviteResult::NotCompleted => reply,
                 })
             }
+            // Another device was added concurrently; the ceremony state is intact, so a retry works.
+            EnrollOutcome::AlreadyEnrolled if appending => Err(ApiError::Unavailable { retry_after_secs: 1 }),
             EnrollOutcome::AlreadyEnrolled => Err(ApiError::details(400, ALREADY_ENROLLED)),
+            EnrollOutcome::SecretGone if kind == InterfaceType::U2f => {
+                Err(ApiError::details(400, webauthn::INVALID_AUTH_STATE))
+            }
             EnrollOutcome::SecretGone => Err(ApiError::details(400, INVALID_SECRET)),
             EnrollOutcome::OtpReplayed => Err(ApiError::InvalidOtp),
+            EnrollOutcome::CredentialTaken => Err(ApiError::details(400, webauthn::ALREADY_REGISTERED)),
+        }
+    }
+
+    /// SMS POST without `otp`: text the code for the pending secret to the number (Sentry's
+    /// `send_text(for_enrollment=True)`). The per-number limit and the binding of the number to the
+    /// pending secret run concurrently (one round); the text goes out only if both pass.
+    async fn send_text(
+        &self,
+        req: &ApiRequest,
+        caller: &Claims,
+        secret: &Secret,
+        e164: &str,
+        now: i64,
+    ) -> Result<Reply, ApiError> {
+        let limit_key = sms::rate_limit_key(e164);
+        let limit = self.limiter.hit(&limit_key, sms::TEXTS_PER_NUMBER, sms::TEXT_WINDOW_SECS, now);
+        let bind = self.enrollment.bind_pending_phone(&caller.sub, InterfaceType::Sms, secret, e164, now);
+        let (limit, bound) = tokio::join!(limit, bind);
+        // Unlike the enrollment limit this one fails closed: every text costs money.
+        if limit?.is_limited() {
+            tracing::warn!(user_id = %caller.sub, remote_ip = ?req.source_ip, "auth-enroll.sms.rate-limit-exceeded");
+            return Err(ApiError::details(429, sms::SEND_SMS_ERR));
+        }
+        if !bound? {
+            return Err(ApiError::details(400, INVALID_SECRET));
+        }
+        let totp = Totp::sms(secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+        let code = totp.code_at_counter(totp.counter_at(now) as u64);
+        let message = TextMessage { to_e164: e164.to_owned(), text: sms::enrollment_text(&code) };
+        match self.sms.send(&message).await {
+            Ok(()) => {
+                tracing::info!(user_id = %caller.sub, "mfa.sms-enrollment-code-sent");
+                Ok(Reply::empty(204))
+            }
+            Err(e) => {
+                tracing::error!(user_id = %caller.sub, error = %e, "sending the enrollment text failed");
+                Err(ApiError::details(500, sms::SEND_SMS_ERR))
+            }
         }
     }
 
@@ -365,6 +537,53 @@ impl EnrollAuthenticator {
                 audit_id: random_hex_id(self.random.as_ref()),
             }),
             PostDecision::Unable => InviteAction::None,
+        }
+    }
+}
+
+/// The `secret` of a TOTP/SMS POST: required, and it must be the one GET issued to the caller for this
+/// interface, unexpired (DECISIONS 2).
+fn pending_secret(
+    body: &serde_json::Map<String, Value>,
+    user: &UserState,
+    kind: InterfaceType,
+    now: i64,
+) -> Result<Secret, ApiError> {
+    let secret = match body.get("secret") {
+        Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
+        _ => return Err(ApiError::field_error("secret", "This field is required.")),
+    };
+    let pending = user.pending_secret(kind, now).map(|p| &p.secret);
+    if pending != Some(&secret) {
+        return Err(ApiError::details(400, INVALID_SECRET));
+    }
+    Ok(secret)
+}
+
+/// Verifies a code and returns its replay scope and counter. Used counters are remembered per secret:
+/// a code is (secret, counter); rotating to a new secret inside the same step is not blocked by the
+/// previous secret's code.
+fn verify_code(
+    totp: &Totp,
+    secret: &Secret,
+    kind: InterfaceType,
+    otp: &str,
+    user: &UserState,
+    now: i64,
+) -> Result<(String, i64), ApiError> {
+    let scope = format!("{}.{}", kind.id(), secret_fingerprint(secret));
+    match totp.verify(otp, now, |c| user.otp_used(&scope, c, now)) {
+        Some(counter) => Ok((scope, counter)),
+        None => Err(ApiError::InvalidOtp),
+    }
+}
+
+fn webauthn_error(e: WebAuthnError) -> ApiError {
+    match e {
+        WebAuthnError::InvalidResponse => ApiError::details(400, webauthn::INVALID_ATTESTATION),
+        WebAuthnError::Internal(msg) => {
+            tracing::error!(error = %msg, "webauthn ceremony failed");
+            ApiError::Internal
         }
     }
 }

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use enroll_authenticator::EnrollAuthenticator;
 use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, sdk_config};
 use shared::adapters::dynamo_table::DynamoTable;
-use shared::config::{Config, Requirements};
-use shared::ports::{OsRandom, SystemClock};
+use shared::adapters::memory::MemorySmsOutbox;
+use shared::adapters::sns::{SnsSmsSender, sns_client};
+use shared::config::{Config, Requirements, SmsDelivery};
+use shared::domain::webauthn::Registrar;
+use shared::ports::{OsRandom, SmsSender, SystemClock};
 use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::orgs::TableInviteStore;
 
@@ -14,13 +17,27 @@ use shared::storage::orgs::TableInviteStore;
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: false, invite_cookie_key: true })?;
-    // DynamoDB only: the Kinesis client is not built (nor linked into this binary).
-    let dynamodb = dynamodb_client(&sdk_config().await, None);
+    // DynamoDB (+ SNS when texts are enabled): the Kinesis client is not built (nor linked in).
+    let sdk = sdk_config().await;
+    let dynamodb = dynamodb_client(&sdk, None);
     let table = Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name));
+    let sms: Arc<dyn SmsSender> = match config.sms_sender {
+        Some(SmsDelivery::Sns) => {
+            Arc::new(SnsSmsSender::new(sns_client(&sdk, None), config.sms_sender_id.clone()))
+        }
+        // Unavailable interface (or the local outbox): nothing is ever sent through it.
+        Some(SmsDelivery::Outbox) | None => Arc::new(MemorySmsOutbox::default()),
+    };
+    let webauthn = match &config.webauthn {
+        Some(rp) => Some(Arc::new(Registrar::new(rp)?)),
+        None => None,
+    };
     let handler = Arc::new(EnrollAuthenticator {
         enrollment: Arc::new(TableEnrollmentStore::new(table.clone())),
         invites: Arc::new(TableInviteStore::new(table)),
         limiter: Arc::new(DynamoRateLimiter::new(dynamodb, &config.table_name)),
+        sms,
+        webauthn,
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         config: Arc::new(config),

@@ -1,5 +1,6 @@
-//! Enrollment completes a pending invite (Sentry's `AcceptOrganizationInviteTest`, spec 3.2, TOTP
-//! variants), the 20-way enrollment race, and the sequential round trips of POST.
+//! Enrollment completes a pending invite (Sentry's `AcceptOrganizationInviteTest`, spec 3.2) through
+//! each interface — TOTP, SMS and u2f (a software security key) — on the in-memory adapters and on
+//! DynamoDB Local; the 20-way enrollment race, and the sequential round trips of POST.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,12 +48,16 @@ async fn member20(env: &Env) -> Option<shared::domain::org::Member> {
     env.table.get(&keys::member(20)).await.unwrap().map(|i| parse_member(&i).unwrap())
 }
 
-async fn enroll_with_cookie(env: &Env, user: &str, cookie: &str) -> shared::http::Reply {
-    let c = claims(user);
-    let secret = env.issue_secret(&c).await;
-    let code = env.code(&secret);
-    env.post_with_cookie(c, json!({"secret": secret, "otp": code, "memberId": 20, "token": TOKEN}), cookie)
-        .await
+/// One test per interface (totp, sms, u2f), each on both backends; the body gets `(env, interface)`.
+macro_rules! each_interface {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            both_backends!(totp, config_with(|_| {}), |env: Env| async move { ($body)(env, "totp").await });
+            both_backends!(sms, config_with(|_| {}), |env: Env| async move { ($body)(env, "sms").await });
+            both_backends!(u2f, config_with(|_| {}), |env: Env| async move { ($body)(env, "u2f").await });
+        }
+    };
 }
 
 both_backends!(pending_invite_stays_pending_until_2fa, config_with(|_| {}), |env: Env| async move {
@@ -64,11 +69,11 @@ both_backends!(pending_invite_stays_pending_until_2fa, config_with(|_| {}), |env
     assert_eq!(m.email.as_deref(), Some("newuser@example.com"));
 });
 
-both_backends!(totp_enrollment_accepts_pending_invite, config_with(|_| {}), |env: Env| async move {
-    // test_accept_pending_invite__totp_enroll (+ assert_invite_accepted)
+each_interface!(enrollment_accepts_pending_invite, |env: Env, iface: &'static str| async move {
+    // test_accept_pending_invite__{totp,sms,u2f}_enroll (+ assert_invite_accepted)
     env.seed(seed()).await;
     let cookie = init_invite(&env, "42").await;
-    let r = enroll_with_cookie(&env, "42", &cookie).await;
+    let r = env.enroll_via(iface, &claims("42"), Some(&cookie)).await;
     assert_eq!(r.status, 204);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"), "invite cookie cleared");
     let m = member20(&env).await.unwrap();
@@ -83,61 +88,63 @@ both_backends!(totp_enrollment_accepts_pending_invite, config_with(|_| {}), |env
     assert_eq!(data, parse_member_audit(&m));
     assert_eq!(env.table.query(&keys::org_pk(2), Some("JOINED#")).await.unwrap().len(), 1);
     let u = env.user("42").await;
-    assert!(
-        u.authenticator(InterfaceType::Totp).is_some() && u.authenticator(InterfaceType::Recovery).is_some()
-    );
+    let kind = InterfaceType::from_id(iface).unwrap();
+    assert!(u.authenticator(kind).is_some() && u.authenticator(InterfaceType::Recovery).is_some());
+    if iface == "sms" {
+        assert_eq!(u.authenticator(kind).unwrap().config["phone_number"], PHONE);
+    }
 });
 
 fn parse_member_audit(m: &shared::domain::org::Member) -> serde_json::Value {
     m.audit_data()
 }
 
-both_backends!(user_already_org_member_drops_the_invite, config_with(|_| {}), |env: Env| async move {
+each_interface!(user_already_org_member_drops_the_invite, |env: Env, iface: &'static str| async move {
     // test_user_already_org_member: init the invite, then the user becomes a member another way.
     env.seed(seed()).await;
     let cookie = init_invite(&env, "42").await;
     env.seed(json!({"members": [{"id": 21, "organization_id": 2, "user_id": "42"}]})).await;
-    let r = enroll_with_cookie(&env, "42", &cookie).await;
+    let r = env.enroll_via(iface, &claims("42"), Some(&cookie)).await;
     assert_eq!(r.status, 204);
     assert!(member20(&env).await.is_none(), "invite row deleted");
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert!(env.table.get(&keys::member(21)).await.unwrap().is_some(), "the real membership stays");
 });
 
-both_backends!(org_member_does_not_exist, config_with(|_| {}), |env: Env| async move {
+each_interface!(org_member_does_not_exist, |env: Env, iface: &'static str| async move {
     // test_org_member_does_not_exist: the invite behind the cookie is gone → 204, nothing else.
     env.seed(seed()).await;
     let cookie = init_invite(&env, "42").await;
     let m = member20(&env).await.unwrap();
     env.table.transact(shared::storage::orgs::delete_pending_ops(&m)).await.unwrap();
-    let r = enroll_with_cookie(&env, "42", &cookie).await;
+    let r = env.enroll_via(iface, &claims("42"), Some(&cookie)).await;
     assert_eq!(r.status, 204);
     assert!(r.header("set-cookie").is_none(), "cookie left in place");
     assert!(env.user("42").await.memberships.is_empty());
 });
 
-both_backends!(invalid_token_leaves_the_invite, config_with(|_| {}), |env: Env| async move {
+each_interface!(invalid_token_leaves_the_invite, |env: Env, iface: &'static str| async move {
     // test_invalid_token: the member's token changed after the GET → 204, member unchanged.
     env.seed(seed()).await;
     let cookie = init_invite(&env, "42").await;
     env.seed(json!({"members": [{"id": 20, "organization_id": 2, "email": "newuser@example.com", "token": "123"}]})).await;
-    let r = enroll_with_cookie(&env, "42", &cookie).await;
+    let r = env.enroll_via(iface, &claims("42"), Some(&cookie)).await;
     assert_eq!(r.status, 204);
     let m = member20(&env).await.unwrap();
     assert!(m.is_pending());
     assert_eq!(m.email.as_deref(), Some("newuser@example.com"));
 });
 
-both_backends!(enroll_without_pending_invite, config_with(|_| {}), |env: Env| async move {
+each_interface!(enroll_without_pending_invite, |env: Env, iface: &'static str| async move {
     // test_enroll_without_pending_invite__no_error; and a tampered or other user's cookie is ignored.
     env.seed(seed()).await;
-    assert_eq!(env.enroll_totp(&claims("42")).await.status, 204);
+    assert_eq!(env.enroll_via(iface, &claims("42"), None).await.status, 204);
     let cookie = init_invite(&env, "43").await;
-    let r = enroll_with_cookie(&env, "44", &cookie).await;
+    let r = env.enroll_via(iface, &claims("44"), Some(&cookie)).await;
     assert_eq!(r.status, 204);
     assert!(member20(&env).await.unwrap().is_pending(), "a cookie bound to user 43 does nothing for 44");
     let tampered = format!("{}x", cookie);
-    assert_eq!(enroll_with_cookie(&env, "43", &tampered).await.status, 204);
+    assert_eq!(env.enroll_via(iface, &claims("43"), Some(&tampered)).await.status, 204);
     assert!(member20(&env).await.unwrap().is_pending());
 });
 

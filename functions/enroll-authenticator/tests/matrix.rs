@@ -1,5 +1,5 @@
 //! Behaviour matrices A (GET) and B (POST) of `spec/sentry-enroll-invite.md` for the TOTP and recovery
-//! rows, with Sentry's `UserAuthenticatorEnrollTest` (3.1, TOTP variants) and `AuthenticatorTest` (3.7),
+//! rows (sms and u2f rows: `sms_u2f.rs`), with Sentry's `UserAuthenticatorEnrollTest` (3.1, TOTP variants) and `AuthenticatorTest` (3.7),
 //! on the in-memory adapters and on DynamoDB Local.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,7 +42,8 @@ both_backends!(get_requires_authentication_user_permission_and_sudo, local(), |e
 });
 
 both_backends!(get_unknown_or_unavailable_interface_is_404, local(), |env: Env| async move {
-    for iface in ["foo", "sms", "u2f", "TOTP", "recovery"] {
+    // (sms and u2f without configuration: tests/sms_u2f.rs)
+    for iface in ["foo", "TOTP", "SMS", "recovery"] {
         assert_eq!(env.get("me", iface, Some(claims("42"))).await.status, 404, "{iface}");
     }
 });
@@ -185,13 +186,6 @@ both_backends!(post_validation_and_interface_errors, local(), |env: Env| async m
     assert_eq!((r.status, r.json_body()), (400, json!({"otp": ["This field is required."]})));
     let r = env.post("me", "totp", Some(c.clone()), json!({"otp": "123456789012345678901"})).await;
     assert_eq!(r.json_body(), json!({"otp": ["Ensure this field has no more than 20 characters."]}));
-    // Unavailable interfaces (SMS and WebAuthn are not in this build) → 404, not Sentry's 500.
-    for iface in ["sms", "u2f"] {
-        assert_eq!(
-            env.post("me", iface, Some(c.clone()), json!({"otp": "1", "phone": "1"})).await.status,
-            404
-        );
-    }
     // Malformed JSON → 400.
     let mut req = request("POST", "me", "totp", Some(c.clone()), Value::Null);
     req.body = b"{nope".to_vec();

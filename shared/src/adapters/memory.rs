@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::publisher::{EntryResult, Publisher, RecordSink};
 use crate::error::StoreError;
-use crate::ports::{RateDecision, RateLimiter, StoredRecord, StreamRecord, bucket};
+use crate::ports::{RateDecision, RateLimiter, SmsSender, StoredRecord, StreamRecord, TextMessage, bucket};
 use crate::storage::rate_limit_key;
 
 fn poisoned() -> StoreError {
@@ -235,5 +235,42 @@ impl Table for MemoryTable {
         let next = update.apply(&key, m.remove(&key));
         m.insert(key, next.clone());
         Ok(Some(next))
+    }
+}
+
+/// The in-memory [`SmsSender`]: an outbox that tests read and the local CLI prints. `fail_next`
+/// makes the next sends fail (Sentry answers 500 `Error sending SMS` then).
+#[derive(Debug, Default)]
+pub struct MemorySmsOutbox {
+    sent: Mutex<Vec<TextMessage>>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl MemorySmsOutbox {
+    /// Every message sent so far, oldest first.
+    pub fn sent(&self) -> Vec<TextMessage> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The messages sent to one number.
+    pub fn sent_to(&self, to_e164: &str) -> Vec<TextMessage> {
+        self.sent().into_iter().filter(|m| m.to_e164 == to_e164).collect()
+    }
+
+    /// Makes the next `n` sends fail.
+    pub fn fail_next(&self, n: usize) {
+        self.failures.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SmsSender for MemorySmsOutbox {
+    async fn send(&self, message: &TextMessage) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::Unavailable { service: "sms", message: "injected send failure".into() });
+        }
+        self.sent.lock().map_err(|_| poisoned())?.push(message.clone());
+        Ok(())
     }
 }

@@ -5,8 +5,10 @@
 //!   and of every `cargo test`).
 //! - [`publisher`]: the stream publishing algorithm (validation, batching, retrying only failed entries),
 //!   shared by both stream adapters so that they cannot drift apart.
+//! - [`sns`]: Amazon SNS text messages (the enrollment SMS).
 
 pub mod aws;
 pub mod dynamo_table;
 pub mod memory;
 pub mod publisher;
+pub mod sns;

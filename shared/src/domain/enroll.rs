@@ -60,6 +60,88 @@ pub fn validate_totp_body(body: &Map<String, Value>) -> Result<String, ApiError>
     }
 }
 
+/// Collects DRF field errors (all fields are validated; every error is reported).
+#[derive(Default)]
+struct Fields {
+    errors: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Fields {
+    fn take<T>(&mut self, r: Result<T, (String, String)>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err((f, m)) => {
+                self.errors.entry(f).or_default().push(m);
+                None
+            }
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(v) if self.errors.is_empty() => Ok(v),
+            _ => Err(ApiError::FieldErrors(self.errors)),
+        }
+    }
+}
+
+/// DRF `CharField(required=False, allow_null=True, allow_blank=True, max_length)`: `None` when the key
+/// is absent, `Some(None)` for null, `Some(Some(s))` otherwise (possibly empty).
+fn nullable_char_field(
+    body: &Map<String, Value>,
+    name: &str,
+    max_length: usize,
+) -> Result<Option<Option<String>>, (String, String)> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) if s.is_empty() => Ok(Some(Some(String::new()))),
+        Some(_) => char_field(body, name, false, max_length).map(Some),
+    }
+}
+
+/// The SMS enrollment body (`SmsRestSerializer`): `phone` (required, ≤ 20) and `otp` (optional,
+/// null and blank allowed, ≤ 20). `otp`: `None` = key absent (send a text), `Some(None)` = null.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsBody {
+    pub phone: String,
+    pub otp: Option<Option<String>>,
+}
+
+pub fn validate_sms_body(body: &Map<String, Value>) -> Result<SmsBody, ApiError> {
+    let mut f = Fields::default();
+    let phone = f.take(char_field(body, "phone", true, 20)).flatten();
+    let otp = f.take(nullable_char_field(body, "otp", 20));
+    let value = match (phone, otp) {
+        (Some(phone), Some(otp)) => Some(SmsBody { phone, otp }),
+        _ => None,
+    };
+    f.finish(value)
+}
+
+/// The u2f enrollment body (`U2fRestSerializer`): `deviceName` (optional, null and blank allowed,
+/// ≤ 60), `challenge` and `response` (required).
+#[derive(Debug, Clone, PartialEq)]
+pub struct U2fBody {
+    pub device_name: Option<String>,
+    pub challenge: String,
+    pub response: String,
+}
+
+pub fn validate_u2f_body(body: &Map<String, Value>) -> Result<U2fBody, ApiError> {
+    let mut f = Fields::default();
+    let device_name = f.take(nullable_char_field(body, "deviceName", 60));
+    let challenge = f.take(char_field(body, "challenge", true, usize::MAX)).flatten();
+    let response = f.take(char_field(body, "response", true, usize::MAX)).flatten();
+    let value = match (device_name, challenge, response) {
+        (Some(d), Some(challenge), Some(response)) => {
+            Some(U2fBody { device_name: d.flatten().filter(|n| !n.trim().is_empty()), challenge, response })
+        }
+        _ => None,
+    };
+    f.finish(value)
+}
+
 /// A random authenticator id: a positive 53-bit integer as a decimal string (Sentry's ids are bigints
 /// that JavaScript clients can hold).
 pub fn new_authenticator_id(rng: &dyn Random) -> String {
@@ -108,6 +190,8 @@ pub struct SecurityActivity {
     pub user_agent: Option<String>,
     pub authenticator_id: String,
     pub interface: InterfaceType,
+    /// u2f: the name of the added device (Sentry's `context["device_name"]`).
+    pub device_name: Option<String>,
 }
 
 #[cfg(test)]
@@ -134,6 +218,40 @@ mod tests {
             validate_totp_body(&body(json!({"otp": " 123 456 "}))).unwrap(),
             " 123 456 ",
             "no trimming"
+        );
+    }
+
+    #[test]
+    fn sms_body_as_drf() {
+        let ok = |v: Value| validate_sms_body(&body(v)).unwrap();
+        let e = |v: Value| validate_sms_body(&body(v)).unwrap_err().body().unwrap();
+        assert_eq!(ok(json!({"phone": "2345678900"})), SmsBody { phone: "2345678900".into(), otp: None });
+        assert_eq!(ok(json!({"phone": "1", "otp": null})).otp, Some(None));
+        assert_eq!(ok(json!({"phone": "1", "otp": ""})).otp, Some(Some(String::new())));
+        assert_eq!(ok(json!({"phone": "1", "otp": "123 456"})).otp, Some(Some("123 456".into())));
+        assert_eq!(e(json!({})), json!({"phone": ["This field is required."]}));
+        assert_eq!(
+            e(json!({"phone": "", "otp": "1".repeat(21)})),
+            json!({"otp": ["Ensure this field has no more than 20 characters."], "phone": ["This field may not be blank."]})
+        );
+    }
+
+    #[test]
+    fn u2f_body_as_drf() {
+        let ok = |v: Value| validate_u2f_body(&body(v)).unwrap();
+        let e = |v: Value| validate_u2f_body(&body(v)).unwrap_err().body().unwrap();
+        let b = ok(json!({"deviceName": "device name", "challenge": "c", "response": "r"}));
+        assert_eq!(b.device_name.as_deref(), Some("device name"));
+        assert_eq!(ok(json!({"challenge": "c", "response": "r"})).device_name, None);
+        assert_eq!(ok(json!({"deviceName": null, "challenge": "c", "response": "r"})).device_name, None);
+        assert_eq!(ok(json!({"deviceName": "", "challenge": "c", "response": "r"})).device_name, None);
+        assert_eq!(
+            e(json!({"deviceName": "x".repeat(61)})),
+            json!({
+                "challenge": ["This field is required."],
+                "deviceName": ["Ensure this field has no more than 60 characters."],
+                "response": ["This field is required."]
+            })
         );
     }
 

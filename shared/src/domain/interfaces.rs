@@ -156,6 +156,24 @@ pub fn totp_form() -> Value {
     }])
 }
 
+/// The SMS enrollment serializer's fields: `phone` (required) and `otp` (optional).
+pub fn sms_form() -> Value {
+    json!([
+        {"name": "phone", "defaultValue": null, "read_only": false, "required": true, "type": "string", "max_length": 20, "label": "Phone number"},
+        {"name": "otp", "defaultValue": null, "read_only": false, "required": false, "type": "string", "max_length": 20, "label": "Authenticator code"}
+    ])
+}
+
+/// The u2f enrollment serializer's fields. Sentry's `deviceName` default is a random petname; here it is
+/// the name a device gets when none is sent, "Security Key".
+pub fn u2f_form() -> Value {
+    json!([
+        {"name": "deviceName", "defaultValue": super::webauthn::DEFAULT_DEVICE_NAME, "read_only": false, "required": false, "type": "string", "max_length": 60, "label": "Device name"},
+        {"name": "challenge", "defaultValue": null, "read_only": false, "required": true, "type": "string", "label": "Challenge"},
+        {"name": "response", "defaultValue": null, "read_only": false, "required": true, "type": "string", "label": "Response"}
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 //! - [`invite`]: the `ApiInviteHelper` rules (pending, approved, token, onboarding steps, SSO) and the
 //!   accept-invite outcomes.
 //! - [`cookie`]: the signed `postflow-invite` cookie that replaces Sentry's session keys.
+//! - [`sms`]: the SMS interface (E.164 numbers, the enrollment text, the per-number limit).
+//! - [`webauthn`]: the u2f interface (WebAuthn registration ceremonies, the device list).
 
 pub mod cookie;
 pub mod enroll;
@@ -13,4 +15,6 @@ pub mod invite;
 pub mod org;
 pub mod otp;
 pub mod project;
+pub mod sms;
 pub mod user;
+pub mod webauthn;

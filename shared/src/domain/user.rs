@@ -80,6 +80,8 @@ pub struct PendingSecret {
     pub interface: InterfaceType,
     pub secret: crate::secret::Secret,
     pub expires_at: i64,
+    /// SMS: the number (E.164) the code was texted to; the enrollment must name the same number.
+    pub phone: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -95,8 +97,8 @@ pub struct UserState {
     pub pending: Vec<PendingSecret>,
     /// OTP counters already used (interface id, counter) with their expiry (epoch seconds).
     pub used_otp: BTreeMap<(String, i64), i64>,
-    /// A pending WebAuthn registration state (JSON) with its expiry.
-    pub webauthn_state: Option<(serde_json::Value, i64)>,
+    /// A pending WebAuthn registration state (the stored JSON text) with its expiry.
+    pub webauthn_state: Option<(String, i64)>,
 }
 
 impl UserState {
@@ -123,6 +125,11 @@ impl UserState {
 
     pub fn pending_secret(&self, interface: InterfaceType, now_secs: i64) -> Option<&PendingSecret> {
         self.pending.iter().find(|p| p.interface == interface && p.expires_at > now_secs)
+    }
+
+    /// The WebAuthn registration state issued by GET, unless expired.
+    pub fn pending_webauthn(&self, now_secs: i64) -> Option<&str> {
+        self.webauthn_state.as_ref().filter(|(_, exp)| *exp > now_secs).map(|(s, _)| s.as_str())
     }
 }
 

@@ -1,13 +1,15 @@
 //! The enrollment transaction: one `TransactWriteItems` that
 //!
-//! 0. creates the authenticator (`attribute_not_exists`: one per user and type) or rotates it in place
-//!    (condition on the `version` that was read),
-//! 1. consumes the pending secret issued by GET (condition: same secret, not expired),
+//! 0. creates the authenticator (`attribute_not_exists`: one per user and type), rotates it in place,
+//!    or appends a WebAuthn device (both conditional on the `version` that was read),
+//! 1. consumes what GET issued (condition: the same value, not expired): the pending secret (TOTP, SMS —
+//!    for SMS also the number the code was texted to) or the WebAuthn registration state,
 //! 2. marks the OTP counter used (`attribute_not_exists`: a code is accepted once),
 //! 3. records the `mfa-added` security activity,
 //! 4. creates/refreshes the user profile,
 //! 5. adds recovery codes when the user has no backup interface (`attribute_not_exists`),
-//! 6. … and, when the request carries a pending invite, accepts it (the accept-invite operations) or
+//! 6. u2f: claims the credential id (`attribute_not_exists`: a key registers to one account once),
+//! 7. … and, when the request carries a pending invite, accepts it (the accept-invite operations) or
 //!    drops a still-pending invite when the user is already a member.
 //!
 //! All or nothing. When only the recovery-codes or invite part lost a race (codes created by a parallel
@@ -38,6 +40,20 @@ pub enum Mode {
     Rotate {
         version: i64,
     },
+    /// A multi-enrollment interface (u2f): the config read at `version` gains a device; `created_at`
+    /// and `last_used_at` stay.
+    Append {
+        version: i64,
+    },
+}
+
+/// What GET issued that this enrollment consumes.
+#[derive(Clone, Debug)]
+pub enum Consume {
+    /// The TOTP/SMS secret; for SMS the number (E.164) the code was texted to.
+    Secret { interface: InterfaceType, secret: Secret, phone: Option<String> },
+    /// The WebAuthn registration state (its stored text).
+    WebAuthnState(String),
 }
 
 /// What to do with a pending invite (the `postflow-invite` cookie) in the same transaction.
@@ -55,8 +71,10 @@ pub struct Enrollment {
     pub email: Option<String>,
     pub authenticator: Authenticator,
     pub mode: Mode,
-    /// The secret GET issued, consumed by this enrollment.
-    pub consume_secret: Option<(InterfaceType, Secret)>,
+    /// What GET issued, consumed by this enrollment.
+    pub consume: Option<Consume>,
+    /// u2f: the new credential's id (base64url), claimed once across all users.
+    pub credential: Option<String>,
     /// `(interface id, counter, expires_at)` of the accepted OTP.
     pub otp_counter: Option<(String, i64, i64)>,
     pub recovery: Option<Authenticator>,
@@ -82,8 +100,10 @@ pub enum EnrollOutcome {
     },
     /// An authenticator of this type exists (a concurrent enrollment won) or the rotated one changed.
     AlreadyEnrolled,
-    /// The pending secret was consumed or expired in the meantime.
+    /// The pending secret (or WebAuthn state) was consumed or expired in the meantime.
     SecretGone,
+    /// The WebAuthn credential is already registered (to this or another account).
+    CredentialTaken,
     /// The OTP counter was used in the meantime.
     OtpReplayed,
 }
@@ -101,6 +121,9 @@ fn activity_item(a: &SecurityActivity) -> super::item::Item {
     }
     if let Some(ua) = &a.user_agent {
         i.insert("user_agent".into(), Val::S(ua.chars().take(512).collect()));
+    }
+    if let Some(name) = &a.device_name {
+        i.insert("device_name".into(), Val::S(name.clone()));
     }
     i
 }
@@ -124,19 +147,39 @@ fn ops(
                 .add("version", 1),
             cond: Some(Cond::eq("version", version)),
         },
+        Mode::Append { version } => WriteOp::Update {
+            key: keys::authenticator(&e.user_id, a.kind),
+            update: Update::default().set("config", a.config.to_string()).add("version", 1),
+            cond: Some(Cond::eq("version", version)),
+        },
     });
-    if let Some((kind, secret)) = &e.consume_secret {
-        ops.push(WriteOp::Delete {
-            key: keys::pending_secret(&e.user_id, *kind),
-            cond: Some(Cond::And(vec![
-                Cond::eq("secret", secret.expose()),
-                Cond::Gt(super::attr::TTL.into(), e.now_secs),
-            ])),
-        });
+    let not_expired = Cond::Gt(super::attr::TTL.into(), e.now_secs);
+    match &e.consume {
+        Some(Consume::Secret { interface, secret, phone }) => {
+            let mut conds = vec![Cond::eq("secret", secret.expose()), not_expired];
+            if let Some(p) = phone {
+                conds.push(Cond::eq("phone", p.as_str()));
+            }
+            ops.push(WriteOp::Delete {
+                key: keys::pending_secret(&e.user_id, *interface),
+                cond: Some(Cond::And(conds)),
+            });
+        }
+        Some(Consume::WebAuthnState(state)) => ops.push(WriteOp::Delete {
+            key: keys::webauthn_state(&e.user_id),
+            cond: Some(Cond::And(vec![Cond::eq("state", state.as_str()), not_expired])),
+        }),
+        None => {}
     }
     if let Some((iface, counter, expires)) = &e.otp_counter {
         let mut it = item(&keys::used_otp(&e.user_id, iface, *counter));
         it.insert(super::attr::TTL.into(), Val::N(*expires));
+        ops.push(WriteOp::Put { item: it, cond: Some(Cond::NotExists) });
+    }
+    if let Some(handle) = &e.credential {
+        let mut it = item(&keys::webauthn_credential(handle));
+        it.insert("user_id".into(), Val::S(e.user_id.clone()));
+        it.insert("auth_id".into(), Val::S(a.id.clone()));
         ops.push(WriteOp::Put { item: it, cond: Some(Cond::NotExists) });
     }
     ops.push(WriteOp::Put { item: activity_item(&e.activity), cond: Some(Cond::NotExists) });
@@ -164,8 +207,9 @@ pub async fn enroll(table: &dyn Table, e: &Enrollment) -> Result<EnrollOutcome, 
         (e.recovery.is_some(), !matches!(e.invite, InviteAction::None));
     for _ in 0..3 {
         let (ops, recovery_at, invite_ops) = ops(e, with_recovery, with_invite);
-        let has_secret = usize::from(e.consume_secret.is_some());
+        let has_secret = usize::from(e.consume.is_some());
         let otp_at = e.otp_counter.as_ref().map(|_| 1 + has_secret);
+        let credential_at = e.credential.as_ref().map(|_| 1 + has_secret + usize::from(otp_at.is_some()));
         let out = table.transact(ops).await?;
         let failed = match &out {
             TxOutcome::Committed => {
@@ -190,6 +234,9 @@ pub async fn enroll(table: &dyn Table, e: &Enrollment) -> Result<EnrollOutcome, 
         }
         if otp_at.is_some_and(|i| failed[i]) {
             return Ok(EnrollOutcome::OtpReplayed);
+        }
+        if credential_at.is_some_and(|i| failed[i]) {
+            return Ok(EnrollOutcome::CredentialTaken);
         }
         let mut retried = false;
         if recovery_at.is_some_and(|i| failed[i]) {
@@ -240,6 +287,38 @@ impl EnrollmentStore for TableEnrollmentStore {
     ) -> Result<(), StoreError> {
         let mut it = item(&keys::pending_secret(user_id, interface));
         it.insert("secret".into(), Val::S(secret.expose().to_owned()));
+        it.insert(super::attr::TTL.into(), Val::N(expires_at));
+        self.table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
+        Ok(())
+    }
+
+    async fn bind_pending_phone(
+        &self,
+        user_id: &str,
+        interface: InterfaceType,
+        secret: &Secret,
+        phone: &str,
+        now_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let op = WriteOp::Update {
+            key: keys::pending_secret(user_id, interface),
+            update: Update::default().set("phone", phone),
+            cond: Some(Cond::And(vec![
+                Cond::eq("secret", secret.expose()),
+                Cond::Gt(super::attr::TTL.into(), now_secs),
+            ])),
+        };
+        Ok(matches!(self.table.transact(vec![op]).await?, TxOutcome::Committed))
+    }
+
+    async fn put_webauthn_state(
+        &self,
+        user_id: &str,
+        state: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut it = item(&keys::webauthn_state(user_id));
+        it.insert("state".into(), Val::S(state.to_owned()));
         it.insert(super::attr::TTL.into(), Val::N(expires_at));
         self.table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
         Ok(())

@@ -35,6 +35,12 @@ pub fn webauthn_state(user_id: &str) -> Key {
     Key::new(user_pk(user_id), "WEBAUTHN#REGISTER")
 }
 
+/// A registered WebAuthn credential (unique across all users), by SHA-256 of its id.
+pub fn webauthn_credential(key_handle: &str) -> Key {
+    use sha2::{Digest, Sha256};
+    Key::new(format!("WACRED#{}", hex::encode(Sha256::digest(key_handle.as_bytes()))), "CRED")
+}
+
 pub fn security_activity(user_id: &str, at_millis: i64, id: &str) -> Key {
     Key::new(format!("USERSEC#{user_id}"), format!("{at_millis:015}#{id}"))
 }

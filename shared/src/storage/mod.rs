@@ -15,9 +15,10 @@
 //! | authenticator | `USER#{user}` | `AUTH#{type}` | – | – | one per (user, type): `attribute_not_exists` on create, `version` on rotation |
 //! | membership (org, user) | `USER#{user}` | `MEMBERSHIP#{org:020}` | – | – | uniqueness of (org, user); "the caller's membership" without knowing the member id |
 //! | SSO identity | `USER#{user}` | `IDENTITY#{org:020}` | – | – | "has an identity for the org's provider" |
-//! | pending enrollment secret | `USER#{user}` | `PENDING#{interface}` | – | 15 min | issued by enroll GET, consumed (conditional delete) by POST |
+//! | pending enrollment secret | `USER#{user}` | `PENDING#{interface}` | – | 15 min | issued by enroll GET, consumed (conditional delete) by POST; SMS: `phone` = the number texted |
 //! | used OTP counter | `USER#{user}` | `OTP#{interface}#{counter}` | – | window end | replay protection: `attribute_not_exists` inside the enroll transaction |
-//! | WebAuthn registration state | `USER#{user}` | `WEBAUTHN#REGISTER` | – | 15 min | ceremony state between enroll GET and POST |
+//! | WebAuthn registration state | `USER#{user}` | `WEBAUTHN#REGISTER` | – | 15 min | ceremony state between enroll GET and POST, consumed (conditional delete) by POST |
+//! | WebAuthn credential | `WACRED#{sha256(credential id)}` | `CRED` | – | – | a security key registers to one account once: `attribute_not_exists` in the enroll transaction |
 //! | security activity | `USERSEC#{user}` | `{millis:015}#{id}` | – | – | `mfa-added` records (what a mailer reads) |
 //! | organization | `ORG#{org}` | `ORG` | – | – | by id; the auth provider is embedded |
 //! | organization by slug | `ORGSLUG#{slug}` | `ORG` | – | – | same attributes as by id (written together), so a slug lookup is one read |

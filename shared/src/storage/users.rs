@@ -41,15 +41,14 @@ pub fn parse_user(user_id: &str, items: &[Item]) -> Result<UserState, StoreError
                 interface,
                 secret: Secret::new(it.s("secret")?),
                 expires_at: it.n(super::attr::TTL)?,
+                phone: it.opt_s("phone").map(str::to_owned),
             });
         } else if let Some(rest) = sk.strip_prefix("OTP#") {
             let (iface, counter) = rest.rsplit_once('#').ok_or_else(|| StoreError::corrupt("bad OTP key"))?;
             let counter = counter.parse().map_err(|_| StoreError::corrupt("bad OTP counter"))?;
             u.used_otp.insert((iface.to_owned(), counter), it.n(super::attr::TTL)?);
         } else if sk == "WEBAUTHN#REGISTER" {
-            let state = serde_json::from_str(it.s("state")?)
-                .map_err(|_| StoreError::corrupt("bad webauthn state"))?;
-            u.webauthn_state = Some((state, it.n(super::attr::TTL)?));
+            u.webauthn_state = Some((it.s("state")?.to_owned(), it.n(super::attr::TTL)?));
         }
     }
     u.authenticators.sort_by_key(|a| (a.kind == InterfaceType::Recovery, a.kind));

@@ -10,7 +10,7 @@ use enroll_authenticator::EnrollAuthenticator;
 use serde_json::{Value, json};
 use shared::adapters::aws::{CallRecorder, DynamoRateLimiter};
 use shared::adapters::dynamo_table::DynamoTable;
-use shared::adapters::memory::{MemoryRateLimiter, MemoryTable};
+use shared::adapters::memory::{MemoryRateLimiter, MemorySmsOutbox, MemoryTable};
 use shared::config::Config;
 use shared::domain::otp::Totp;
 use shared::domain::user::{InterfaceType, UserState};
@@ -35,6 +35,7 @@ pub struct Env {
     pub clock: ManualClock,
     pub config: Arc<Config>,
     pub recorder: Option<CallRecorder>,
+    pub outbox: Arc<MemorySmsOutbox>,
 }
 
 pub fn config_with(f: impl FnOnce(&mut Config)) -> Config {
@@ -62,10 +63,15 @@ fn build(
 ) -> Env {
     let clock = ManualClock::at_secs(NOW);
     let config = Arc::new(config);
+    let outbox = Arc::new(MemorySmsOutbox::default());
+    let webauthn =
+        config.webauthn.as_ref().map(|rp| Arc::new(shared::domain::webauthn::Registrar::new(rp).unwrap()));
     let handler = Arc::new(EnrollAuthenticator {
         enrollment: Arc::new(TableEnrollmentStore::new(table.clone())),
         invites: Arc::new(TableInviteStore::new(table.clone())),
         limiter,
+        sms: outbox.clone(),
+        webauthn,
         clock: Arc::new(clock.clone()),
         random: Arc::new(OsRandom),
         config: config.clone(),
@@ -76,7 +82,7 @@ fn build(
         random: Arc::new(OsRandom),
         config: config.clone(),
     });
-    Env { table, handler, accept, clock, config, recorder }
+    Env { table, handler, accept, clock, config, recorder, outbox }
 }
 
 pub fn claims(sub: &str) -> Claims {
@@ -116,9 +122,58 @@ impl Env {
     }
 
     pub async fn post_with_cookie(&self, caller: Claims, body: Value, cookie: &str) -> Reply {
-        let mut req = request("POST", "me", "totp", Some(caller), body);
-        req.cookies.insert("postflow-invite".into(), cookie.into());
+        self.post_to_with_cookie("totp", caller, body, Some(cookie)).await
+    }
+
+    pub async fn post_to_with_cookie(
+        &self,
+        interface: &str,
+        caller: Claims,
+        body: Value,
+        cookie: Option<&str>,
+    ) -> Reply {
+        let mut req = request("POST", "me", interface, Some(caller), body);
+        if let Some(cookie) = cookie {
+            req.cookies.insert("postflow-invite".into(), cookie.into());
+        }
         self.handler.handle_api(&req).await
+    }
+
+    /// The code in the last text sent to `e164`.
+    pub fn texted_code(&self, e164: &str) -> String {
+        let sent = self.outbox.sent_to(e164);
+        let last = sent.last().expect("a text was sent");
+        last.text.expose().split(' ').next().unwrap().to_owned()
+    }
+
+    /// A complete enrollment in `interface` (totp, sms or u2f) as a client does it, with the invite
+    /// cookie when given; the body carries Sentry's frontend extras (`memberId`, `token`).
+    pub async fn enroll_via(&self, interface: &str, caller: &Claims, cookie: Option<&str>) -> Reply {
+        let extras = json!({"memberId": 20, "token": TOKEN});
+        let mut body = match interface {
+            "totp" => {
+                let secret = self.issue_secret(caller).await;
+                json!({"secret": secret, "otp": self.code(&secret)})
+            }
+            "sms" => {
+                let r = self.get("me", "sms", Some(caller.clone())).await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                let secret = r.json_body()["secret"].as_str().unwrap().to_owned();
+                let send = json!({"secret": secret, "phone": PHONE});
+                let r = self.post_to_with_cookie("sms", caller.clone(), send, cookie).await;
+                assert_eq!(r.status, 204, "{:?}", r.body);
+                json!({"secret": secret, "phone": PHONE, "otp": self.texted_code(PHONE_E164)})
+            }
+            "u2f" => {
+                let r = self.get("me", "u2f", Some(caller.clone())).await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                let response = soft_token_register(&r.json_body()["challenge"], "https://localhost");
+                json!({"deviceName": "device name", "challenge": "challenge", "response": response})
+            }
+            other => panic!("no enrollment for {other}"),
+        };
+        body.as_object_mut().unwrap().extend(extras.as_object().unwrap().clone());
+        self.post_to_with_cookie(interface, caller.clone(), body, cookie).await
     }
 
     pub async fn user(&self, id: &str) -> UserState {
@@ -156,6 +211,22 @@ impl Env {
         let code = self.code(&secret);
         self.post("me", "totp", Some(caller.clone()), json!({"secret": secret, "otp": code})).await
     }
+}
+
+/// The phone number the SMS tests use, as posted and as E.164.
+pub const PHONE: &str = "2345678900";
+pub const PHONE_E164: &str = "+12345678900";
+
+/// Registers a new software security key (webauthn-authenticator-rs's soft token) for the `challenge`
+/// object a GET returned, as a browser at `origin` would; returns the `response` JSON to POST.
+pub fn soft_token_register(challenge: &Value, origin: &str) -> String {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    let (mut token, _ca) = webauthn_authenticator_rs::softtoken::SoftToken::new(true).unwrap();
+    let options: webauthn_rs::prelude::CreationChallengeResponse =
+        serde_json::from_value(json!({"publicKey": challenge["publicKey"]})).unwrap();
+    let credential =
+        token.do_registration(webauthn_rs::prelude::Url::parse(origin).unwrap(), options).unwrap();
+    serde_json::to_string(&credential).unwrap()
 }
 
 pub fn code_at(secret: &str, ts: i64) -> String {
