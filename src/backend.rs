@@ -9,8 +9,11 @@ use lambda_http::{Body, Request, Response};
 use save_event::SaveEvent;
 use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
-use shared::adapters::memory::{MemoryRateLimiter, MemoryStream, MemoryTable, memory_stream};
+use shared::adapters::memory::{
+    MemoryRateLimiter, MemorySmsOutbox, MemoryStream, MemoryTable, memory_stream,
+};
 use shared::config::Config;
+use shared::domain::webauthn::Registrar;
 use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
 use shared::ports::{EventStream, StoredRecord};
 use shared::storage::enroll::TableEnrollmentStore;
@@ -185,12 +188,24 @@ pub struct App {
     pub enroll: EnrollAuthenticator,
     pub save: SaveEvent,
     pub config: Arc<Config>,
+    /// Where the local CLI delivers enrollment texts (printed by `replay`, read by `{{sms}}`).
+    pub outbox: Arc<MemorySmsOutbox>,
 }
 
 impl App {
     pub fn new(backend: &Backend, config: Config) -> Self {
         let config = Arc::new(config);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let outbox = Arc::new(MemorySmsOutbox::default());
+        // The configuration was validated with the same rules; a failure here only disables u2f (its
+        // requests then answer 500 and the log says why).
+        let webauthn = config.webauthn.as_ref().and_then(|rp| match Registrar::new(rp) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                tracing::error!(error = %e, "WebAuthn relying party");
+                None
+            }
+        });
         Self {
             accept: AcceptInvite {
                 store: Arc::new(TableInviteStore::new(backend.table.clone())),
@@ -202,6 +217,8 @@ impl App {
                 enrollment: Arc::new(TableEnrollmentStore::new(backend.table.clone())),
                 invites: Arc::new(TableInviteStore::new(backend.table.clone())),
                 limiter: backend.limiter.clone(),
+                sms: outbox.clone(),
+                webauthn,
                 clock: clock.clone(),
                 random: Arc::new(OsRandom),
                 config: config.clone(),
@@ -215,6 +232,7 @@ impl App {
                 config.clone(),
             ),
             config,
+            outbox,
         }
     }
 
@@ -238,6 +256,14 @@ pub fn cli_config() -> Config {
             }
             if c.stream_name.is_none() {
                 c.stream_name = local.stream_name;
+            }
+            // The CLI texts into its outbox and is a WebAuthn relying party for https://localhost
+            // unless configured otherwise.
+            if c.sms_sender.is_none() {
+                c.sms_sender = local.sms_sender;
+            }
+            if c.webauthn.is_none() {
+                c.webauthn = local.webauthn;
             }
             c
         }

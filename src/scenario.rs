@@ -131,6 +131,7 @@ pub async fn run_event(app: &App, session: &mut Session, file: &Path, expect: Op
         Ok(t) => t,
         Err(e) => return fail(format!("cannot read: {e}")),
     };
+    session.webauthn_origin = app.config.webauthn.as_ref().map(|rp| rp.origin.clone());
     let mut event = match session.prepare(&text, now_secs()) {
         Ok(e) => e,
         Err(e) => return fail(e),
@@ -155,6 +156,7 @@ pub async fn run_event(app: &App, session: &mut Session, file: &Path, expect: Op
     let millis = t0.elapsed().as_secs_f64() * 1000.0;
     let response = response_json(&resp);
     session.observe(&response);
+    session.observe_text(app.outbox.sent().last().map(|m| m.text.expose()));
     let status = resp.status().as_u16();
     let failure = check(expect, status, &response);
     StepResult {

@@ -75,7 +75,13 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
             return text(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
         }
     };
+    let texts_before = app.outbox.sent().len();
     let resp = app.invoke(function, lambda_req).await;
+    // The local SMS outbox is the console's: print what this request texted (like a console mail
+    // backend), so a developer can type the code. Nothing is sent anywhere.
+    for m in app.outbox.sent().iter().skip(texts_before) {
+        eprintln!("[sms outbox] to {}: {}", m.to_e164, m.text.expose().trim_end());
+    }
     let (rparts, rbody) = resp.into_parts();
     let bytes = match rbody {
         lambda_http::Body::Empty => Bytes::new(),

@@ -1,6 +1,6 @@
 //! Secret hygiene: every sample flow runs with TRACE logging captured (the production filter, so the
-//! payload caps apply); no TOTP secret, OTP, recovery code, invite token, DSN key or cookie value may
-//! appear in a log line or in an error body.
+//! payload caps apply); no TOTP/SMS secret, OTP, texted code, recovery code, invite token, DSN key or
+//! cookie value may appear in a log line or in an error body.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -70,7 +70,12 @@ async fn no_secret_in_logs_or_error_bodies() {
                 for c in (t.counter_at(now) - 2)..=(t.counter_at(now) + 2) {
                     secrets.push(t.code_at_counter(c as u64));
                 }
+                let sms = Totp::sms(&Secret::new(secret.clone())).unwrap();
+                for c in (sms.counter_at(now) - 1)..=(sms.counter_at(now) + 1) {
+                    secrets.push(sms.code_at_counter(c as u64));
+                }
             }
+            secrets.extend(session.sms_code.clone());
             secrets.extend(session.cookies.values().cloned());
             if r.status.is_some_and(|s| s >= 400) {
                 error_bodies.push(r.response["body"].as_str().unwrap_or_default().to_owned());
@@ -78,7 +83,7 @@ async fn no_secret_in_logs_or_error_bodies() {
         }
     }
     // Recovery codes and salts of every enrolled user.
-    for user in ["42"] {
+    for user in ["42", "44"] {
         let u = load_user(backend.table.as_ref(), user).await.unwrap();
         let rc = u.authenticator(InterfaceType::Recovery).expect("recovery codes were created");
         let salt = rc.config["salt"].as_str().unwrap().to_owned();
