@@ -20,6 +20,7 @@ TOOLS_REQUIREMENTS=(
     "sentry-relay==0.10.1"
     "cargo-lambda==1.9.2"
     "ziglang==0.13.0"
+    "schemathesis==4.32.5"
 )
 # Real Sentry SDK for Node, for the end-to-end ingestion tests.
 TOOLS_NODE_DIR="$POSTFLOW_ROOT/.tools/node"

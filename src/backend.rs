@@ -53,6 +53,16 @@ impl Function {
         }
     }
 
+    /// Whether API Gateway's JWT authorizer guards `method` on this function's routes (the template's
+    /// `DefaultAuthorizer`), i.e. the route does not say `Auth: {Authorizer: NONE}`.
+    pub fn requires_jwt(self, method: &str) -> bool {
+        match self {
+            Self::AcceptInvite => method != "GET",
+            Self::EnrollAuthenticator => true,
+            Self::SaveEvent => false,
+        }
+    }
+
     pub const ALL: [Function; 3] =
         [Function::AcceptInvite, Function::EnrollAuthenticator, Function::SaveEvent];
 }
@@ -307,6 +317,15 @@ mod tests {
                 for m in *methods {
                     let needle = format!("Method: {m}\n            Path: {path}\n");
                     assert!(template.contains(&needle), "template.yaml lacks {m} {path}");
+                    // The route's event block opts out of the authorizer iff requires_jwt says so.
+                    let at = template.find(&needle).unwrap() + needle.len();
+                    let block: String =
+                        template[at..].lines().take_while(|l| l.starts_with("            ")).collect();
+                    assert_eq!(
+                        !block.contains("Authorizer: NONE"),
+                        f.requires_jwt(m),
+                        "{m} {path}: requires_jwt disagrees with template.yaml"
+                    );
                 }
             }
         }

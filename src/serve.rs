@@ -6,6 +6,8 @@
 //! **Local only — no JWT verification.** API Gateway's JWT authorizer checks signatures; this emulation
 //! does not. It takes the claims from an `X-Postflow-Claims: {json}` header, or from the payload of an
 //! `Authorization: Bearer <jwt>` token *without checking its signature*. It binds to loopback only.
+//! Like the authorizer, it answers `401 {"message":"Unauthorized"}` without calling the function when a
+//! route that requires a JWT gets no claims.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,6 +69,9 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         // API Gateway's answer for an unknown route.
         return text(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
     };
+    if function.requires_jwt(&method) && local_claims(&parts.headers).is_none() {
+        return text(StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#);
+    }
     let event = build_event(&parts, &body, &params, peer);
     let lambda_req = match request_from_event(&event) {
         Ok(r) => r,
