@@ -36,6 +36,9 @@ pub struct Step {
     pub event: String,
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// Why the step expects what it does (for readers of the scenario file).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]

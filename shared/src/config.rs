@@ -16,6 +16,7 @@
 //! | `ENROLL_RATE_WINDOW_SECS` | no | 86400 | the window of that limit (UTC-aligned) |
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
+//! | `EVENT_LEASE_SECS` | no | 30 | save-event's publishing lease on an event id; longer than the function timeout |
 //! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
 //! | `SMS_SENDER` | no | `none` | `sns`: the SMS interface is available and texts go through Amazon SNS (Sentry: `sms.twilio-account`) |
 //! | `SMS_SENDER_ID` | no | – | alphanumeric sender id of the texts, where carriers support one |
@@ -51,6 +52,7 @@ pub struct Config {
     pub disallow_new_enrollment: BTreeSet<String>,
     pub stream_max_attempts: u32,
     pub ingest_rate_limit: u64,
+    pub event_lease_secs: i64,
     /// Where enrollment texts go; `None`: the SMS interface is unavailable.
     pub sms_sender: Option<SmsDelivery>,
     pub sms_sender_id: Option<String>,
@@ -150,6 +152,7 @@ impl Config {
                 .unwrap_or_default(),
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
             ingest_rate_limit: parse(&get, "INGEST_RATE_LIMIT", 0)?,
+            event_lease_secs: positive(parse(&get, "EVENT_LEASE_SECS", 30)?, "EVENT_LEASE_SECS")?,
             sms_sender: match get("SMS_SENDER").map(|v| v.to_ascii_lowercase()).as_deref() {
                 None | Some("none") => None,
                 Some("sns") => Some(SmsDelivery::Sns),
@@ -191,6 +194,7 @@ impl Config {
             disallow_new_enrollment: BTreeSet::new(),
             stream_max_attempts: 5,
             ingest_rate_limit: 0,
+            event_lease_secs: 30,
             sms_sender: Some(SmsDelivery::Outbox),
             sms_sender_id: None,
             webauthn: Some(WebAuthnRp {

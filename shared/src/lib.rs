@@ -29,4 +29,6 @@ pub mod secret;
 pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]
+pub mod faults;
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -90,8 +90,23 @@ impl AcceptInvite {
         }
 
         let clear = InviteCookie::clear_cookie_header();
+        // A retry of an acceptance that already committed (its answer was lost): the invite's own row is
+        // the caller's membership now. Same outcome again, 204, nothing written.
+        let accepted_by_caller = |ctx: &InviteContext| {
+            caller.is_some_and(|c| {
+                ctx.invite.as_ref().is_some_and(|m| m.id == member_id && m.user_id.as_deref() == Some(&c.sub))
+            })
+        };
         match post_decision(&helper) {
             PostDecision::Unable => Err(ApiError::details(400, UNABLE)),
+            PostDecision::AlreadyMember if accepted_by_caller(&ctx) => {
+                tracing::info!(
+                    organization_id = ctx.org.id,
+                    member_id,
+                    "invite already accepted by the caller (retry)"
+                );
+                Ok(Reply::empty(204).with_header("set-cookie", clear))
+            }
             PostDecision::AlreadyMember => {
                 self.drop_pending_invite(&ctx).await?;
                 Ok(Reply::from(ApiError::details(400, ALREADY_MEMBER)).with_header("set-cookie", clear))

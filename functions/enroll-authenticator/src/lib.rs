@@ -312,6 +312,18 @@ impl EnrollAuthenticator {
             // Sentry: AssertionError → 500. A phone number only belongs to the SMS interface.
             return Err(ApiError::field_error("phone", "This interface does not take a phone number."));
         }
+        // A retry of an enrollment that already committed (its answer was lost: a timeout, a dropped
+        // connection) finds the secret consumed and the authenticator holding that very secret: the
+        // same outcome again, 204, and nothing written.
+        if let (Some(a), Some(Value::String(posted))) = (&existing, body.get("secret"))
+            && user.pending_secret(kind, now).is_none()
+            && a.config["secret"]
+                .as_str()
+                .is_some_and(|s| shared::secret::constant_time_eq(s.as_bytes(), posted.as_bytes()))
+        {
+            tracing::info!(user_id = %caller.sub, interface = kind.id(), "enrollment already completed (retry)");
+            return Ok(Reply::empty(204));
+        }
         let verified = match parsed {
             PostBody::Totp(otp) => {
                 let secret = pending_secret(&body, &user, kind, now)?;

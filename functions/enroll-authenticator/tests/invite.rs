@@ -170,7 +170,10 @@ async fn twenty_concurrent_enrollments(env: Env) {
             assert_eq!(r.status, 400, "{:?}", r.body);
         }
     }
-    assert_eq!(ok, 1);
+    // One enrollment happened. A request that lost the race in flight is refused (400); one that
+    // started after the winner committed sees its own secret enrolled and gets the same 204 (the
+    // idempotent retry), writing nothing.
+    assert!(ok >= 1);
     let u = env.user("42").await;
     assert_eq!(u.authenticators.iter().filter(|a| a.kind == InterfaceType::Totp).count(), 1);
     assert_eq!(u.authenticators.iter().filter(|a| a.kind == InterfaceType::Recovery).count(), 1);

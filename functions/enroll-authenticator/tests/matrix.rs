@@ -369,3 +369,19 @@ async fn pyotp_codes_are_accepted() {
     assert_eq!(code.len(), 6);
     assert_eq!(env.post("me", "totp", Some(c), json!({"secret": secret, "otp": code})).await.status, 204);
 }
+
+both_backends!(retry_of_a_committed_enrollment_is_204, local(), |env: Env| async move {
+    // The answer of a committed enrollment was lost; the client sends the same POST again: 204 again,
+    // nothing written twice. Another secret (never issued) is still refused.
+    let c = claims("42");
+    let secret = env.issue_secret(&c).await;
+    let body = json!({"secret": secret, "otp": env.code(&secret)});
+    assert_eq!(env.post("me", "totp", Some(c.clone()), body.clone()).await.status, 204);
+    let r = env.post("me", "totp", Some(c.clone()), body).await;
+    assert_eq!((r.status, &r.body), (204, &ReplyBody::Empty));
+    assert_eq!(env.activities("42").await.len(), 1, "nothing written twice");
+    let r = env
+        .post("me", "totp", Some(c), json!({"secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "otp": "123456"}))
+        .await;
+    assert_eq!((r.status, r.json_body()), (400, json!({"details": "Invalid secret"})));
+});

@@ -57,7 +57,7 @@ impl SaveEvent {
         config: Arc<Config>,
     ) -> Self {
         Self {
-            saver: EventSaver::new(table.clone(), random),
+            saver: EventSaver::new(table.clone(), random).with_lease_secs(config.event_lease_secs),
             table,
             keys: KeyCache::new(Duration::from_secs(60), 10_000),
             stream,

@@ -194,6 +194,7 @@ pub struct EventSaver {
     table: Arc<dyn Table>,
     random: Arc<dyn Random>,
     warm: Mutex<Warm>,
+    lease_secs: i64,
 }
 
 fn random_id(random: &dyn Random) -> u64 {
@@ -204,7 +205,13 @@ fn random_id(random: &dyn Random) -> u64 {
 
 impl EventSaver {
     pub fn new(table: Arc<dyn Table>, random: Arc<dyn Random>) -> Self {
-        Self { table, random, warm: Mutex::new(Warm::default()) }
+        Self { table, random, warm: Mutex::new(Warm::default()), lease_secs: LEASE_SECS }
+    }
+
+    /// The publishing lease (default [`LEASE_SECS`]); it must outlast the function's timeout.
+    pub fn with_lease_secs(mut self, secs: i64) -> Self {
+        self.lease_secs = secs.max(1);
+        self
     }
 
     fn known_recent(&self, key: &Key, ts: i64) -> bool {
@@ -302,10 +309,10 @@ impl EventSaver {
         (ops, keys)
     }
 
-    fn marker_op(job: &SaveJob, result: &SaveResult, now_secs: i64) -> WriteOp {
+    fn marker_op(&self, job: &SaveJob, result: &SaveResult, now_secs: i64) -> WriteOp {
         let mut m = item(&keys::marker(job.project.id, &job.event_id));
         m.insert("state".into(), Val::S("saving".into()));
-        m.insert("lease_until".into(), Val::N(now_secs + LEASE_SECS));
+        m.insert("lease_until".into(), Val::N(now_secs + self.lease_secs));
         m.insert("result".into(), Val::S(serde_json::to_string(result).unwrap_or_default()));
         m.insert(super::attr::TTL.into(), Val::N(now_secs + DEDUPE_TTL_SECS));
         WriteOp::Put { item: m, cond: Some(Cond::NotExists) }
@@ -340,7 +347,7 @@ impl EventSaver {
 
     async fn try_transaction(&self, job: &SaveJob, now_secs: i64) -> Result<Attempt, StoreError> {
         let result = SaveResult { received: job.received, ..Default::default() };
-        let mut ops = vec![Self::marker_op(job, &result, now_secs)];
+        let mut ops = vec![self.marker_op(job, &result, now_secs)];
         let (assoc, keys) = self.association_ops(job, None, false, false);
         ops.extend(assoc);
         match self.table.transact(ops).await? {
@@ -485,7 +492,7 @@ impl EventSaver {
                     received: job.received,
                 };
                 let mut ops = vec![
-                    Self::marker_op(job, &result, now_secs),
+                    self.marker_op(job, &result, now_secs),
                     WriteOp::Update { key: keys::group(g), update: u, cond: Some(cond) },
                 ];
                 for hh in job.hashes.iter().filter(|hh| !mapped.contains(hh)) {
@@ -521,7 +528,7 @@ impl EventSaver {
                     received: job.received,
                 };
                 let mut ops = vec![
-                    Self::marker_op(job, &result, now_secs),
+                    self.marker_op(job, &result, now_secs),
                     WriteOp::Put { item: group_item(g, job, short_id), cond: Some(Cond::NotExists) },
                 ];
                 for hh in &job.hashes {
@@ -605,7 +612,7 @@ impl EventSaver {
             .table
             .update_returning(
                 key,
-                Update::default().set("lease_until", now_secs + LEASE_SECS),
+                Update::default().set("lease_until", now_secs + self.lease_secs),
                 Some(Cond::And(vec![Cond::eq("state", "saving"), Cond::eq("lease_until", lease)])),
             )
             .await?;

@@ -1,0 +1,431 @@
+//! Injected faults, for every function and every AWS call a request makes (DynamoDB Local + ministack,
+//! mandatory in CI). For each call `k` of the request and each fault — throttling, HTTP 500 before the
+//! server acts, the answer lost **after** the server acted — the call fails once (the SDK retries it
+//! transparently) or on every attempt (the function must answer 503 + `Retry-After`). The request is also
+//! abandoned just before call `k` starts, as a Lambda timeout would cut it. Then the client retries the
+//! same request without faults, and the invariants of that flow are checked: exactly-once results, no
+//! half-written state.
+//!
+//! Flows: accept-invite POST, enroll-authenticator POST (TOTP, with recovery codes and the activity),
+//! save-event POST (a new group: release, environment, group, marker, stream record).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postflow::backend::{App, Backend};
+use serde_json::{Value, json};
+use shared::adapters::aws::{DynamoRateLimiter, kinesis_stream, read_all_records};
+use shared::adapters::dynamo_table::DynamoTable;
+use shared::config::Config;
+use shared::domain::otp::Totp;
+use shared::domain::user::InterfaceType;
+use shared::faults::{Fault, FaultInjector, FaultRule};
+use shared::http::{ApiRequest, Claims, Reply};
+use shared::secret::Secret;
+use shared::storage::item::ItemExt;
+use shared::storage::keys;
+use shared::storage::seed::{Seed, load_seed};
+use shared::storage::table::Table;
+use shared::storage::users::load_user;
+
+const DSN_KEY: &str = "c0ffee0c0ffee0c0ffee0c0ffee0c0ff";
+const TOKEN: &str = "8d3f7a1c2b9e4f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708";
+
+struct Env {
+    backend: Backend,
+    faults: FaultInjector,
+    table: Arc<dyn Table>,
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
+    config: Config,
+}
+
+async fn env(test: &str) -> Option<Env> {
+    let aws = shared::testing::aws_env(test).await?;
+    let faults = FaultInjector::default();
+    // The SDK's standard retries (3 attempts), with short back-offs so the suite stays quick.
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(2))
+        .with_max_backoff(Duration::from_millis(20));
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await;
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(faults.clone()).build(),
+    );
+    let kin = aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(&sdk).interceptor(faults.clone()).build(),
+    );
+    let table: Arc<dyn Table> = Arc::new(DynamoTable::new(ddb.clone(), &aws.table));
+    let backend = Backend::with(
+        table.clone(),
+        Arc::new(DynamoRateLimiter::new(ddb, &aws.table)),
+        Arc::new(kinesis_stream(kin, &aws.stream, 3)),
+        "DynamoDB Local + ministack with injected faults",
+    );
+    let mut config = Config::for_local(&aws.table, &aws.stream);
+    config.enroll_rate_limit = 10_000;
+    // An abandoned save holds the event's publishing lease; a short one lets the retries below get past it.
+    config.event_lease_secs = 1;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed: Seed =
+        serde_json::from_str(&std::fs::read_to_string(root.join("events/seed.json")).unwrap()).unwrap();
+    load_seed(table.as_ref(), &seed, postflow::scenario::now_secs() * 1000).await.unwrap();
+    Some(Env { backend, faults, table, kinesis: aws.clients.kinesis.clone(), stream: aws.stream, config })
+}
+
+/// How a case fails the request.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Call `k` fails once; the SDK retries it.
+    Once(Fault),
+    /// Call `k` fails on every attempt.
+    Always(Fault),
+    /// The request is abandoned when call `k` starts (a Lambda timeout).
+    Abandon,
+}
+
+fn modes() -> Vec<Mode> {
+    let mut m: Vec<Mode> = Fault::ALL.iter().map(|f| Mode::Once(*f)).collect();
+    m.extend(Fault::ALL.iter().map(|f| Mode::Always(*f)));
+    m.push(Mode::Abandon);
+    m
+}
+
+fn claims(sub: &str) -> Claims {
+    Claims {
+        sub: sub.into(),
+        email: Some(format!("{sub}@example.com")),
+        email_verified: true,
+        auth_time: Some(postflow::scenario::now_secs() - 60),
+        superuser: false,
+    }
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    caller: Option<Claims>,
+    body: &Value,
+) -> ApiRequest {
+    ApiRequest {
+        method: method.into(),
+        path: path.into(),
+        path_params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: if body.is_null() { Vec::new() } else { body.to_string().into_bytes() },
+        claims: caller,
+        source_ip: Some("127.0.0.1".into()),
+        user_agent: Some("faults/1.0".into()),
+        ..Default::default()
+    }
+}
+
+/// One flow: `prepare` (no faults) returns the request; `run` sends it; `check` verifies the invariants
+/// after the retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Accept,
+    Enroll,
+    Save,
+}
+
+impl Flow {
+    fn ok_status(self) -> u16 {
+        match self {
+            Flow::Accept | Flow::Enroll => 204,
+            Flow::Save => 200,
+        }
+    }
+}
+
+/// Runs `req` on the flow's handler; with `abandon_at`, drops the future when that call starts.
+async fn run(
+    app: &App,
+    flow: Flow,
+    req: &ApiRequest,
+    faults: &FaultInjector,
+    abandon_at: Option<usize>,
+) -> Option<Reply> {
+    let fut = async {
+        match flow {
+            Flow::Accept => app.accept.handle_api(req).await,
+            Flow::Enroll => app.enroll.handle_api(req).await,
+            Flow::Save => app.save.handle_api(req).await,
+        }
+    };
+    let Some(k) = abandon_at else { return Some(fut.await) };
+    let watch = async {
+        while faults.calls().len() < k {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    };
+    tokio::select! {
+        r = fut => Some(r),
+        () = watch => None,
+    }
+}
+
+/// Per case: the identifiers the case owns (so cases share one table without seeing each other).
+struct Case {
+    user: String,
+    member: u64,
+    event_id: String,
+}
+
+async fn prepare(e: &Env, app: &App, flow: Flow, case: &Case) -> ApiRequest {
+    match flow {
+        Flow::Accept => {
+            // A fresh pending invite to acme (no 2FA) for this case's user.
+            let seed = json!({"members": [{"id": case.member, "organization_id": 1, "email": format!("{}@example.com", case.user), "role": "member", "token": TOKEN}]});
+            let seed: Seed = serde_json::from_value(seed).unwrap();
+            load_seed(e.table.as_ref(), &seed, postflow::scenario::now_secs() * 1000).await.unwrap();
+            let member = case.member.to_string();
+            request(
+                "POST",
+                &format!("/api/0/accept-invite/acme/{member}/{TOKEN}/"),
+                &[("organization_id_or_slug", "acme"), ("member_id", &member), ("token", TOKEN)],
+                Some(claims(&case.user)),
+                &Value::Null,
+            )
+        }
+        Flow::Enroll => {
+            let path = "/api/0/users/me/authenticators/totp/enroll/";
+            let params = [("user_id", "me"), ("interface_id", "totp")];
+            let r = app
+                .enroll
+                .handle_api(&request("GET", path, &params, Some(claims(&case.user)), &Value::Null))
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let secret = r.json_body()["secret"].as_str().unwrap().to_owned();
+            let totp = Totp::authenticator_app(&Secret::new(secret.clone())).unwrap();
+            let code = totp.code_at_counter(totp.counter_at(postflow::scenario::now_secs()) as u64);
+            request("POST", path, &params, Some(claims(&case.user)), &json!({"secret": secret, "otp": code}))
+        }
+        Flow::Save => {
+            let body = json!({
+                "event_id": case.event_id,
+                "message": format!("fault case {}", case.event_id),
+                "level": "error",
+                "platform": "python",
+                "release": "faults@1.0.0",
+                "environment": "faults",
+            });
+            let mut req = request("POST", "/api/42/store/", &[("project_id", "42")], None, &body);
+            req.headers.push((
+                "x-sentry-auth".into(),
+                format!("Sentry sentry_key={DSN_KEY}, sentry_version=7, sentry_client=faults/1.0"),
+            ));
+            req
+        }
+    }
+}
+
+/// The flow's invariants for this case, after the client's retry. Returns the stream copies of the
+/// case's event (save-event; 1 otherwise). `lost_put_records`: a PutRecords answer was lost.
+async fn check(e: &Env, flow: Flow, case: &Case, label: &str, lost_put_records: bool) -> usize {
+    match flow {
+        Flow::Accept => {
+            let m = e.table.get(&keys::member(case.member)).await.unwrap().expect("member row");
+            let m = shared::storage::orgs::parse_member(&m).unwrap();
+            assert_eq!(m.user_id.as_deref(), Some(case.user.as_str()), "{label}: bound to the user");
+            assert!(m.email.is_none() && !m.is_pending(), "{label}: not pending");
+            let audit = e.table.query(&keys::org_pk(1), Some("AUDIT#")).await.unwrap();
+            let mine = audit.iter().filter(|a| a.n("target_object").ok() == Some(case.member as i64)).count();
+            assert_eq!(mine, 1, "{label}: one MEMBER_ACCEPT audit entry");
+            assert!(
+                e.table.get(&keys::member_joined(1, case.member)).await.unwrap().is_some(),
+                "{label}: member_joined"
+            );
+            let u = load_user(e.table.as_ref(), &case.user).await.unwrap();
+            assert_eq!(u.memberships.len(), 1, "{label}: one membership");
+            1
+        }
+        Flow::Enroll => {
+            let u = load_user(e.table.as_ref(), &case.user).await.unwrap();
+            let count = |k| u.authenticators.iter().filter(|a| a.kind == k).count();
+            assert_eq!(count(InterfaceType::Totp), 1, "{label}: one TOTP authenticator");
+            assert_eq!(count(InterfaceType::Recovery), 1, "{label}: one recovery set");
+            let acts = e.table.query(&format!("USERSEC#{}", case.user), None).await.unwrap();
+            assert_eq!(acts.len(), 1, "{label}: one mfa-added activity");
+            assert!(
+                u.pending_secret(InterfaceType::Totp, postflow::scenario::now_secs()).is_none(),
+                "{label}: secret consumed"
+            );
+            1
+        }
+        Flow::Save => {
+            let records: Vec<Value> = read_all_records(&e.kinesis, &e.stream)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_slice::<Value>(&r.data).unwrap())
+                .collect();
+            let mine: Vec<&Value> =
+                records.iter().filter(|v| v[2]["event_id"] == case.event_id.as_str()).collect();
+            assert!(!mine.is_empty(), "{label}: streamed");
+            // Kinesis has no idempotent put: when a PutRecords answer is lost after the records were
+            // written, a retry writes the event again. Copies agree on everything but the receive time
+            // of the request that published them (a retried send is a new receipt, as in Sentry, whose
+            // storage keeps one row per event id); consumers dedupe on event_id.
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                v[2].as_object_mut().unwrap().remove("datetime");
+                let data = v[2]["data"].as_object_mut().unwrap();
+                data.remove("received");
+                data.remove("timestamp");
+                v
+            };
+            assert!(mine.iter().all(|v| strip(v) == strip(mine[0])), "{label}: copies agree");
+            if lost_put_records {
+                assert!(mine.len() <= 5, "{label}: {} copies", mine.len());
+            } else {
+                let times: Vec<&Value> = mine.iter().map(|v| &v[2]["datetime"]).collect();
+                assert_eq!(mine.len(), 1, "{label}: streamed exactly once: {times:?}");
+            }
+            let group = mine[0][2]["group_id"].as_u64().expect("group id");
+            let g = e.table.get(&shared::storage::events::keys::group(group)).await.unwrap().expect("group");
+            let events_in_group: std::collections::BTreeSet<&str> = records
+                .iter()
+                .filter(|v| v[2]["group_id"] == group)
+                .filter_map(|v| v[2]["event_id"].as_str())
+                .collect();
+            assert_eq!(g.n("times_seen").unwrap(), events_in_group.len() as i64, "{label}: counted once");
+            mine.len()
+        }
+    }
+}
+
+async fn suite(flow: Flow, test: &str) {
+    use std::io::Write;
+    let Some(e) = env(test).await else { return };
+    // A dry run counts the calls of one request.
+    let mut n = 0;
+    let mut calls_seen: Vec<String> = Vec::new();
+    let mut figures: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for round in 0.. {
+        let case = Case {
+            user: format!("fu{round}"),
+            member: 5000 + round,
+            event_id: format!("{:032x}", 0xfa17_0000_u64 + round),
+        };
+        let app = App::new(&e.backend, e.config.clone());
+        let req = prepare(&e, &app, flow, &case).await;
+        if round == 0 {
+            e.faults.reset();
+            let r = run(&app, flow, &req, &e.faults, None).await.unwrap();
+            assert_eq!(r.status, flow.ok_status(), "dry run: {:?}", r.body);
+            calls_seen = e.faults.calls();
+            n = calls_seen.len();
+            let _ = writeln!(std::io::stderr(), "FAULTS {flow:?} calls: {:?}", e.faults.calls());
+            assert!(n >= 2, "{flow:?} makes {n} calls");
+            check(&e, flow, &case, "dry run", false).await;
+            continue;
+        }
+        let idx = (round - 1) as usize;
+        let all = modes();
+        if idx >= n * all.len() {
+            break;
+        }
+        let (k, mode) = (idx / all.len() + 1, all[idx % all.len()]);
+        let label = format!("{flow:?} call {k}/{n} {mode:?}");
+        let first = match mode {
+            Mode::Once(f) | Mode::Always(f) => {
+                let attempts = if matches!(mode, Mode::Once(_)) { 1 } else { 3 };
+                e.faults.set(vec![FaultRule { call: Some(k), operation: None, fault: f, attempts }]);
+                let r = run(&app, flow, &req, &e.faults, None).await.unwrap();
+                assert!(!e.faults.injected().is_empty(), "{label}: a fault was injected");
+                *figures.entry("faults injected").or_default() += e.faults.injected().len();
+                Some(r)
+            }
+            Mode::Abandon => {
+                e.faults.reset();
+                let r = run(&app, flow, &req, &e.faults, Some(k)).await;
+                *figures.entry("requests abandoned").or_default() += usize::from(r.is_none());
+                r
+            }
+        };
+        let first_calls = e.faults.calls();
+        e.faults.reset();
+        if std::env::var("FAULTS_VERBOSE").is_ok() {
+            let _ = writeln!(std::io::stderr(), "{label}: first attempt made {first_calls:?}");
+        }
+        if let Some(r) = &first {
+            // Success, or a retryable 503 with Retry-After; never a 500 or a misleading 4xx.
+            let ok = r.status == flow.ok_status() || (r.status == 503 && r.header("retry-after").is_some());
+            assert!(ok, "{label}: answered {} {:?}", r.status, r.body);
+            if matches!(mode, Mode::Once(_)) {
+                assert_eq!(
+                    r.status,
+                    flow.ok_status(),
+                    "{label}: one failed attempt is retried transparently"
+                );
+            }
+            *figures.entry(if r.status == 503 { "answered 503" } else { "answered ok" }).or_default() += 1;
+        }
+        // The client retries the same request (after Retry-After, as SDKs do): the result converges.
+        let app = App::new(&e.backend, e.config.clone());
+        let mut again = run(&app, flow, &req, &e.faults, None).await.unwrap();
+        let mut statuses = vec![again.status];
+        for _ in 0..5 {
+            if again.status != 503 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            again = run(&app, flow, &req, &e.faults, None).await.unwrap();
+            statuses.push(again.status);
+        }
+        if std::env::var("FAULTS_VERBOSE").is_ok() {
+            let _ = writeln!(std::io::stderr(), "{label}: retries {statuses:?} at {:?}", chrono::Utc::now());
+        }
+        if std::env::var("FAULTS_VERBOSE").is_ok() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{label}: first {:?} calls {:?}, retry {}",
+                first.as_ref().map(|r| r.status),
+                e.faults.calls(),
+                again.status
+            );
+        }
+        let first_ok = first.as_ref().is_some_and(|r| r.status == flow.ok_status());
+        if !first_ok {
+            assert_eq!(again.status, flow.ok_status(), "{label}: the retry succeeds: {:?}", again.body);
+        }
+        // The request may have lost track of whether its record reached the stream — the PutRecords
+        // answer was lost, the request was cut during or right after PutRecords, or the "streamed" mark
+        // failed: the retry may publish the event again (at-least-once on the stream, counted once).
+        let put = calls_seen.iter().position(|op| op == "PutRecords").map_or(usize::MAX, |i| i + 1);
+        let clean_before_put = k == put && matches!(mode, Mode::Always(Fault::Throttle | Fault::ServerError));
+        // A client that saw a failure (a 503, or no answer) cannot know either; a request answered with
+        // success at once must have streamed its event exactly once.
+        let lost = (k >= put
+            && !matches!(mode, Mode::Once(Fault::Throttle | Fault::ServerError))
+            && !clean_before_put)
+            || first.as_ref().is_none_or(|r| r.status != flow.ok_status())
+            || statuses.len() > 1;
+        let copies = check(&e, flow, &case, &label, lost).await;
+        *figures.entry("duplicate stream records (lost PutRecords answers)").or_default() += copies - 1;
+        *figures.entry("cases").or_default() += 1;
+    }
+    // The figures go to RELIABILITY.md.
+    let _ = writeln!(std::io::stderr(), "FAULTS {flow:?}: {n} calls per request; {figures:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_invite_under_faults() {
+    suite(Flow::Accept, "accept_invite_under_faults").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_under_faults() {
+    suite(Flow::Enroll, "enroll_under_faults").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_event_under_faults() {
+    suite(Flow::Save, "save_event_under_faults").await;
+}
