@@ -17,6 +17,7 @@
 pub mod apigw;
 pub mod backend;
 pub mod bench;
+pub mod invariants;
 pub mod scenario;
 pub mod serve;
 pub mod session;
