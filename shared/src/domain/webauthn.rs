@@ -214,7 +214,10 @@ fn parse_response(response: &str) -> Option<RegisterPublicKeyCredential> {
     let raw_id = obj.get("rawId").or_else(|| obj.get("id"))?.as_str().and_then(decode_b64)?;
     obj.insert("rawId".into(), json!(URL_SAFE_NO_PAD.encode(&raw_id)));
     obj.entry("id").or_insert_with(|| json!(URL_SAFE_NO_PAD.encode(&raw_id)));
-    obj.entry("type").or_insert_with(|| json!("public-key"));
+    // Sentry's frontend posts `"type": ""`; a registration credential is always a public key.
+    if obj.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+        obj.insert("type".into(), json!("public-key"));
+    }
     let resp = obj.get_mut("response")?.as_object_mut()?;
     for field in ["attestationObject", "clientDataJSON"] {
         let bytes = resp.get(field)?.as_str().and_then(decode_b64)?;
@@ -309,6 +312,49 @@ mod tests {
         assert!(matches!(reg.finish(&state3, "{}"), Err(WebAuthnError::InvalidResponse)));
         // The untampered response still completes its own ceremony.
         assert!(reg.finish(&state3, &good).is_ok());
+    }
+
+    /// U2FInterfaceTest.test_try_enroll_webauthn: the registration a real browser made for Sentry's
+    /// test relying party (Sentry's frontend form: `"type": ""`, base64url fields), completed against a
+    /// ceremony state carrying that test's challenge.
+    #[test]
+    fn sentry_browser_vector_completes() {
+        const CHALLENGE: &str = "FmKqEKsXOinMhOdNhcZbMCbGleTlDeFr0S1gSYGzPY0";
+        const DATA: &str = r#"{"id":"TYJVkw5RJGuwyY-veny4wBvPnhIc1-2vs7a17W6fRPMevfDlTR_YWTnLwgeLjKvNaZgMDd2T75CD9bEUX3FyxQ","rawId":"TYJVkw5RJGuwyY-veny4wBvPnhIc1-2vs7a17W6fRPMevfDlTR_YWTnLwgeLjKvNaZgMDd2T75CD9bEUX3FyxQ","response":{"attestationObject":"o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YVjEdMsc6ARz46ITf5wcoxCGiLKiJRlmv2GeNJ635pkBOmVBAAAA_wAAAAAAAAAAAAAAAAAAAAAAQE2CVZMOUSRrsMmPr3p8uMAbz54SHNftr7O2te1un0TzHr3w5U0f2Fk5y8IHi4yrzWmYDA3dk--Qg_WxFF9xcsWlAQIDJiABIVggo6MzqMkVN1UI6d4gf60CoBH4CnAKURH0Q8ENYnD2k6MiWCCvFWvPJs_p0zGVyBwoZDy7WyQZUAPVZhmCAzXUnapQ-A","clientDataJSON":"eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiRm1LcUVLc1hPaW5NaE9kTmhjWmJNQ2JHbGVUbERlRnIwUzFnU1lHelBZMCIsIm9yaWdpbiI6Imh0dHBzOi8vcmljaGFyZG1hc2VudHJ5Lm5ncm9rLmlvIiwiY3Jvc3NPcmlnaW4iOmZhbHNlfQ"},"type":""}"#;
+        let rp = WebAuthnRp {
+            origin: "https://richardmasentry.ngrok.io".into(),
+            rp_id: "richardmasentry.ngrok.io".into(),
+            rp_name: "Sentry".into(),
+        };
+        let reg = Registrar::new(&rp).unwrap();
+        let (_, state) = reg.start("1", "admin@localhost", None).unwrap();
+        // Put the test's challenge into our ceremony state, in whatever form the state stores it.
+        let mut st: Value = serde_json::from_str(&state).unwrap();
+        let want = decode_b64(CHALLENGE).unwrap();
+        fn replace(v: &mut Value, want: &[u8]) -> bool {
+            match v {
+                Value::Object(m) => {
+                    if let Some(c) = m.get_mut("challenge") {
+                        *c = match c {
+                            Value::String(_) => json!(URL_SAFE_NO_PAD.encode(want)),
+                            _ => json!(want),
+                        };
+                        return true;
+                    }
+                    m.values_mut().any(|x| replace(x, want))
+                }
+                _ => false,
+            }
+        }
+        assert!(replace(&mut st, &want), "the state holds a challenge");
+        let device = reg.finish(&st.to_string(), DATA).unwrap();
+        assert_eq!(
+            device.key_handle,
+            "TYJVkw5RJGuwyY-veny4wBvPnhIc1-2vs7a17W6fRPMevfDlTR_YWTnLwgeLjKvNaZgMDd2T75CD9bEUX3FyxQ"
+        );
+        // The same response against a ceremony with another challenge is refused.
+        let (_, other) = reg.start("1", "admin@localhost", None).unwrap();
+        assert!(matches!(reg.finish(&other, DATA), Err(WebAuthnError::InvalidResponse)));
     }
 
     #[test]
