@@ -6,8 +6,12 @@ use serde_json::{Value, json};
 
 /// Parses an event file's JSON into a `lambda_http` request, exactly as the Lambda runtime would.
 pub fn request_from_event(event: &Value) -> Result<lambda_http::Request, String> {
-    lambda_http::request::from_str(&event.to_string())
-        .map_err(|e| format!("not an API Gateway v2 event: {e}"))
+    let text = event.to_string();
+    // lambda_http panics on a few malformed events (see `lambda_http_converts`); refuse them instead.
+    if !shared::http::lambda_http_converts(&text) {
+        return Err("the event's rawPath/rawQueryString/host do not form a URI, or its isBase64Encoded body is not base64".into());
+    }
+    lambda_http::request::from_str(&text).map_err(|e| format!("not an API Gateway v2 event: {e}"))
 }
 
 /// The response as the Lambda returns it to API Gateway (`sam local invoke` prints this shape).

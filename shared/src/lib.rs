@@ -21,6 +21,9 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "testing")]
+pub mod faults;
+pub mod fuzzing;
 pub mod grouping;
 pub mod http;
 pub mod ingest;
@@ -28,7 +31,5 @@ pub mod ports;
 pub mod secret;
 pub mod storage;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod faults;
 #[cfg(feature = "testing")]
 pub mod testing;
