@@ -115,7 +115,7 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
         let member = a.n("target_object").unwrap_or(-1) as u64;
         *audited.entry(member).or_default() += 1;
         let user = a.s("target_user_id").unwrap_or_default();
-        if !by_id.get(&member).is_some_and(|m| m.user_id.as_deref() == Some(user)) {
+        if by_id.get(&member).is_none_or(|m| m.user_id.as_deref() != Some(user)) {
             r.fail(format!("audit entry for member {member} and user {user}: not that user's accepted row"));
         }
     }

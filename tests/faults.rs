@@ -11,11 +11,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{claims, request};
 use postflow::backend::{App, Backend};
 use serde_json::{Value, json};
 use shared::adapters::aws::{DynamoRateLimiter, kinesis_stream, read_all_records};
@@ -24,7 +27,7 @@ use shared::config::Config;
 use shared::domain::otp::Totp;
 use shared::domain::user::InterfaceType;
 use shared::faults::{Fault, FaultInjector, FaultRule};
-use shared::http::{ApiRequest, Claims, Reply};
+use shared::http::{ApiRequest, Reply};
 use shared::secret::Secret;
 use shared::storage::item::ItemExt;
 use shared::storage::keys;
@@ -93,36 +96,6 @@ fn modes() -> Vec<Mode> {
     m.extend(Fault::ALL.iter().map(|f| Mode::Always(*f)));
     m.push(Mode::Abandon);
     m
-}
-
-fn claims(sub: &str) -> Claims {
-    Claims {
-        sub: sub.into(),
-        email: Some(format!("{sub}@example.com")),
-        email_verified: true,
-        auth_time: Some(postflow::scenario::now_secs() - 60),
-        superuser: false,
-    }
-}
-
-fn request(
-    method: &str,
-    path: &str,
-    params: &[(&str, &str)],
-    caller: Option<Claims>,
-    body: &Value,
-) -> ApiRequest {
-    ApiRequest {
-        method: method.into(),
-        path: path.into(),
-        path_params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: if body.is_null() { Vec::new() } else { body.to_string().into_bytes() },
-        claims: caller,
-        source_ip: Some("127.0.0.1".into()),
-        user_agent: Some("faults/1.0".into()),
-        ..Default::default()
-    }
 }
 
 /// One flow: `prepare` (no faults) returns the request; `run` sends it; `check` verifies the invariants

@@ -10,17 +10,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::{claims, request as api};
 use postflow::backend::{App, Backend};
 use serde_json::{Value, json};
 use shared::adapters::aws::{DynamoRateLimiter, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::config::Config;
 use shared::domain::otp::Totp;
-use shared::http::{ApiRequest, Claims, Reply};
+use shared::http::{ApiRequest, Reply};
 use shared::secret::Secret;
 use shared::storage::seed::{Seed, load_seed};
 
@@ -29,46 +32,14 @@ const USERS: u64 = 12;
 const CONTESTED: u64 = 3;
 const EVENTS: u64 = 40;
 
-fn claims(sub: &str) -> Claims {
-    Claims {
-        sub: sub.into(),
-        email: Some(format!("{sub}@example.com")),
-        email_verified: true,
-        auth_time: Some(postflow::scenario::now_secs() - 60),
-        superuser: false,
-    }
-}
-
-fn api(
-    method: &str,
-    path: &str,
-    params: &[(&str, String)],
-    caller: Option<Claims>,
-    body: Value,
-) -> ApiRequest {
-    ApiRequest {
-        method: method.into(),
-        path: path.into(),
-        path_params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: if body.is_null() { Vec::new() } else { body.to_string().into_bytes() },
-        claims: caller,
-        source_ip: Some("127.0.0.1".into()),
-        ..Default::default()
-    }
-}
-
 fn accept_req(method: &str, org: &str, member: u64, user: &str) -> ApiRequest {
+    let member = member.to_string();
     api(
         method,
         &format!("/api/0/accept-invite/{org}/{member}/{TOKEN}/"),
-        &[
-            ("organization_id_or_slug", org.into()),
-            ("member_id", member.to_string()),
-            ("token", TOKEN.into()),
-        ],
+        &[("organization_id_or_slug", org), ("member_id", &member), ("token", TOKEN)],
         Some(claims(user)),
-        Value::Null,
+        &Value::Null,
     )
 }
 
@@ -83,12 +54,12 @@ async fn enroll_user(app: Arc<App>, user: String, member: u64) -> Vec<u16> {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let cookie = cookie_of(&r).expect("invite cookie");
     let path = "/api/0/users/me/authenticators/totp/enroll/";
-    let params = [("user_id", "me".to_owned()), ("interface_id", "totp".to_owned())];
-    let r = app.enroll.handle_api(&api("GET", path, &params, Some(claims(&user)), Value::Null)).await;
+    let params = [("user_id", "me"), ("interface_id", "totp")];
+    let r = app.enroll.handle_api(&api("GET", path, &params, Some(claims(&user)), &Value::Null)).await;
     let secret = r.json_body()["secret"].as_str().unwrap().to_owned();
     let totp = Totp::authenticator_app(&Secret::new(secret.clone())).unwrap();
     let code = totp.code_at_counter(totp.counter_at(postflow::scenario::now_secs()) as u64);
-    let mut post = api("POST", path, &params, Some(claims(&user)), json!({"secret": secret, "otp": code}));
+    let mut post = api("POST", path, &params, Some(claims(&user)), &json!({"secret": secret, "otp": code}));
     post.cookies.insert("postflow-invite".into(), cookie);
     let (a, b) = tokio::join!(app.enroll.handle_api(&post), app.enroll.handle_api(&post));
     vec![a.status, b.status]
@@ -101,10 +72,10 @@ fn event_req(project: u64, key: &str, id: u64) -> ApiRequest {
         "level": "error",
         "platform": "python",
         "release": format!("mixed@{}.0", id % 3),
-        "environment": if id % 2 == 0 { "production" } else { "staging" },
+        "environment": if id.is_multiple_of(2) { "production" } else { "staging" },
     });
     let mut req =
-        api("POST", &format!("/api/{project}/store/"), &[("project_id", project.to_string())], None, body);
+        api("POST", &format!("/api/{project}/store/"), &[("project_id", &project.to_string())], None, &body);
     req.headers.push(("x-sentry-auth".into(), format!("Sentry sentry_key={key}, sentry_version=7")));
     req
 }
@@ -170,7 +141,7 @@ async fn mixed_load_keeps_every_invariant() {
         let a = app.clone();
         // Ids repeat (the last third re-sends earlier ids); projects alternate.
         let id = n % EVENTS;
-        let (project, key) = if id % 2 == 0 {
+        let (project, key) = if id.is_multiple_of(2) {
             (42, "c0ffee0c0ffee0c0ffee0c0ffee0c0ff")
         } else {
             (43, "0123456789abcdef0123456789abcdef")
