@@ -14,6 +14,7 @@ use shared::adapters::memory::{
 };
 use shared::config::Config;
 use shared::domain::webauthn::Registrar;
+use shared::http::ApiHandler;
 use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
 use shared::ports::{EventStream, StoredRecord};
 use shared::storage::enroll::TableEnrollmentStore;

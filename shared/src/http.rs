@@ -272,6 +272,32 @@ impl From<ApiError> for Reply {
     }
 }
 
+/// A function's HTTP API handler. Everything after the API Gateway event is an [`ApiRequest`]; the
+/// Lambda entry ([`ApiHandler::handle`]) and the runtime loop ([`run`]) are the same for every function.
+#[async_trait::async_trait]
+pub trait ApiHandler: Send + Sync + 'static {
+    /// The JWT claim that marks a superuser (configuration).
+    fn superuser_claim(&self) -> &str;
+
+    /// Routes and answers one request; every outcome is a [`Reply`].
+    async fn handle_api(&self, req: &ApiRequest) -> Reply;
+
+    /// The Lambda entry: never fails; every outcome is a response.
+    async fn handle(&self, req: Request) -> Response<Body> {
+        let api = ApiRequest::from_lambda(&req, self.superuser_claim());
+        self.handle_api(&api).await.into_response()
+    }
+}
+
+/// Runs the Lambda runtime loop for a handler built once per cold start (a function's `main`).
+pub async fn run<H: ApiHandler>(handler: std::sync::Arc<H>) -> Result<(), lambda_http::Error> {
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+    }))
+    .await
+}
+
 /// Whether `lambda_http::request::from_str` can convert this event without panicking.
 ///
 /// Two known panics of the dependency are avoided. (1) `lambda_http` 1.x builds the request URI from `rawPath` (with the stage prefix), `rawQueryString`

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Request, Response};
 use shared::config::Config;
 use shared::domain::cookie::{InviteCookie, MAX_AGE_SECS};
 use shared::domain::invite::{
@@ -20,7 +19,7 @@ use shared::domain::invite::{
 };
 use shared::domain::org::OrgRef;
 use shared::error::ApiError;
-use shared::http::{ApiRequest, Reply};
+use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ports::{Clock, InviteStore, Random, random_hex_id};
 
 const INVALID_INVITE: &str = "Invalid invite code";
@@ -37,12 +36,6 @@ pub struct AcceptInvite {
 }
 
 impl AcceptInvite {
-    /// The Lambda entry: never fails; every outcome is a response.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        let api = ApiRequest::from_lambda(&req, &self.config.superuser_claim);
-        self.handle_api(&api).await.into_response()
-    }
-
     #[tracing::instrument(skip_all, fields(method = %req.method))]
     pub async fn handle_api(&self, req: &ApiRequest) -> Reply {
         match self.route(req).await {
@@ -175,5 +168,16 @@ impl AcceptInvite {
             Some(v) => reply.with_header("set-cookie", InviteCookie::set_cookie_header(&v)),
             None => reply,
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiHandler for AcceptInvite {
+    fn superuser_claim(&self) -> &str {
+        &self.config.superuser_claim
+    }
+
+    async fn handle_api(&self, req: &ApiRequest) -> Reply {
+        AcceptInvite::handle_api(self, req).await
     }
 }

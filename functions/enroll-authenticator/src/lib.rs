@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
@@ -37,7 +36,7 @@ use shared::domain::sms;
 use shared::domain::user::{Authenticator, InterfaceType, UserState};
 use shared::domain::webauthn::{self, Registrar, WebAuthnError};
 use shared::error::ApiError;
-use shared::http::{ApiRequest, Claims, Reply};
+use shared::http::{ApiHandler, ApiRequest, Claims, Reply};
 use shared::ports::{
     Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, TextMessage, random_hex_id,
 };
@@ -81,12 +80,6 @@ enum Target {
 }
 
 impl EnrollAuthenticator {
-    /// The Lambda entry: never fails; every outcome is a response.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        let api = ApiRequest::from_lambda(&req, &self.config.superuser_claim);
-        self.handle_api(&api).await.into_response()
-    }
-
     #[tracing::instrument(skip_all, fields(method = %req.method))]
     pub async fn handle_api(&self, req: &ApiRequest) -> Reply {
         match self.route(req).await {
@@ -603,4 +596,15 @@ fn webauthn_error(e: WebAuthnError) -> ApiError {
 /// A short, non-reversible fingerprint of a secret (first 8 hex of SHA-256) for OTP replay keys.
 pub fn secret_fingerprint(secret: &Secret) -> String {
     shared::domain::org::hash_token(secret.expose())[..8].to_owned()
+}
+
+#[async_trait::async_trait]
+impl ApiHandler for EnrollAuthenticator {
+    fn superuser_claim(&self) -> &str {
+        &self.config.superuser_claim
+    }
+
+    async fn handle_api(&self, req: &ApiRequest) -> Reply {
+        EnrollAuthenticator::handle_api(self, req).await
+    }
 }

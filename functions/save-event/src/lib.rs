@@ -18,13 +18,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::domain::project::{KeyCheck, ProjectKey, check_key};
 use shared::error::{ApiError, StoreError};
 use shared::grouping;
-use shared::http::{ApiRequest, Reply};
+use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ingest::{self, Endpoint, EventKind, IngestError};
 use shared::ports::{Clock, EventStream, Random, RateLimiter, StreamRecord};
 use shared::storage::events::{Begin, EventSaver, GroupValues, Prefetch, SaveJob, SaveKind, SaveResult};
@@ -66,12 +65,6 @@ impl SaveEvent {
             config,
             limits: ingest::envelope::Limits::default(),
         }
-    }
-
-    /// The Lambda entry: never fails; every outcome is a response.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        let api = ApiRequest::from_lambda(&req, &self.config.superuser_claim);
-        self.handle_api(&api).await.into_response()
     }
 
     #[tracing::instrument(skip_all, fields(method = %req.method, path = %req.path))]
@@ -361,6 +354,17 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
         data: grouping::eventstream::insert_message(&params)
             .map_err(|e| StoreError::Rejected(e.to_string()))?,
     })
+}
+
+#[async_trait::async_trait]
+impl ApiHandler for SaveEvent {
+    fn superuser_claim(&self) -> &str {
+        &self.config.superuser_claim
+    }
+
+    async fn handle_api(&self, req: &ApiRequest) -> Reply {
+        SaveEvent::handle_api(self, req).await
+    }
 }
 
 #[cfg(test)]

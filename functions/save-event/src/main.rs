@@ -23,9 +23,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         Arc::new(OsRandom),
         Arc::new(config),
     ));
-    lambda_http::run(lambda_http::service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
-    }))
-    .await
+    shared::http::run(handler).await
 }
