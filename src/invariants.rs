@@ -63,19 +63,21 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
     }
 
     // 2-3. Members, memberships, invite e-mails.
-    let members: Vec<_> = items
-        .iter()
-        .filter(|i| pk(i).starts_with("MEMBER#") && sk(i) == "MEMBER")
-        .filter_map(|i| parse_member(i).ok())
-        .collect();
+    let mut members = Vec::new();
+    for it in items.iter().filter(|i| pk(i).starts_with("MEMBER#") && sk(i) == "MEMBER") {
+        match parse_member(it) {
+            Ok(m) => members.push(m),
+            Err(e) => r.fail(format!("{}: unreadable member row ({e})", pk(it))),
+        }
+    }
     let by_id: BTreeMap<u64, _> = members.iter().map(|m| (m.id, m)).collect();
     let mut accepted_pairs: BTreeMap<(u64, &str), Vec<u64>> = BTreeMap::new();
     for m in &members {
         match m.user_id.as_deref() {
             Some(u) => {
                 accepted_pairs.entry((m.org_id, u)).or_default().push(m.id);
-                if m.email.is_some() || m.is_pending() {
-                    r.fail(format!("member {}: accepted by {u} but still pending", m.id));
+                if m.email.is_some() || m.token_hash.is_some() || m.token_expires_at.is_some() {
+                    r.fail(format!("member {}: accepted by {u} but still carries its invite", m.id));
                 }
             }
             None => r.count("pending invites", 1),
@@ -124,11 +126,18 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
             r.fail(format!("member {member}: {n} MEMBER_ACCEPT audit entries"));
         }
     }
-    let joined = items.iter().filter(|i| pk(i).starts_with("ORG#") && sk(i).starts_with("JOINED#")).count();
+    let joined: BTreeSet<u64> = items
+        .iter()
+        .filter(|i| pk(i).starts_with("ORG#") && sk(i).starts_with("JOINED#"))
+        .filter_map(|i| sk(i)[7..].parse().ok())
+        .collect();
     r.count("audit entries", audits.len());
-    r.count("member_joined", joined);
-    if joined != audits.len() {
-        r.fail(format!("{joined} member_joined records for {} audit entries", audits.len()));
+    r.count("member_joined", joined.len());
+    for member in audited.keys().filter(|m| !joined.contains(m)) {
+        r.fail(format!("member {member}: MEMBER_ACCEPT audit entry without member_joined"));
+    }
+    for member in joined.iter().filter(|m| !audited.contains_key(m)) {
+        r.fail(format!("member {member}: member_joined without a MEMBER_ACCEPT audit entry"));
     }
 
     // 5-6. Stream records and groups.

@@ -89,6 +89,11 @@ async fn no_secret_in_logs_or_error_bodies() {
         let salt = rc.config["salt"].as_str().unwrap().to_owned();
         secrets.extend(RecoveryCodes { salt: &salt, used: 0 }.codes());
         secrets.push(salt);
+        // Enrolled TOTP/SMS secrets (SMS: the server-side code key) and the pending SMS code keys.
+        for a in &u.authenticators {
+            secrets.extend(a.config["secret"].as_str().map(str::to_owned));
+        }
+        secrets.extend(u.pending.iter().filter_map(|p| p.code_key.as_ref().map(|k| k.expose().to_owned())));
     }
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(logs.lines().count() > 10, "logging was captured:\n{logs}");

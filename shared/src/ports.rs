@@ -244,12 +244,14 @@ pub trait EnrollmentStore: Send + Sync {
     /// Everything in the user's partition (one `Query`).
     async fn load_user(&self, user_id: &str) -> Result<crate::domain::user::UserState, StoreError>;
 
-    /// Stores the secret issued by enroll GET for `(user, interface)` (replacing an older one).
+    /// Stores the secret issued by enroll GET for `(user, interface)` (replacing an older one), with the
+    /// server-only SMS code key when there is one.
     async fn put_pending_secret(
         &self,
         user_id: &str,
         interface: crate::domain::user::InterfaceType,
         secret: &crate::secret::Secret,
+        code_key: Option<&crate::secret::Secret>,
         expires_at: i64,
     ) -> Result<(), StoreError>;
 

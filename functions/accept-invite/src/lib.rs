@@ -114,7 +114,22 @@ impl AcceptInvite {
                     ip_address: req.source_ip.clone(),
                     audit_id: random_hex_id(self.random.as_ref()),
                 };
-                match self.store.accept_invite(&acceptance).await? {
+                let outcome = self.store.accept_invite(&acceptance).await?;
+                if !matches!(outcome, AcceptOutcome::Accepted(_)) {
+                    // Lost a race — possibly against this very request sent earlier whose answer was lost
+                    // (still in flight when this one read). If the row is the caller's now, that is the
+                    // same outcome: 204. One more read, only on this path.
+                    let again = self.store.lookup_invite(&org, member_id, Some(caller.sub.as_str())).await?;
+                    if resolve_context(&again, member_id).is_some_and(|c| accepted_by_caller(&c)) {
+                        tracing::info!(
+                            organization_id = ctx.org.id,
+                            member_id,
+                            "invite accepted by the caller concurrently (retry)"
+                        );
+                        return Ok(Reply::empty(204).with_header("set-cookie", clear));
+                    }
+                }
+                match outcome {
                     AcceptOutcome::Accepted(member) => {
                         tracing::info!(organization_id = ctx.org.id, member_id = member.id, user_id = %caller.sub, "organization invite accepted");
                         Ok(Reply::empty(204).with_header("set-cookie", clear))

@@ -226,10 +226,13 @@ impl EnrollAuthenticator {
     }
 
     /// Issues a TOTP/SMS secret bound to the caller for 15 minutes (DECISIONS 2).
+    /// SMS also gets a server-only code key: the texted codes derive from it and the number, so the
+    /// client (who holds `secret`) cannot compute them (see `shared::domain::sms`).
     async fn issue_secret(&self, caller: &Claims, kind: InterfaceType) -> Result<Secret, ApiError> {
         let secret = generate_secret(self.random.as_ref());
+        let code_key = (kind == InterfaceType::Sms).then(|| generate_secret(self.random.as_ref()));
         let expires = self.clock.now_secs() + PENDING_TTL_SECS;
-        self.enrollment.put_pending_secret(&caller.sub, kind, &secret, expires).await?;
+        self.enrollment.put_pending_secret(&caller.sub, kind, &secret, code_key.as_ref(), expires).await?;
         Ok(secret)
     }
 
@@ -308,12 +311,7 @@ impl EnrollAuthenticator {
         // A retry of an enrollment that already committed (its answer was lost: a timeout, a dropped
         // connection) finds the secret consumed and the authenticator holding that very secret: the
         // same outcome again, 204, and nothing written.
-        if let (Some(a), Some(Value::String(posted))) = (&existing, body.get("secret"))
-            && user.pending_secret(kind, now).is_none()
-            && a.config["secret"]
-                .as_str()
-                .is_some_and(|s| shared::secret::constant_time_eq(s.as_bytes(), posted.as_bytes()))
-        {
+        if already_enrolled_with(&user, kind, &body, now) {
             tracing::info!(user_id = %caller.sub, interface = kind.id(), "enrollment already completed (retry)");
             return Ok(Reply::empty(204));
         }
@@ -333,23 +331,28 @@ impl EnrollAuthenticator {
             }
             PostBody::Sms(sms_body) => {
                 let secret = pending_secret(&body, &user, kind, now)?;
-                let totp = Totp::sms(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+                let pending = user.pending_secret(kind, now);
+                let server_key = pending.and_then(|p| p.code_key.clone());
+                let server_key = server_key.ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
                 let e164 = sms::phone_number_as_e164(&sms_body.phone)
                     .map_err(|_| ApiError::field_error("phone", "Enter a valid phone number."))?;
+                // The codes for this number: TOTP (45 s) over a key derived from the server-only key.
+                let key = sms::code_key(&server_key, &e164);
+                let totp = Totp::sms(&key).ok_or(ApiError::Internal)?;
                 let otp = match sms_body.otp {
                     // No `otp` key: text the code (Sentry: `"otp" not in request.data`).
-                    None => return self.send_text(req, caller, &secret, &e164, now).await,
+                    None => return self.send_text(req, caller, &secret, &totp, &e164, now).await,
                     Some(Some(otp)) if !otp.is_empty() => otp,
                     Some(_) => return Err(ApiError::InvalidOtp),
                 };
-                // The code was texted to one number; enrolling another number with it is refused.
-                let texted = user.pending_secret(kind, now).and_then(|p| p.phone.as_deref());
-                if texted != Some(e164.as_str()) {
+                // Only a number a code was texted to can be enrolled.
+                if pending.and_then(|p| p.phone.as_deref()) != Some(e164.as_str()) {
                     return Err(ApiError::InvalidOtp);
                 }
-                let (scope, counter) = verify_code(&totp, &secret, kind, &otp, &user, now)?;
+                let (scope, counter) = verify_code(&totp, &key, kind, &otp, &user, now)?;
                 Verified {
-                    config: json!({"secret": secret.expose(), "phone_number": sms_body.phone}),
+                    // The enrolled secret is the derived key, which never left the server.
+                    config: json!({"secret": key.expose(), "phone_number": sms_body.phone}),
                     otp_counter: Some((scope, counter, totp.valid_until(counter) + 45)),
                     consume: Consume::Secret { interface: kind, secret, phone: Some(e164) },
                     credential: None,
@@ -446,20 +449,29 @@ impl EnrollAuthenticator {
             EnrollOutcome::SecretGone if kind == InterfaceType::U2f => {
                 Err(ApiError::details(400, webauthn::INVALID_AUTH_STATE))
             }
-            EnrollOutcome::SecretGone => Err(ApiError::details(400, INVALID_SECRET)),
+            EnrollOutcome::SecretGone => {
+                // Lost the race — possibly to this very request sent earlier, whose answer was lost and
+                // which was still in flight when this one read: then it is the same outcome, 204.
+                let now_user = self.enrollment.load_user(&caller.sub).await?;
+                if already_enrolled_with(&now_user, kind, &body, now) {
+                    tracing::info!(user_id = %caller.sub, interface = kind.id(), "enrollment completed concurrently (retry)");
+                    return Ok(Reply::empty(204));
+                }
+                Err(ApiError::details(400, INVALID_SECRET))
+            }
             EnrollOutcome::OtpReplayed => Err(ApiError::InvalidOtp),
             EnrollOutcome::CredentialTaken => Err(ApiError::details(400, webauthn::ALREADY_REGISTERED)),
         }
     }
 
-    /// SMS POST without `otp`: text the code for the pending secret to the number (Sentry's
-    /// `send_text(for_enrollment=True)`). The per-number limit and the binding of the number to the
+    /// SMS POST without `otp`: text the number its code (Sentry's `send_text(for_enrollment=True)`). The per-number limit and the binding of the number to the
     /// pending secret run concurrently (one round); the text goes out only if both pass.
     async fn send_text(
         &self,
         req: &ApiRequest,
         caller: &Claims,
         secret: &Secret,
+        totp: &Totp,
         e164: &str,
         now: i64,
     ) -> Result<Reply, ApiError> {
@@ -475,7 +487,6 @@ impl EnrollAuthenticator {
         if !bound? {
             return Err(ApiError::details(400, INVALID_SECRET));
         }
-        let totp = Totp::sms(secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
         let code = totp.code_at_counter(totp.counter_at(now) as u64);
         let message = TextMessage { to_e164: e164.to_owned(), text: sms::enrollment_text(&code) };
         match self.sms.send(&message).await {
@@ -544,6 +555,24 @@ impl EnrollAuthenticator {
             PostDecision::Unable => InviteAction::None,
         }
     }
+}
+
+/// Whether a TOTP POST repeats an enrollment that already happened: its secret is no longer pending and
+/// is the secret of the caller's authenticator (compared in constant time).
+fn already_enrolled_with(
+    user: &UserState,
+    kind: InterfaceType,
+    body: &serde_json::Map<String, Value>,
+    now: i64,
+) -> bool {
+    let (Some(a), Some(Value::String(posted))) = (user.authenticator(kind), body.get("secret")) else {
+        return false;
+    };
+    kind == InterfaceType::Totp
+        && user.pending_secret(kind, now).is_none()
+        && a.config["secret"]
+            .as_str()
+            .is_some_and(|s| shared::secret::constant_time_eq(s.as_bytes(), posted.as_bytes()))
 }
 
 /// The `secret` of a TOTP/SMS POST: required, and it must be the one GET issued to the caller for this

@@ -251,6 +251,7 @@ both_backends!(post_code_is_rejected_the_second_time, local(), |env: Env| async 
             "42",
             InterfaceType::Totp,
             &shared::secret::Secret::new(secret.clone()),
+            None,
             NOW + 900,
         )
         .await

@@ -107,9 +107,11 @@ both_backends!(sms_send_then_enroll, local(), |env: Env| async move {
             "{code} is your Sentry two-factor enrollment code. You are about to set up text message based two-factor authentication.\n"
         )
     );
-    // The code is TOTP over the issued secret with a 45 s step.
+    // The code is TOTP (45 s) over a key the client never saw: not computable from the issued secret.
     let t = shared::domain::otp::Totp::sms(&shared::secret::Secret::new(secret.clone())).unwrap();
-    assert_eq!(code, t.code_at_counter(t.counter_at(NOW) as u64));
+    let from_secret: Vec<String> =
+        (-1..=1).map(|i| t.code_at_counter((t.counter_at(NOW) + i) as u64)).collect();
+    assert!(!from_secret.contains(&code), "the texted code does not follow from the client's secret");
     assert!(env.user("42").await.authenticators.is_empty(), "sending enrolls nothing");
 
     // Within ±1 step (45 s) the code is valid; "123 456" spacing accepted.
@@ -121,7 +123,9 @@ both_backends!(sms_send_then_enroll, local(), |env: Env| async move {
     assert_eq!(r.status, 204, "{:?}", r.body);
     let u = env.user("42").await;
     let sms = u.authenticator(InterfaceType::Sms).unwrap();
-    assert_eq!(sms.config, json!({"secret": secret, "phone_number": PHONE}));
+    assert_eq!(sms.config["phone_number"], PHONE);
+    let key = sms.config["secret"].as_str().unwrap();
+    assert!(key.len() == 32 && key != secret, "the enrolled secret is the server-side key, not the client's");
     assert!(u.authenticator(InterfaceType::Recovery).is_some());
     assert!(u.pending_secret(InterfaceType::Sms, NOW + 40).is_none(), "secret consumed");
     let acts = env.activities("42").await;
@@ -194,6 +198,45 @@ both_backends!(
         assert_eq!(r.status, 400);
         assert!(env.user("42").await.authenticators.is_empty());
         assert!(env.activities("42").await.is_empty());
+    }
+);
+
+both_backends!(
+    sms_code_for_one_number_never_enrolls_another,
+    config_with(|c| c.enroll_rate_limit = 100),
+    |env: Env| async move {
+        // A code texted to A is read; B is then bound to the pending secret without its text going out
+        // (the send fails) — A's code still does not enroll B, and neither does the client's secret.
+        let c = claims("42");
+        let secret = sms_secret(&env, &c).await;
+        assert_eq!(
+            env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": PHONE})).await.status,
+            204
+        );
+        let code_a = env.texted_code(PHONE_E164);
+        env.outbox.fail_next(1);
+        let b = "2345678901";
+        let r = env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": b})).await;
+        assert_eq!(r.status, 500, "B's text failed");
+        let r = env
+            .post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": b, "otp": code_a}))
+            .await;
+        assert_eq!((r.status, r.json_body()), (400, json!([{"details": "Invalid OTP"}])));
+        let t = shared::domain::otp::Totp::sms(&shared::secret::Secret::new(secret.clone())).unwrap();
+        let guess = t.code_at_counter(t.counter_at(NOW) as u64);
+        let r =
+            env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": b, "otp": guess})).await;
+        assert_eq!(r.status, 400);
+        assert!(env.user("42").await.authenticators.is_empty());
+        // B's own text (when it goes out) enrolls B.
+        assert_eq!(
+            env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": b})).await.status,
+            204
+        );
+        let code_b = env.texted_code("+12345678901");
+        assert_ne!(code_a, code_b, "codes differ per number");
+        let r = env.post("me", "sms", Some(c), json!({"secret": secret, "phone": b, "otp": code_b})).await;
+        assert_eq!(r.status, 204);
     }
 );
 

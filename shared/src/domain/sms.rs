@@ -1,6 +1,9 @@
 //! The SMS interface (Sentry's `SmsInterface`): phone numbers as E.164, the enrollment text, and the
-//! per-number send limit. The code in the text is TOTP over the server-issued secret with a 45 s step
-//! ([`super::otp::Totp::sms`]), checked ±1 step.
+//! per-number send limit. The code in the text is TOTP with a 45 s step ([`super::otp::Totp::sms`]),
+//! checked ±1 step, over a key the client never sees: [`code_key`] derives it from a server-only key
+//! issued with the pending secret and the number the code goes to. (Sentry uses the client-held secret,
+//! so a client can compute the texted code without owning the phone; and a code texted to one number
+//! cannot enroll another here.)
 
 use crate::secret::Secret;
 
@@ -36,6 +39,20 @@ pub fn enrollment_text(code: &str) -> Secret {
     Secret::new(format!(
         "{code} is your Sentry two-factor enrollment code. You are about to set up text message based two-factor authentication.\n"
     ))
+}
+
+/// The TOTP key of an SMS enrollment: HMAC-SHA256(server key, E.164 number), first 20 bytes, as a
+/// base32 secret. It becomes the enrolled authenticator's secret.
+pub fn code_key(server_key: &Secret, e164: &str) -> Secret {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(server_key.expose().as_bytes()) {
+        Ok(m) => m,
+        // HMAC accepts keys of any length; this arm cannot be taken.
+        Err(_) => return Secret::new(String::new()),
+    };
+    mac.update(e164.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    Secret::new(data_encoding::BASE32_NOPAD.encode(&digest[..20]))
 }
 
 /// The rate-limit key of a number: `sms:{md5_hex(e164)}` (the number itself is not stored in keys).
@@ -81,6 +98,17 @@ mod tests {
         // SmsInterfaceTest.test_activate's mask.
         assert_eq!(mask("2345678901"), "(***) ***-**01");
         assert_eq!(mask("+12345678900"), "**********00");
+    }
+
+    #[test]
+    fn code_keys_depend_on_the_server_key_and_the_number() {
+        let k = Secret::new("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP");
+        let a = code_key(&k, "+12345678900");
+        assert_eq!(a.expose().len(), 32);
+        assert!(super::super::otp::Totp::sms(&a).is_some(), "a usable base32 TOTP secret");
+        assert_eq!(a, code_key(&k, "+12345678900"), "deterministic");
+        assert_ne!(a, code_key(&k, "+12345678901"), "another number, another key");
+        assert_ne!(a, code_key(&Secret::new("KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"), "+12345678900"));
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct PendingSecret {
     pub expires_at: i64,
     /// SMS: the number (E.164) the code was texted to; the enrollment must name the same number.
     pub phone: Option<String>,
+    /// SMS: the server-only key the texted codes derive from (never sent to the client).
+    pub code_key: Option<crate::secret::Secret>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

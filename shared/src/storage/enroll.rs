@@ -226,24 +226,28 @@ pub async fn enroll(table: &dyn Table, e: &Enrollment) -> Result<EnrollOutcome, 
             }
             TxOutcome::ConditionFailed { failed } => failed.clone(),
         };
-        if failed[0] {
-            return Ok(EnrollOutcome::AlreadyEnrolled);
-        }
-        if has_secret == 1 && failed[1] {
+        // An emulator may report fewer reasons than operations: a missing one is "did not fail".
+        let failed_at = |i: usize| failed.get(i).copied().unwrap_or(false);
+        // What GET issued was consumed by a concurrent enrollment: that one won (checked first, as the
+        // authenticator's version then failed too).
+        if has_secret == 1 && failed_at(1) {
             return Ok(EnrollOutcome::SecretGone);
         }
-        if otp_at.is_some_and(|i| failed[i]) {
+        if failed_at(0) {
+            return Ok(EnrollOutcome::AlreadyEnrolled);
+        }
+        if otp_at.is_some_and(failed_at) {
             return Ok(EnrollOutcome::OtpReplayed);
         }
-        if credential_at.is_some_and(|i| failed[i]) {
+        if credential_at.is_some_and(failed_at) {
             return Ok(EnrollOutcome::CredentialTaken);
         }
         let mut retried = false;
-        if recovery_at.is_some_and(|i| failed[i]) {
+        if recovery_at.is_some_and(failed_at) {
             with_recovery = false;
             retried = true;
         }
-        if invite_ops.clone().any(|i| failed[i]) {
+        if invite_ops.clone().any(failed_at) {
             with_invite = false;
             retried = true;
         }
@@ -283,10 +287,14 @@ impl EnrollmentStore for TableEnrollmentStore {
         user_id: &str,
         interface: InterfaceType,
         secret: &Secret,
+        code_key: Option<&Secret>,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let mut it = item(&keys::pending_secret(user_id, interface));
         it.insert("secret".into(), Val::S(secret.expose().to_owned()));
+        if let Some(k) = code_key {
+            it.insert("code_key".into(), Val::S(k.expose().to_owned()));
+        }
         it.insert(super::attr::TTL.into(), Val::N(expires_at));
         self.table.transact(vec![WriteOp::Put { item: it, cond: None }]).await?;
         Ok(())

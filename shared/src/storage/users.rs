@@ -42,6 +42,7 @@ pub fn parse_user(user_id: &str, items: &[Item]) -> Result<UserState, StoreError
                 secret: Secret::new(it.s("secret")?),
                 expires_at: it.n(super::attr::TTL)?,
                 phone: it.opt_s("phone").map(str::to_owned),
+                code_key: it.opt_s("code_key").map(Secret::new),
             });
         } else if let Some(rest) = sk.strip_prefix("OTP#") {
             let (iface, counter) = rest.rsplit_once('#').ok_or_else(|| StoreError::corrupt("bad OTP key"))?;
