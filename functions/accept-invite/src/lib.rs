@@ -18,6 +18,7 @@ use shared::domain::invite::{
     resolve_context,
 };
 use shared::domain::org::OrgRef;
+use shared::domain::user::UserState;
 use shared::error::ApiError;
 use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ports::{Clock, InviteStore, Random, random_hex_id};
@@ -85,14 +86,20 @@ impl AcceptInvite {
         let clear = InviteCookie::clear_cookie_header();
         // A retry of an acceptance that already committed (its answer was lost): the invite's own row is
         // the caller's membership now. Same outcome again, 204, nothing written.
-        let accepted_by_caller = |ctx: &InviteContext| {
+        // The invite's row names the caller, or the caller's membership in the org is that very row (the
+        // two reads of the lookup run concurrently, so one may already see an acceptance the other not).
+        let accepted_by_caller = |ctx: &InviteContext, user: Option<&UserState>| {
             caller.is_some_and(|c| {
                 ctx.invite.as_ref().is_some_and(|m| m.id == member_id && m.user_id.as_deref() == Some(&c.sub))
+                    || user
+                        .and_then(|u| u.memberships.get(&ctx.org.id))
+                        .is_some_and(|m| m.member_id == member_id)
             })
         };
-        match post_decision(&helper) {
-            PostDecision::Unable => Err(ApiError::details(400, UNABLE)),
-            PostDecision::AlreadyMember if accepted_by_caller(&ctx) => {
+        let decision =
+            if accepted_by_caller(&ctx, lookup.user.as_ref()) { None } else { Some(post_decision(&helper)) };
+        match decision {
+            None => {
                 tracing::info!(
                     organization_id = ctx.org.id,
                     member_id,
@@ -100,11 +107,12 @@ impl AcceptInvite {
                 );
                 Ok(Reply::empty(204).with_header("set-cookie", clear))
             }
-            PostDecision::AlreadyMember => {
+            Some(PostDecision::Unable) => Err(ApiError::details(400, UNABLE)),
+            Some(PostDecision::AlreadyMember) => {
                 self.drop_pending_invite(&ctx).await?;
                 Ok(Reply::from(ApiError::details(400, ALREADY_MEMBER)).with_header("set-cookie", clear))
             }
-            PostDecision::Accept => {
+            Some(PostDecision::Accept) => {
                 let Some(caller) = caller else { return Err(ApiError::details(400, UNABLE)) };
                 let acceptance = Acceptance {
                     invite: ctx.member.clone(),
@@ -120,7 +128,9 @@ impl AcceptInvite {
                     // (still in flight when this one read). If the row is the caller's now, that is the
                     // same outcome: 204. One more read, only on this path.
                     let again = self.store.lookup_invite(&org, member_id, Some(caller.sub.as_str())).await?;
-                    if resolve_context(&again, member_id).is_some_and(|c| accepted_by_caller(&c)) {
+                    if resolve_context(&again, member_id)
+                        .is_some_and(|c| accepted_by_caller(&c, again.user.as_ref()))
+                    {
                         tracing::info!(
                             organization_id = ctx.org.id,
                             member_id,
