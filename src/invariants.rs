@@ -150,10 +150,7 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
         };
         let ev = &v[2];
         let (Some(project), Some(id)) = (ev["project_id"].as_u64(), ev["event_id"].as_str()) else {
-            r.fail(format!(
-                "a stream record without project/event id: {}",
-                &v.to_string()[..80.min(v.to_string().len())]
-            ));
+            r.fail(format!("a stream record without project/event id (partition key {})", rec.partition_key));
             continue;
         };
         if !seen.insert((project, id.to_owned())) {
@@ -189,14 +186,7 @@ pub async fn scan_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Resul
             .await
             .map_err(|e| format!("scan: {e:?}"))?;
         for raw in page.items() {
-            let mut item = Item::new();
-            for (k, v) in raw {
-                item.insert(
-                    k.clone(),
-                    shared::adapters::dynamo_table::from_av(v).map_err(|e| e.to_string())?,
-                );
-            }
-            out.push(item);
+            out.push(shared::adapters::dynamo_table::to_item(raw).map_err(|e| e.to_string())?);
         }
         match page.last_evaluated_key() {
             Some(k) if !k.is_empty() => start = Some(k.clone()),

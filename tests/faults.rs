@@ -324,11 +324,7 @@ async fn suite(flow: Flow, test: &str) {
                 r
             }
         };
-        let first_calls = e.faults.calls();
         e.faults.reset();
-        if std::env::var("FAULTS_VERBOSE").is_ok() {
-            let _ = writeln!(std::io::stderr(), "{label}: first attempt made {first_calls:?}");
-        }
         if let Some(r) = &first {
             // Success, or a retryable 503 with Retry-After; never a 500 or a misleading 4xx.
             let ok = r.status == flow.ok_status() || (r.status == 503 && r.header("retry-after").is_some());
@@ -353,18 +349,6 @@ async fn suite(flow: Flow, test: &str) {
             tokio::time::sleep(Duration::from_millis(600)).await;
             again = run(&app, flow, &req, &e.faults, None).await.unwrap();
             statuses.push(again.status);
-        }
-        if std::env::var("FAULTS_VERBOSE").is_ok() {
-            let _ = writeln!(std::io::stderr(), "{label}: retries {statuses:?} at {:?}", chrono::Utc::now());
-        }
-        if std::env::var("FAULTS_VERBOSE").is_ok() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "{label}: first {:?} calls {:?}, retry {}",
-                first.as_ref().map(|r| r.status),
-                e.faults.calls(),
-                again.status
-            );
         }
         // The retry succeeds — also after a first success: the same answer again (a TOTP enrollment or
         // an acceptance whose answer was lost is idempotent; a duplicate event id is 200).

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use postflow::backend::{App, Backend};
 use shared::config::Config;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http(
     addr: std::net::SocketAddr,
@@ -16,19 +15,7 @@ async fn http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 2\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n{}");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    shared::testing::http_request(&addr.to_string(), method, path, headers, "{}").await.unwrap()
 }
 
 #[tokio::test]

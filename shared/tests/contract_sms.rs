@@ -27,19 +27,13 @@ async fn outbox_keeps_messages_and_injects_failures() {
     assert!(format!("{:?}", outbox.sent()).contains("redacted"), "texts are secrets in Debug output");
 }
 
-/// GET on ministack's SMS log, with a plain HTTP/1.0 request (no HTTP client needed in the tests).
+/// GET on ministack's SMS log.
 async fn ministack_sms_log(endpoint: &str, phone: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    let q = phone.replace('+', "%2B");
-    let req = format!("GET /_ministack/sns/sms-messages?phoneNumber={q} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap()
+    let path = format!("/_ministack/sns/sms-messages?phoneNumber={}", phone.replace('+', "%2B"));
+    let (status, body) = shared::testing::http_request(host, "GET", &path, &[], "").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test]

@@ -84,10 +84,10 @@ impl AcceptInvite {
         }
 
         let clear = InviteCookie::clear_cookie_header();
-        // A retry of an acceptance that already committed (its answer was lost): the invite's own row is
-        // the caller's membership now. Same outcome again, 204, nothing written.
-        // The invite's row names the caller, or the caller's membership in the org is that very row (the
-        // two reads of the lookup run concurrently, so one may already see an acceptance the other not).
+        // A retry of an acceptance that already committed (its answer was lost) gets the same outcome
+        // again, 204, nothing written: the invite's row names the caller, or the caller's membership in
+        // the org is that very row (the lookup's two reads run concurrently, so one may already see an
+        // acceptance the other does not).
         let accepted_by_caller = |ctx: &InviteContext, user: Option<&UserState>| {
             caller.is_some_and(|c| {
                 ctx.invite.as_ref().is_some_and(|m| m.id == member_id && m.user_id.as_deref() == Some(&c.sub))

@@ -33,7 +33,7 @@ use shared::domain::invite::{
 use shared::domain::org::OrgRef;
 use shared::domain::otp::{Totp, generate_secret, provision_uri};
 use shared::domain::sms;
-use shared::domain::user::{Authenticator, InterfaceType, UserState};
+use shared::domain::user::{Authenticator, InterfaceType, PendingSecret, UserState};
 use shared::domain::webauthn::{self, Registrar, WebAuthnError};
 use shared::error::ApiError;
 use shared::http::{ApiHandler, ApiRequest, Claims, Reply};
@@ -317,7 +317,7 @@ impl EnrollAuthenticator {
         }
         let verified = match parsed {
             PostBody::Totp(otp) => {
-                let secret = pending_secret(&body, &user, kind, now)?;
+                let secret = pending_secret(&body, &user, kind, now)?.secret.clone();
                 let totp =
                     Totp::authenticator_app(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
                 let (scope, counter) = verify_code(&totp, &secret, kind, &otp, &user, now)?;
@@ -330,14 +330,14 @@ impl EnrollAuthenticator {
                 }
             }
             PostBody::Sms(sms_body) => {
-                let secret = pending_secret(&body, &user, kind, now)?;
-                let pending = user.pending_secret(kind, now);
-                let server_key = pending.and_then(|p| p.code_key.clone());
-                let server_key = server_key.ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
+                let pending = pending_secret(&body, &user, kind, now)?;
+                let secret = pending.secret.clone();
+                let server_key =
+                    pending.code_key.as_ref().ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
                 let e164 = sms::phone_number_as_e164(&sms_body.phone)
                     .map_err(|_| ApiError::field_error("phone", "Enter a valid phone number."))?;
                 // The codes for this number: TOTP (45 s) over a key derived from the server-only key.
-                let key = sms::code_key(&server_key, &e164);
+                let key = sms::code_key(server_key, &e164);
                 let totp = Totp::sms(&key).ok_or(ApiError::Internal)?;
                 let otp = match sms_body.otp {
                     // No `otp` key: text the code (Sentry: `"otp" not in request.data`).
@@ -346,7 +346,7 @@ impl EnrollAuthenticator {
                     Some(_) => return Err(ApiError::InvalidOtp),
                 };
                 // Only a number a code was texted to can be enrolled.
-                if pending.and_then(|p| p.phone.as_deref()) != Some(e164.as_str()) {
+                if pending.phone.as_deref() != Some(e164.as_str()) {
                     return Err(ApiError::InvalidOtp);
                 }
                 let (scope, counter) = verify_code(&totp, &key, kind, &otp, &user, now)?;
@@ -575,23 +575,22 @@ fn already_enrolled_with(
             .is_some_and(|s| shared::secret::constant_time_eq(s.as_bytes(), posted.as_bytes()))
 }
 
-/// The `secret` of a TOTP/SMS POST: required, and it must be the one GET issued to the caller for this
-/// interface, unexpired (DECISIONS 2).
-fn pending_secret(
+/// The pending entry for the `secret` of a TOTP/SMS POST: the secret is required, and it must be the one
+/// GET issued to the caller for this interface, unexpired (DECISIONS 2).
+fn pending_secret<'u>(
     body: &serde_json::Map<String, Value>,
-    user: &UserState,
+    user: &'u UserState,
     kind: InterfaceType,
     now: i64,
-) -> Result<Secret, ApiError> {
+) -> Result<&'u PendingSecret, ApiError> {
     let secret = match body.get("secret") {
         Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
         _ => return Err(ApiError::field_error("secret", "This field is required.")),
     };
-    let pending = user.pending_secret(kind, now).map(|p| &p.secret);
-    if pending != Some(&secret) {
-        return Err(ApiError::details(400, INVALID_SECRET));
+    match user.pending_secret(kind, now) {
+        Some(p) if p.secret == secret => Ok(p),
+        _ => Err(ApiError::details(400, INVALID_SECRET)),
     }
-    Ok(secret)
 }
 
 /// Verifies a code and returns its replay scope and counter. Used counters are remembered per secret:

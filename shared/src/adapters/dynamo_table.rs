@@ -62,7 +62,8 @@ pub fn from_av(v: &AttributeValue) -> Result<Val, StoreError> {
     })
 }
 
-fn to_item(m: &HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
+/// An SDK item as our [`Item`].
+pub fn to_item(m: &HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
     m.iter().map(|(k, v)| Ok((k.clone(), from_av(v)?))).collect()
 }
 
