@@ -7,7 +7,7 @@ use accept_invite::AcceptInvite;
 use enroll_authenticator::EnrollAuthenticator;
 use lambda_http::{Body, Request, Response};
 use save_event::SaveEvent;
-use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream, read_all_records};
+use shared::adapters::aws::{AwsClients, DynamoRateLimiter, KinesisFeed, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{
     MemoryRateLimiter, MemorySmsOutbox, MemoryStream, MemoryTable, memory_stream,
@@ -17,6 +17,7 @@ use shared::domain::webauthn::Registrar;
 use shared::http::ApiHandler;
 use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
 use shared::ports::{EventStream, StoredRecord};
+use shared::save::aggregate::{MemoryFeed, Pump, StreamFeed};
 use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::orgs::TableInviteStore;
 use shared::storage::table::Table;
@@ -111,7 +112,15 @@ pub struct Backend {
     pub memory_stream: Option<Arc<MemoryStream>>,
     /// Set with `--aws`: to read the stream back (`postflow tail`).
     pub kinesis: Option<(aws_sdk_kinesis::Client, String)>,
+    /// The stream as the aggregation reads it (in-process here; `aggregate-events` on AWS).
+    pub feed: Arc<dyn StreamFeed>,
     pub description: String,
+}
+
+/// The in-memory stream as one shard for the aggregation.
+pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
+    let s = stream.clone();
+    Arc::new(MemoryFeed::new(move || s.sink().records(), |_| 0))
 }
 
 impl Backend {
@@ -123,6 +132,7 @@ impl Backend {
             limiter: Arc::new(MemoryRateLimiter::default()),
             stream: stream.clone(),
             memory: Some(memory),
+            feed: memory_feed(&stream),
             memory_stream: Some(stream),
             kinesis: None,
             description: "embedded in-memory store".into(),
@@ -134,6 +144,7 @@ impl Backend {
         table: Arc<dyn Table>,
         limiter: Arc<dyn RateLimiter>,
         stream: Arc<dyn EventStream>,
+        feed: Arc<dyn StreamFeed>,
         description: impl Into<String>,
     ) -> Self {
         Self {
@@ -143,6 +154,7 @@ impl Backend {
             memory: None,
             memory_stream: None,
             kinesis: None,
+            feed,
             description: description.into(),
         }
     }
@@ -184,6 +196,7 @@ impl Backend {
             )),
             memory: None,
             memory_stream: None,
+            feed: Arc::new(KinesisFeed::new(clients.kinesis.clone(), &stream_name)),
             kinesis: Some((clients.kinesis, stream_name.clone())),
             description: format!(
                 "DynamoDB table {} and Kinesis stream {stream_name} at {endpoint}",
@@ -198,6 +211,8 @@ pub struct App {
     pub accept: AcceptInvite,
     pub enroll: EnrollAuthenticator,
     pub save: SaveEvent,
+    /// The aggregation, run after each save-event request (what `aggregate-events` does on AWS).
+    pub pump: Pump,
     pub config: Arc<Config>,
     /// Where the local CLI delivers enrollment texts (printed by `replay`, read by `{{sms}}`).
     pub outbox: Arc<MemorySmsOutbox>,
@@ -242,8 +257,16 @@ impl App {
                 Arc::new(OsRandom),
                 config.clone(),
             ),
+            pump: Pump::new(backend.table.clone(), backend.feed.clone()),
             config,
             outbox,
+        }
+    }
+
+    /// Counts what is on the stream and not counted yet (the aggregation's job on AWS).
+    pub async fn aggregate(&self) {
+        if let Err(e) = self.pump.drain(shared::ports::Clock::now_secs(&SystemClock)).await {
+            tracing::warn!(error = %e, "aggregation failed; retried after the next request");
         }
     }
 
@@ -251,7 +274,11 @@ impl App {
         match function {
             Function::AcceptInvite => self.accept.handle(req).await,
             Function::EnrollAuthenticator => self.enroll.handle(req).await,
-            Function::SaveEvent => self.save.handle(req).await,
+            Function::SaveEvent => {
+                let res = self.save.handle(req).await;
+                self.aggregate().await;
+                res
+            }
         }
     }
 }

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use shared::error::StoreError;
 use shared::http::ApiRequest;
 use shared::ingest::{self, Endpoint};
-use shared::storage::events::SaveResult;
+use shared::save::SaveResult;
+use shared::save::record::GroupState;
 use shared::storage::item::{Item, Key};
 use shared::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
 
@@ -91,16 +92,17 @@ fn pipeline_once(api: &ApiRequest) -> usize {
     let Ok(ingested) = ingest_once(api) else { return 0 };
     let mut bytes = 0;
     for ev in ingested.events {
-        let (job, mut event) = save_event::prepare(ev.payload, ev.kind, ingested.project_id);
+        let (job, mut event) = shared::save::prepare(ev.payload, ev.kind, ingested.project_id);
         let result = SaveResult {
-            group_id: Some(1),
-            short_id: Some(1),
-            is_new: true,
-            is_regression: false,
-            is_new_group_environment: true,
+            group: Some(GroupState {
+                id: 1,
+                is_new: true,
+                is_regression: false,
+                is_new_group_environment: true,
+            }),
             received: job.received,
         };
-        if let Ok(rec) = save_event::stream_record(&job, &mut event, &result) {
+        if let Ok(rec) = shared::save::stream_record(&job, &mut event, &result) {
             bytes += rec.data.len();
         }
     }

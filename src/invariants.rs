@@ -9,7 +9,11 @@
 //!    reserved invite e-mail belongs to a pending row;
 //! 4. audit entries = accepted invites: each `MEMBER_ACCEPT` entry names a row accepted by that user,
 //!    at most one entry per row, and as many `member_joined` records as entries;
-//! 5. `times_seen` of every group = the distinct events streamed for it;
+//! 5. the aggregated values of every group (its row plus its per-shard aggregate items): `times_seen`
+//!    = the distinct events streamed for it, `first_seen` / `last_seen` = the earliest / latest of their
+//!    timestamps; `is_new` on exactly one of its events, `is_new_group_environment` on exactly one per
+//!    environment; `new_groups` of each release and `new_issues_count` of each release environment =
+//!    the streamed events that raised them (run after the aggregation has drained the stream);
 //! 6. no event id twice on the stream.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -142,7 +146,6 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
 
     // 5-6. Stream records and groups.
     let mut seen: BTreeSet<(u64, String)> = BTreeSet::new();
-    let mut per_group: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for rec in records {
         let Ok(v) = serde_json::from_slice::<Value>(&rec.data) else {
             r.fail("a stream record is not JSON".into());
@@ -156,21 +159,123 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
         if !seen.insert((project, id.to_owned())) {
             r.fail(format!("event {id} of project {project} is on the stream twice"));
         }
-        if let Some(g) = ev["group_id"].as_u64() {
-            per_group.entry(g).or_default().insert(id.to_owned());
-        }
     }
     r.count("stream records", records.len());
-    for it in items.iter().filter(|i| pk(i).starts_with("GROUP#") && sk(i) == "GROUP") {
-        let id: u64 = pk(it)[6..].parse().unwrap_or(0);
-        let times_seen = it.n("times_seen").unwrap_or(-1);
-        let streamed = per_group.get(&id).map_or(0, BTreeSet::len) as i64;
-        r.count("groups", 1);
-        if times_seen != streamed {
-            r.fail(format!("group {id}: times_seen {times_seen}, {streamed} events streamed"));
+    check_aggregates(items, records, &mut r);
+    r
+}
+
+/// Invariant 5: the aggregated counters against the stream (each event id counted once).
+fn check_aggregates(items: &[Item], records: &[StoredRecord], r: &mut Report) {
+    use shared::save::aggregate::merge_group;
+    use shared::save::saver::keys;
+    #[derive(Default)]
+    struct Seen {
+        events: BTreeSet<String>,
+        min_ts: Option<i64>,
+        max_ts: Option<i64>,
+        new: usize,
+        new_env: BTreeMap<String, usize>,
+    }
+    let mut groups: BTreeMap<u64, Seen> = BTreeMap::new();
+    let mut new_groups: BTreeMap<(u64, String), BTreeSet<u64>> = BTreeMap::new();
+    let mut new_issues: BTreeMap<(u64, String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut done: BTreeSet<(u64, String)> = BTreeSet::new();
+    for rec in records {
+        let Ok(v) = serde_json::from_slice::<Value>(&rec.data) else { continue };
+        let (ev, state) = (&v[2], &v[3]);
+        let (Some(project), Some(id), Some(g)) =
+            (ev["project_id"].as_u64(), ev["event_id"].as_str(), ev["group_id"].as_u64())
+        else {
+            continue;
+        };
+        if !done.insert((project, id.to_owned())) {
+            continue; // a re-published copy: counted once
+        }
+        let data = &ev["data"];
+        let ts = data["timestamp"].as_f64().map(|t| t as i64);
+        let env = data["environment"].as_str().unwrap_or_default().to_owned();
+        let release = data["release"].as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned);
+        let seen = groups.entry(g).or_default();
+        seen.events.insert(id.to_owned());
+        if let Some(ts) = ts {
+            seen.min_ts = Some(seen.min_ts.map_or(ts, |m| m.min(ts)));
+            seen.max_ts = Some(seen.max_ts.map_or(ts, |m| m.max(ts)));
+        }
+        if state["is_new"] == true {
+            seen.new += 1;
+            if let Some(rel) = &release {
+                new_groups.entry((project, rel.clone())).or_default().insert(g);
+            }
+        }
+        if state["is_new_group_environment"] == true {
+            *seen.new_env.entry(env.clone()).or_default() += 1;
+            if let Some(rel) = &release {
+                new_issues.entry((project, rel.clone(), env)).or_default().insert(id.to_owned());
+            }
         }
     }
-    r
+    let mut by_pk: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
+    for it in items.iter().filter(|i| pk(i).starts_with("GROUP#") || pk(i).starts_with("PROJECT#")) {
+        by_pk.entry(pk(it)).or_default().push(it.clone());
+    }
+    let sum = |base: &shared::storage::item::Key, attr: &str| -> i64 {
+        by_pk
+            .get(base.pk.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|i| sk(i).starts_with(&base.sk))
+            .filter_map(|i| i.opt_n(attr))
+            .sum()
+    };
+    for it in items.iter().filter(|i| pk(i).starts_with("GROUP#") && sk(i) == "GROUP") {
+        let id: u64 = pk(it)[6..].parse().unwrap_or(0);
+        r.count("groups", 1);
+        let Some(view) = merge_group(id, by_pk.get(pk(it)).map(Vec::as_slice).unwrap_or_default()) else {
+            continue;
+        };
+        let seen = groups.remove(&id).unwrap_or_default();
+        let streamed = seen.events.len() as i64;
+        if view.times_seen != streamed {
+            r.fail(format!("group {id}: times_seen {}, {streamed} events streamed", view.times_seen));
+        }
+        if let (Some(min), Some(max)) = (seen.min_ts, seen.max_ts)
+            && (view.first_seen != min || view.last_seen != max)
+        {
+            r.fail(format!(
+                "group {id}: first/last seen {}/{}, streamed events span {min}/{max}",
+                view.first_seen, view.last_seen
+            ));
+        }
+        // A group of the previous release may predate the stream; one created here has its is_new.
+        if view.row.contains_key("first_event") && streamed > 0 && seen.new != 1 {
+            r.fail(format!("group {id}: {} events streamed with is_new", seen.new));
+        }
+        if let Some((env, n)) = seen.new_env.iter().find(|(_, n)| **n != 1) {
+            r.fail(format!("group {id}: {n} events with is_new_group_environment in {env:?}"));
+        }
+    }
+    for ((project, rel), gs) in new_groups {
+        let n = sum(&keys::release_project(project, &rel), "new_groups");
+        if n != gs.len() as i64 {
+            r.fail(format!(
+                "release {rel} of project {project}: new_groups {n}, {} new groups streamed",
+                gs.len()
+            ));
+        }
+    }
+    for ((project, rel, env), evs) in new_issues {
+        let n = sum(&keys::release_project_environment(project, &rel, &env), "new_issues_count");
+        if n != evs.len() as i64 {
+            r.fail(format!(
+                "release {rel}/{env:?} of project {project}: new_issues_count {n}, {} streamed",
+                evs.len()
+            ));
+        }
+    }
+    for g in groups.keys() {
+        r.fail(format!("events streamed for group {g}, which is not in the table"));
+    }
 }
 
 /// Every item of a DynamoDB table (a paginated `Scan`).

@@ -252,8 +252,8 @@ fn check_saveable(mut event: Value) {
     let level = event.get("level").and_then(Value::as_str).unwrap_or("error").to_owned();
     let _ = grouping::metadata::level_num(&level);
     let _ = grouping::metadata::is_placeholder_title(&metadata.title);
-    let _ = grouping::eventstream::event_datetime(&event);
-    let _ = grouping::eventstream::unexpected_tags(&event);
+    let _ = crate::save::record::event_datetime(&event);
+    let _ = crate::save::record::unexpected_tags(&event);
 }
 
 /// `apigw_event`: an API Gateway HTTP API (v2) event as JSON → `lambda_http` request (exactly as the

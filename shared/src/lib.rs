@@ -11,7 +11,9 @@
 //! - [`ports`]: the small capability traits the domain depends on (clock, randomness, rate limiter, event
 //!   stream, and the stores added by each function's issue).
 //! - [`adapters`]: DynamoDB / Kinesis implementations and in-memory implementations with the same semantics.
-//! - [`grouping`]: grouping hashes, metadata/title/culprit, save tags, span grouping, eventstream records.
+//! - [`grouping`]: grouping hashes, metadata/title/culprit, save tags, span grouping, and Sentry's grouping hashes.
+//! - [`save`]: the save pipeline: prepare (grouping, tags, metadata), the event saver (marker protocol,
+//!   group decisions), the eventstream record, and the aggregation of counters from the stream.
 //! - [`ingest`]: the Sentry ingestion edge (DSN auth, decoding, envelopes, Relay-compatible normalization).
 //! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
 //!
@@ -28,6 +30,7 @@ pub mod grouping;
 pub mod http;
 pub mod ingest;
 pub mod ports;
+pub mod save;
 pub mod secret;
 pub mod storage;
 pub mod telemetry;

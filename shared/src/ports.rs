@@ -124,6 +124,19 @@ pub trait RateLimiter: Send + Sync {
         limit: u64,
         window_secs: u64,
         now_secs: i64,
+    ) -> Result<RateDecision, StoreError> {
+        self.hit_n(key, 1, limit, window_secs, now_secs).await
+    }
+
+    /// Counts `n` hits at once (a block of quota taken by one instance); `count` is the bucket's
+    /// count after adding them, limited iff it exceeds `limit`.
+    async fn hit_n(
+        &self,
+        key: &str,
+        n: u64,
+        limit: u64,
+        window_secs: u64,
+        now_secs: i64,
     ) -> Result<RateDecision, StoreError>;
 }
 

@@ -9,8 +9,8 @@ use common::*;
 use serde_json::json;
 use shared::adapters::memory::SinkFault;
 use shared::error::StoreError;
-use shared::storage::events::keys;
-use shared::storage::item::ItemExt;
+use shared::save::aggregate::counter;
+use shared::save::saver::keys;
 
 /// The stream fails once after the table writes → 503 with Retry-After; the SDK's retry → exactly one
 /// record and `times_seen` 1.
@@ -33,9 +33,9 @@ async fn stream_fails_once(env: Env) {
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0][3]["is_new"], true, "the first attempt's flags");
     let gid = msgs[0][2]["group_id"].as_u64().unwrap();
-    assert_eq!(env.table.get(&keys::group(gid)).await.unwrap().unwrap().n("times_seen").unwrap(), 1);
+    assert_eq!(env.group(gid).await.times_seen, 1);
     assert_eq!(
-        env.table.get(&keys::release_project(42, "3.0")).await.unwrap().unwrap().n("new_groups").unwrap(),
+        counter(env.table.as_ref(), &keys::release_project(42, "3.0"), "new_groups").await.unwrap(),
         1
     );
 
@@ -77,13 +77,14 @@ async fn two_hundred(env: Env) {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
+    env.aggregate().await;
     let msgs = env.messages().await;
     assert_eq!(msgs.len(), 200);
     assert_eq!(msgs.iter().filter(|m| m[3]["is_new"] == true).count(), 1);
     assert_eq!(msgs.iter().filter(|m| m[3]["is_new_group_environment"] == true).count(), 1);
     let gid = msgs[0][2]["group_id"].as_u64().unwrap();
     assert!(msgs.iter().all(|m| m[2]["group_id"].as_u64() == Some(gid)));
-    assert_eq!(env.table.get(&keys::group(gid)).await.unwrap().unwrap().n("times_seen").unwrap(), 200);
+    assert_eq!(env.group(gid).await.times_seen, 200);
     assert_eq!(env.table.query("ORG#1", Some("RELEASE#")).await.unwrap().len(), 1, "one Release");
     assert_eq!(env.table.query("ORG#1", Some("ENV#")).await.unwrap().len(), 1, "one Environment");
     let ids: std::collections::BTreeSet<&str> =
@@ -102,40 +103,44 @@ async fn two_hundred_in_parallel_dynamodb_kinesis() {
     two_hundred(env).await;
 }
 
-/// Sequential round trips per event, counted by the SDK interceptor (DynamoDB and Kinesis calls).
+/// Sequential round trips per event, counted by the SDK interceptor (DynamoDB and Kinesis calls), for
+/// the request alone (the aggregation runs after it, in `aggregate-events` on AWS).
 #[tokio::test]
 async fn round_trips_per_event() {
     let Some(env) = aws_env("save_round_trips_per_event").await else { return };
     let rec = env.recorder.clone().unwrap();
     let ev = |msg: &str| make_event(json!({"message": msg, "release": "rt@1", "environment": "prod"}));
+    let send = |e: serde_json::Value| {
+        let h = env.handler.clone();
+        async move { h.handle_api(&envelope(42, KEY, "event", &e)).await.status }
+    };
 
-    // Cold Lambda, new group: key lookup ‖ hash read, then (key now verified) the short id, the
-    // transaction, PutRecords, and the mark.
+    // Cold Lambda, new group: key lookup ‖ hash read; the marker ‖ the group's creation (one
+    // transaction of items no other group shares) ‖ the release/environment rows; PutRecords.
     rec.reset();
-    assert_eq!(env.send(&envelope(42, KEY, "event", &ev("round trips"))).await.status, 200);
+    assert_eq!(send(ev("round trips")).await, 200);
     let cold_new = rec.sequential_round_trips();
     eprintln!("cold, new group: {cold_new} sequential round trips: {:?}", rec.operations());
-    assert_eq!(cold_new, 5);
+    assert_eq!(cold_new, 3);
+    env.aggregate().await;
 
-    // Warm Lambda, known group, release and environment: transaction, PutRecords, mark streamed.
+    // Warm Lambda, known group, release and environment: the marker, PutRecords.
     rec.reset();
-    assert_eq!(env.send(&envelope(42, KEY, "event", &ev("round trips"))).await.status, 200);
+    assert_eq!(send(ev("round trips")).await, 200);
     let warm = rec.sequential_round_trips();
     eprintln!("warm, existing group: {warm}: {:?}", rec.operations());
-    assert_eq!(warm, 3);
-    assert_eq!(rec.operations().len(), 3);
+    assert_eq!(warm, 2);
+    assert_eq!(rec.operations(), ["PutItem", "PutRecords"]);
 
-    // Warm key, new group: hash read ‖ speculative short id (the key is known valid), transaction,
-    // PutRecords, mark.
+    // Warm key, new group: hash read; the marker ‖ the creation; PutRecords.
     rec.reset();
-    assert_eq!(env.send(&envelope(42, KEY, "event", &ev("a brand new group"))).await.status, 200);
+    assert_eq!(send(ev("a brand new group")).await, 200);
     let warm_new = rec.sequential_round_trips();
     eprintln!("warm, new group: {warm_new}: {:?}", rec.operations());
-    assert_eq!(warm_new, 4);
+    assert_eq!(warm_new, 3);
 
-    // A fresh Lambda for an existing group: key ‖ hashes ‖ (speculative short id), then the transaction
-    // — which fails once because this Lambda does not know the group's environment row exists yet
-    // (its `attribute_not_exists` put decides `is_new_group_environment`) — the retry, and the mark.
+    // A fresh Lambda for an existing group: key ‖ hashes; the marker ‖ the group environment
+    // (put-if-absent, answered with the existing item) ‖ the group's status ‖ release/environment rows.
     let fresh = save_event::SaveEvent::new(
         env.table.clone(),
         std::sync::Arc::new(shared::adapters::memory::memory_stream(3)),
@@ -151,13 +156,15 @@ async fn round_trips_per_event() {
         "cold, existing group (DynamoDB only; stream in memory): {cold_existing}: {:?}",
         rec.operations()
     );
-    assert_eq!(cold_existing, 4);
+    assert_eq!(cold_existing, 2, "plus PutRecords on Kinesis: 3");
+    env.aggregate().await;
 
-    // A duplicate (warm): the transaction's marker condition fails, then the marker is read.
+    // A duplicate (warm): the marker put is refused with the counted marker; nothing published.
     let dup = ev("dup");
-    assert_eq!(env.send(&envelope(42, KEY, "event", &dup)).await.status, 200);
+    assert_eq!(send(dup.clone()).await, 200);
+    env.aggregate().await;
     rec.reset();
-    assert_eq!(env.send(&envelope(42, KEY, "event", &dup)).await.status, 200);
+    assert_eq!(send(dup).await, 200);
     eprintln!("duplicate: {}: {:?}", rec.sequential_round_trips(), rec.operations());
-    assert!(rec.operations().iter().all(|o| o != "PutRecords"));
+    assert_eq!(rec.operations(), ["PutItem"]);
 }

@@ -144,9 +144,10 @@ impl DynamoRateLimiter {
 
 #[async_trait]
 impl RateLimiter for DynamoRateLimiter {
-    async fn hit(
+    async fn hit_n(
         &self,
         key: &str,
+        n: u64,
         limit: u64,
         window_secs: u64,
         now_secs: i64,
@@ -164,7 +165,7 @@ impl RateLimiter for DynamoRateLimiter {
             .update_expression("ADD #c :one SET #ttl = if_not_exists(#ttl, :ttl)")
             .expression_attribute_names("#c", "count")
             .expression_attribute_names("#ttl", attr::TTL)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":one", AttributeValue::N(n.to_string()))
             .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -270,6 +271,77 @@ pub async fn read_all_records(
         }
     }
     Ok(out)
+}
+
+/// A Kinesis stream read shard by shard from the last committed sequence number, for the
+/// aggregation run in-process (the local CLI with `--aws`, the emulator tests). On AWS an event-source
+/// mapping does this and invokes `aggregate-events`.
+pub struct KinesisFeed {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    committed: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl KinesisFeed {
+    pub fn new(client: aws_sdk_kinesis::Client, stream: &str) -> Self {
+        Self { client, stream: stream.to_owned(), committed: Default::default() }
+    }
+}
+
+#[async_trait]
+impl crate::save::aggregate::StreamFeed for KinesisFeed {
+    async fn poll(&self, max: usize) -> Result<Vec<(String, Vec<StoredRecord>)>, StoreError> {
+        let shards = self.client.list_shards().stream_name(&self.stream).send().await.map_err(kinesis_err)?;
+        let committed = self.committed.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for shard in shards.shards() {
+            let id = shard.shard_id().to_owned();
+            let req = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(&id);
+            let req = match committed.get(&id) {
+                Some(seq) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .starting_sequence_number(seq),
+                None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            let it = req.send().await.map_err(kinesis_err)?;
+            let mut iterator = it.shard_iterator().map(str::to_owned);
+            let mut batch = Vec::new();
+            for _ in 0..100 {
+                let Some(i) = iterator.take() else { break };
+                let limit = (max - batch.len()).clamp(1, 10_000) as i32;
+                let page = self
+                    .client
+                    .get_records()
+                    .shard_iterator(i)
+                    .limit(limit)
+                    .send()
+                    .await
+                    .map_err(kinesis_err)?;
+                if page.records().is_empty() {
+                    break;
+                }
+                batch.extend(page.records().iter().map(|r| StoredRecord {
+                    sequence_number: r.sequence_number().to_owned(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    data: r.data().as_ref().to_vec(),
+                }));
+                if batch.len() >= max {
+                    break;
+                }
+                iterator = page.next_shard_iterator().map(str::to_owned);
+            }
+            if !batch.is_empty() {
+                out.push((id, batch));
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, shard: &str, seq: &str) {
+        if let Ok(mut c) = self.committed.lock() {
+            c.insert(shard.to_owned(), seq.to_owned());
+        }
+    }
 }
 
 /// One recorded SDK call.

@@ -14,7 +14,7 @@ use super::aws::ddb_err;
 use crate::error::StoreError;
 use crate::storage::attr;
 use crate::storage::item::{Item, Key, Val};
-use crate::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
+use crate::storage::table::{Cond, PutOutcome, Table, TxOutcome, Update, WriteOp};
 
 /// The table on DynamoDB.
 #[derive(Clone, Debug)]
@@ -460,6 +460,33 @@ impl Table for DynamoTable {
                 Ok(None)
             }
             Err(err) => Err(ddb_err(err)),
+        }
+    }
+
+    async fn put_or_get(&self, item: Item, cond: Cond) -> Result<PutOutcome, StoreError> {
+        let mut e = Expr::default();
+        let c = e.cond(&cond);
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()))
+            .condition_expression(c)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(err) => match err.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c),
+                ) => Ok(PutOutcome::Refused(c.item().map(to_item).transpose()?)),
+                _ => Err(ddb_err(err)),
+            },
         }
     }
 }

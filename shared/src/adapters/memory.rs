@@ -26,9 +26,10 @@ pub struct MemoryRateLimiter {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn hit(
+    async fn hit_n(
         &self,
         key: &str,
+        n: u64,
         limit: u64,
         window_secs: u64,
         now_secs: i64,
@@ -38,7 +39,7 @@ impl RateLimiter for MemoryRateLimiter {
         let mut map = self.counters.lock().map_err(|_| poisoned())?;
         map.retain(|_, (_, expires)| *expires > now_secs);
         let entry = map.entry(k).or_insert((0, now_secs + left as i64 + 60));
-        entry.0 += 1;
+        entry.0 += n;
         let count = entry.0;
         Ok(if count > limit {
             RateDecision::Limited { count, retry_after_secs: left }

@@ -25,8 +25,7 @@
 //! Modules refer to each other through `super::` so the folder can move into
 //! `shared/src/grouping/` unchanged (this file becoming its `mod.rs`).
 
-mod compat;
-pub mod eventstream;
+pub(crate) mod compat;
 pub mod hashing;
 pub mod metadata;
 pub mod parameterization;

@@ -6,11 +6,11 @@ use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
-use super::eventstream::{self, GroupState, InsertParams};
 use super::hashing::{calculate_hashes, hash_from_values, resolve_fingerprint_values};
 use super::metadata::{self, materialize_metadata, search_message, updated_group_title};
 use super::spans::calculate_span_grouping;
 use super::tags::{self, apply_save_tags, get_tag};
+use crate::save::record::{self as eventstream, GroupState, InsertParams};
 
 static RELAY_CASES: LazyLock<Vec<(String, Value)>> = LazyLock::new(|| {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/relay/expected.json");
@@ -1043,7 +1043,7 @@ fn test() {
             "queue": "post_process_errors", "skip_consume": false,
             "group_states": [{"id": 7, "is_new": true, "is_regression": false, "is_new_group_environment": true}]})
     );
-    assert_eq!(eventstream::partition_key("default", PROJECT_ID, &"a".repeat(32)), PROJECT_ID.to_string());
+    assert_eq!(eventstream::partition_key(&"a".repeat(32)), "a".repeat(32));
 }
 
 #[test]
@@ -1100,7 +1100,7 @@ fn test_transaction_queue() {
     assert_eq!(record[2]["group_ids"], json!([]));
     assert_eq!(record[2]["primary_hash"], Value::Null);
     let event_id = event["event_id"].as_str().unwrap();
-    assert_eq!(eventstream::partition_key("transaction", PROJECT_ID, event_id), event_id);
+    assert_eq!(eventstream::partition_key(event_id), event_id);
     let headers = eventstream::record_headers(&p).unwrap();
     assert!(headers.contains(&("queue".to_owned(), "post_process_transactions".to_owned())));
     assert!(!headers.iter().any(|(k, _)| k == "group_id" || k == "primary_hash" || k == "group_states"));

@@ -32,7 +32,6 @@
 //! save-event feature.
 
 pub mod enroll;
-pub mod events;
 pub mod item;
 pub mod keys;
 pub mod orgs;

@@ -153,6 +153,14 @@ impl TxOutcome {
     }
 }
 
+/// The outcome of [`Table::put_or_get`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum PutOutcome {
+    Written,
+    /// The condition failed; the item as it was (`None` if absent).
+    Refused(Option<Item>),
+}
+
 /// The engine. Reads are strongly consistent.
 #[async_trait]
 pub trait Table: Send + Sync {
@@ -174,6 +182,18 @@ pub trait Table: Send + Sync {
         update: Update,
         cond: Option<Cond>,
     ) -> Result<Option<Item>, StoreError>;
+
+    /// A conditional `PutItem` that returns the item which made the condition fail
+    /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): one round trip on DynamoDB. The default sends
+    /// the put and reads the item after a refusal (what an engine without that option can do).
+    async fn put_or_get(&self, item: Item, cond: Cond) -> Result<PutOutcome, StoreError> {
+        use super::item::ItemExt;
+        let key = item.key().ok_or_else(|| StoreError::Rejected("item without a key".into()))?;
+        match self.transact(vec![WriteOp::Put { item, cond: Some(cond) }]).await? {
+            TxOutcome::Committed => Ok(PutOutcome::Written),
+            TxOutcome::ConditionFailed { .. } => Ok(PutOutcome::Refused(self.get(&key).await?)),
+        }
+    }
 
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         Ok(self.get_many(std::slice::from_ref(key)).await?.into_iter().next().flatten())

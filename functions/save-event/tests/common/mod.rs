@@ -10,12 +10,13 @@ use std::sync::Arc;
 use base64::Engine;
 use save_event::SaveEvent;
 use serde_json::{Value, json};
-use shared::adapters::aws::{CallRecorder, DynamoRateLimiter, kinesis_stream, read_all_records};
+use shared::adapters::aws::{CallRecorder, DynamoRateLimiter, KinesisFeed, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{MemoryRateLimiter, MemoryStream, MemoryTable, memory_stream};
 use shared::config::Config;
 use shared::http::{ApiRequest, Reply};
-use shared::ports::{EventStream, ManualClock, OsRandom, RateLimiter, StoredRecord};
+use shared::ports::{Clock, EventStream, ManualClock, OsRandom, RateLimiter, StoredRecord};
+use shared::save::aggregate::{GroupView, MemoryFeed, Pump, StreamFeed, group_view};
 use shared::storage::seed::{Seed, load_seed};
 use shared::storage::table::Table;
 
@@ -34,6 +35,8 @@ pub struct Env {
     pub handler: Arc<SaveEvent>,
     pub clock: ManualClock,
     pub recorder: Option<CallRecorder>,
+    /// The aggregation (`aggregate-events` on AWS), run after every [`Env::send`].
+    pub pump: Pump,
 }
 
 pub fn seed_json() -> Value {
@@ -57,6 +60,14 @@ fn build(
     config: Config,
 ) -> Env {
     let clock = ManualClock::at_secs(NOW);
+    let feed: Arc<dyn StreamFeed> = match &side {
+        StreamSide::Memory(m) => {
+            let m = m.clone();
+            Arc::new(MemoryFeed::new(move || m.sink().records(), |_| 0))
+        }
+        StreamSide::Kinesis(c, name) => Arc::new(KinesisFeed::new(c.clone(), name)),
+    };
+    let pump = Pump::new(table.clone(), feed);
     let handler = Arc::new(SaveEvent::new(
         table.clone(),
         stream,
@@ -65,7 +76,7 @@ fn build(
         Arc::new(OsRandom),
         Arc::new(config),
     ));
-    Env { table, side, handler, clock, recorder }
+    Env { table, side, handler, clock, recorder, pump }
 }
 
 pub async fn memory_env_with(config: Config) -> Env {
@@ -127,8 +138,21 @@ impl Env {
         load_seed(self.table.as_ref(), &seed, NOW * 1000).await.unwrap();
     }
 
+    /// The request, then the aggregation of what it streamed.
     pub async fn send(&self, req: &ApiRequest) -> Reply {
-        self.handler.handle_api(req).await
+        let r = self.handler.handle_api(req).await;
+        self.aggregate().await;
+        r
+    }
+
+    /// Counts what is on the stream (what `aggregate-events` does on AWS after its batching window).
+    pub async fn aggregate(&self) {
+        self.pump.drain(self.clock.now_secs()).await.unwrap();
+    }
+
+    /// The group as a reader sees it (its row and the aggregated counts).
+    pub async fn group(&self, id: u64) -> GroupView {
+        group_view(self.table.as_ref(), id).await.unwrap().expect("group")
     }
 
     pub async fn records(&self) -> Vec<StoredRecord> {

@@ -9,9 +9,7 @@
 //! platform events get one copy to add `contexts.geo`). Object keys inside `data` come out sorted,
 //! where Python keeps insertion order — consumers parse JSON, so this is not a semantic change.
 //!
-//! [`partition_key`] mirrors Sentry's partitioning: errors (and default/security events) are keyed
-//! by project id, transactions and issue-platform events by event id (Sentry sends those without a
-//! key, i.e. randomly partitioned).
+//! [`partition_key`] is the event id for every kind (see there for why not the project id).
 //!
 //! Kinesis records have no headers. [`record_headers`] returns what Sentry puts into the Kafka
 //! headers (the `eventstream:kafka-headers` set, then `operation` and `version`) for a wrapper that
@@ -21,8 +19,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::compat::{python_float_repr, str_at};
-use super::metadata::search_message;
+use crate::grouping::compat::{python_float_repr, str_at};
+use crate::grouping::metadata::search_message;
 
 /// `EVENT_PROTOCOL_VERSION`.
 pub const EVENT_PROTOCOL_VERSION: u8 = 2;
@@ -140,13 +138,17 @@ pub fn primary_hash(event: &Value) -> Option<&str> {
     event.get("hashes").and_then(Value::as_array).and_then(|h| h.first()).and_then(Value::as_str)
 }
 
-/// The Kinesis partition key: the project id for errors, the event id for transactions and
-/// issue-platform events.
-pub fn partition_key(event_type: &str, project_id: u64, event_id: &str) -> String {
-    match StreamKind::of(event_type, false) {
-        StreamKind::Error => project_id.to_string(),
-        StreamKind::Transaction | StreamKind::Generic => event_id.to_owned(),
-    }
+/// The Kinesis partition key: the event id, for every kind of event.
+///
+/// Sentry keys errors by project id on Kafka (whose partitions absorb a project's storm) and keeps a
+/// switch to send them to random partitions. A Kinesis shard takes 1,000 records/s and 1 MiB/s, so a
+/// key that one project's (or one group's) storm shares would cap that project near 170 events/s; the
+/// event id spreads any storm evenly over all shards. What consumers lose is per-project order of
+/// error records; Sentry's consumers do not need it (Snuba inserts rows keyed by event id and
+/// timestamp, post-processing de-duplicates on (project, event id)). Copies of one event id (a
+/// re-published record) land on the same shard, in order, which the aggregation relies on.
+pub fn partition_key(event_id: &str) -> String {
+    event_id.to_owned()
 }
 
 /// Tag keys of the event that Sentry logs as unexpected before producing (`dist`, `release`,
@@ -364,7 +366,7 @@ pub fn record_headers(params: &InsertParams<'_>) -> Result<Vec<(String, String)>
     push("event_id", str_at(params.event, &["event_id"]).unwrap_or("").to_owned());
     push("project_id", params.project_id.to_string());
     if let Some(id) = params.occurrence.and_then(|o| o.get("id")).filter(|id| !id.is_null()) {
-        push("occurrence_id", super::compat::py_str(id).into_owned());
+        push("occurrence_id", crate::grouping::compat::py_str(id).into_owned());
     }
     if let Some(group_id) = params.groups.first().map(|g| g.id) {
         push("group_id", group_id.to_string());
@@ -413,10 +415,7 @@ mod tests {
 
     #[test]
     fn partition_keys() {
-        assert_eq!(partition_key("error", 42, "abc"), "42");
-        assert_eq!(partition_key("default", 42, "abc"), "42");
-        assert_eq!(partition_key("csp", 42, "abc"), "42");
-        assert_eq!(partition_key("transaction", 42, "abc"), "abc");
-        assert_eq!(partition_key("generic", 42, "abc"), "abc");
+        // Every kind: the event id, never the project id (a project's storm must not share a shard).
+        assert_eq!(partition_key("abc"), "abc");
     }
 }

@@ -1,0 +1,163 @@
+//! The save pipeline of save-event, written once and used by the Lambda, the local CLI and the
+//! benchmarks:
+//!
+//! 1. [`prepare`]: grouping, save tags and metadata of a normalized event → a [`SaveJob`] and the
+//!    event as it will be stored and streamed (CPU only);
+//! 2. [`saver`]: the table side — the de-duplication marker and the group decisions, with no write to
+//!    a row that other events share (see its docs for the protocol and the round trips);
+//! 3. [`record`]: the eventstream record (`[2, "insert", …]`) and its partition key;
+//! 4. [`Pipeline::save_one`]: save, publish, and release the lease on a failed publish;
+//! 5. [`aggregate`]: counters, `first_seen`/`last_seen` and short ids, aggregated from the stream per
+//!    shard batch (the `aggregate-events` function; in-process locally).
+
+pub mod aggregate;
+pub mod record;
+pub mod saver;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+pub use saver::{Begin, EventSaver, GroupValues, Prefetch, SaveJob, SaveKind, SaveResult};
+
+use crate::domain::project::Project;
+use crate::error::{ApiError, StoreError};
+use crate::grouping;
+use crate::ingest::EventKind;
+use crate::ports::{EventStream, StreamRecord};
+
+/// Retention reported in eventstream records (Sentry's default plan retention).
+pub const RETENTION_DAYS: u32 = 90;
+
+/// Grouping, tags and metadata for one normalized event: the `SaveJob` and the event as it will be
+/// stored and streamed.
+pub fn prepare(mut event: Value, kind: EventKind, project_id: u64) -> (SaveJob, Value) {
+    let ty = event.get("type").and_then(Value::as_str).unwrap_or("default").to_owned();
+    let kind = match (kind, ty.as_str()) {
+        (EventKind::Transaction, _) | (_, "transaction") => SaveKind::Transaction,
+        (_, "generic") => SaveKind::Generic,
+        _ => SaveKind::Error,
+    };
+    let event_id = event.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let release =
+        event.get("release").and_then(Value::as_str).filter(|r| !r.trim().is_empty()).map(str::to_owned);
+    let dist = event.get("dist").and_then(Value::as_str).map(str::to_owned);
+    let environment: String = event
+        .get("environment")
+        .and_then(Value::as_str)
+        .map(|e| e.chars().take(64).collect())
+        .unwrap_or_default();
+    grouping::tags::apply_save_tags(
+        &mut event,
+        release.as_deref(),
+        dist.filter(|_| release.is_some()).as_deref(),
+    );
+    let hashes = match kind {
+        SaveKind::Transaction => {
+            // Client fingerprints are ignored for transactions; spans get their grouping hashes.
+            grouping::spans::calculate_span_grouping(&mut event);
+            Vec::new()
+        }
+        // Issue-platform events: the occurrence fingerprints (md5 per element) are the hashes.
+        SaveKind::Generic => event
+            .get("fingerprint")
+            .and_then(Value::as_array)
+            .map(|f| {
+                f.iter().filter_map(Value::as_str).map(|p| grouping::hashing::hash_from_values([p])).collect()
+            })
+            .unwrap_or_default(),
+        SaveKind::Error => grouping::hashing::calculate_hashes(&mut event).hashes,
+    };
+    let m = grouping::metadata::materialize_metadata(&event);
+    m.write_into(&mut event);
+    let level = event.get("level").and_then(Value::as_str).unwrap_or("error").to_owned();
+    let group = GroupValues {
+        level: grouping::metadata::level_num(&level),
+        culprit: m.culprit.clone(),
+        message: grouping::metadata::search_message(&event),
+        title_is_placeholder: grouping::metadata::is_placeholder_title(&m.title),
+        title: m.title,
+        event_type: m.event_type,
+        metadata: m.metadata,
+        platform: event.get("platform").and_then(Value::as_str).unwrap_or("other").to_owned(),
+        logger: event.get("logger").and_then(Value::as_str).unwrap_or_default().to_owned(),
+    };
+    let timestamp = event.get("timestamp").and_then(Value::as_f64).unwrap_or_default();
+    let received = event.get("received").and_then(Value::as_f64).unwrap_or(timestamp);
+    let job = SaveJob {
+        project: Project { id: project_id, organization_id: 0, slug: String::new(), platform: None },
+        event_id,
+        kind,
+        timestamp,
+        received,
+        release,
+        environment,
+        hashes,
+        group,
+    };
+    (job, event)
+}
+
+/// The eventstream record of a saved event.
+pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
+    let primary_hash = match job.kind {
+        SaveKind::Transaction => None,
+        _ => job.hashes.first().cloned(),
+    };
+    if let Some(g) = &r.group {
+        event["group_id"] = json!(g.id);
+    }
+    let groups: Vec<record::GroupState> = r.group.iter().copied().collect();
+    let params = record::InsertParams {
+        event,
+        organization_id: job.project.organization_id,
+        project_id: job.project.id,
+        groups: &groups,
+        primary_hash: primary_hash.as_deref(),
+        received_timestamp: r.received,
+        skip_consume: false,
+        retention_days: RETENTION_DAYS,
+        occurrence: None,
+    };
+    Ok(StreamRecord {
+        partition_key: record::partition_key(&job.event_id),
+        data: record::insert_message(&params).map_err(|e| StoreError::Rejected(e.to_string()))?,
+    })
+}
+
+/// Save and publish, over a saver and a stream.
+pub struct Pipeline {
+    pub saver: EventSaver,
+    pub stream: Arc<dyn EventStream>,
+}
+
+impl Pipeline {
+    /// Saves one event and puts its record on the stream: two sequential calls on a warm Lambda (the
+    /// marker, `PutRecords`). A failed publish releases the lease (the SDK's retry resumes) and
+    /// answers 503; a copy of an event being published answers 503 + `Retry-After` too.
+    pub async fn save_one(
+        &self,
+        job: SaveJob,
+        mut event: Value,
+        now: i64,
+        pre: Option<Prefetch>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), ApiError> {
+        let result = match self.saver.begin_with(&job, now, pre).await? {
+            Begin::Duplicate => {
+                tracing::info!(project_id = job.project.id, event_id = %job.event_id, "duplicate event id, not saved again");
+                return Ok(());
+            }
+            Begin::InFlight => return Err(ApiError::Unavailable { retry_after_secs: 1 }),
+            Begin::Saved(r) | Begin::Resume(r) => r,
+        };
+        let record = stream_record(&job, &mut event, &result)?;
+        match self.stream.publish_until(vec![record], deadline).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.saver.abandon(job.project.id, &job.event_id).await;
+                Err(ApiError::from(e))
+            }
+        }
+    }
+}
