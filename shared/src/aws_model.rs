@@ -166,6 +166,8 @@ fn peak(m: &HashMap<String, BTreeMap<i64, u64>>) -> Option<(String, i64, u64)> {
 #[derive(Debug)]
 struct Hold {
     tx: u64,
+    /// The tokio task that sent the transaction (one Lambda invocation), if known.
+    owner: Option<tokio::task::Id>,
     until_ms: i64,
     in_flight: bool,
 }
@@ -182,16 +184,17 @@ impl TableState {
         map.get(pk).and_then(|m| m.get(&sec)).copied().unwrap_or(0)
     }
 
-    fn held_by_other(&mut self, key: &Key, now: i64) -> bool {
-        if let Some(hs) = self.holds.get_mut(key) {
-            hs.retain(|h| h.in_flight || h.until_ms > now);
-            if hs.is_empty() {
-                self.holds.remove(key);
-                return false;
-            }
-            return true;
+    /// Whether a transaction of another caller holds `key` at `now`. A caller's own transaction does
+    /// not block its later calls once it returned: in real time they come after it ended, even when
+    /// the model clock has not moved in between.
+    fn held_by_other(&mut self, key: &Key, now: i64, caller: Option<tokio::task::Id>) -> bool {
+        let Some(hs) = self.holds.get_mut(key) else { return false };
+        hs.retain(|h| h.in_flight || h.until_ms > now);
+        if hs.is_empty() {
+            self.holds.remove(key);
+            return false;
         }
-        false
+        hs.iter().any(|h| h.in_flight || caller.is_none() || h.owner != caller)
     }
 
     /// Checks the per-partition limit for `units` (per pk) and consumes them if all fit.
@@ -227,6 +230,12 @@ impl TableState {
 }
 
 /// A [`Table`] that enforces DynamoDB's per-partition limits and transaction conflicts over any table.
+///
+/// A transaction (≥ 2 ops) holds its items from its start for [`TableLimits::tx_hold_ms`] of model
+/// time and while its inner call runs; any other transaction or plain write on a held item is
+/// cancelled. Callers are told apart by tokio task (run each simulated Lambda invocation in its own
+/// task): a task's own later calls are not blocked by its own finished transaction. Outside a task
+/// (e.g. a `#[tokio::test]` body) every hold blocks every call.
 pub struct ModelTable {
     inner: Arc<dyn Table>,
     clock: Arc<dyn Clock>,
@@ -313,11 +322,12 @@ impl ModelTable {
         let sec = now.div_euclid(1000);
         let is_tx = ops.len() >= 2;
         let keys: Vec<Key> = ops.iter().filter_map(WriteOp::key).collect();
+        let caller = tokio::task::try_id();
         let mut s = self.state.lock().map_err(|_| poisoned())?;
         if is_tx {
             s.stats.transactions += 1;
         }
-        if let Some(k) = keys.iter().find(|k| s.held_by_other(k, now)).cloned() {
+        if let Some(k) = keys.iter().find(|k| s.held_by_other(k, now, caller)).cloned() {
             s.stats.conflicts += 1;
             if is_tx {
                 s.stats.tx_overlapped += 1;
@@ -333,7 +343,7 @@ impl ModelTable {
         let tx = s.next_tx;
         let until_ms = now + self.limits.tx_hold_ms;
         for k in keys {
-            s.holds.entry(k).or_default().push(Hold { tx, until_ms, in_flight: true });
+            s.holds.entry(k).or_default().push(Hold { tx, owner: caller, until_ms, in_flight: true });
         }
         Ok(Some(tx))
     }
@@ -748,7 +758,10 @@ mod tests {
     }
 
     fn tx(pk: &str, sk: &str) -> Vec<WriteOp> {
-        vec![put(sized(pk, sk, 50)), put(sized(&format!("{pk}-other"), &format!("{sk}-{}", rand_suffix()), 50))]
+        vec![
+            put(sized(pk, sk, 50)),
+            put(sized(&format!("{pk}-other"), &format!("{sk}-{}", rand_suffix()), 50)),
+        ]
     }
 
     fn rand_suffix() -> String {
@@ -797,6 +810,24 @@ mod tests {
         let s = t.stats();
         assert_eq!((s.conflicts, s.tx_overlapped), (3, 1));
         assert_eq!(s.hottest_item_per_sec().map(|h| (h.0, h.2)), Some((Key::new("G", "1"), 3)));
+    }
+
+    #[tokio::test]
+    async fn a_caller_is_not_blocked_by_its_own_finished_transaction() {
+        let (t, _c) = setup();
+        let t2 = t.clone();
+        tokio::spawn(async move {
+            t2.transact(tx("G", "1")).await.unwrap();
+            // The same invocation's follow-up write at the same model instant: fine.
+            t2.update_returning(Key::new("G", "1"), Update::default().add("n", 1), None).await.unwrap();
+        })
+        .await
+        .unwrap();
+        // Another invocation at the same instant: conflict.
+        let t3 = t.clone();
+        let other = tokio::spawn(async move { t3.transact(tx("G", "1")).await }).await.unwrap();
+        assert!(matches!(other, Err(StoreError::Unavailable { .. })));
+        assert_eq!(t.stats().conflicts, 1);
     }
 
     fn rec(pk: &str, len: usize) -> StreamRecord {
