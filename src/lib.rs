@@ -6,6 +6,7 @@
 //! - [`backend`]: builds the adapters and the handlers, and routes an API Gateway event to its function
 //!   (the routes of `template.yaml`).
 //! - [`bench`]: `postflow bench …` (pipeline CPU, growth, cold start).
+//! - [`bench_storm`]: `postflow bench storm`, an error storm on the AWS limits model.
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events in and responses out, as `sam local invoke`
 //!   prints them.
 //! - [`session`]: what a browser would keep between steps (cookies, the last issued TOTP secret) and
@@ -17,6 +18,7 @@
 pub mod apigw;
 pub mod backend;
 pub mod bench;
+pub mod bench_storm;
 pub mod invariants;
 pub mod scenario;
 pub mod serve;

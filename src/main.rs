@@ -116,6 +116,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
     },
+    /// An error storm through the real save-event handler on the AWS limits model (issue 15): answers,
+    /// throttles, conflicts, the hottest item, partition and shard, usage per event, exact counts.
+    Storm {
+        /// Events per (simulated) second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Distinct groups (1 = a one-group storm; 1000 = the control).
+        #[arg(long, default_value_t = 1)]
+        groups: usize,
+        /// Shards of the modelled Kinesis stream.
+        #[arg(long, default_value_t = 64)]
+        shards: usize,
+    },
     /// Cold start of release binaries under a local Lambda Runtime API emulator.
     ColdStart {
         /// Binaries to start (default: target/release/{accept-invite,enroll-authenticator,save-event}).
@@ -222,6 +237,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
                 BenchCommand::Throughput { clients, secs } => {
                     postflow::bench::throughput(clients, secs).await?
+                }
+                BenchCommand::Storm { rate, secs, groups, shards } => {
+                    postflow::bench_storm::storm(postflow::bench_storm::StormOptions {
+                        rate,
+                        secs,
+                        groups,
+                        shards,
+                    })
+                    .await?
                 }
                 BenchCommand::ColdStart { bins, runs, python_peer } => {
                     let bins = if bins.is_empty() {

@@ -20,6 +20,8 @@
 //! Domain code never sees `lambda_http` or AWS SDK types; adapters never make business decisions.
 
 pub mod adapters;
+#[cfg(feature = "aws-model")]
+pub mod aws_model;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -45,6 +45,15 @@ impl ManualClock {
     pub fn advance_secs(&self, secs: i64) {
         self.0.fetch_add(secs * 1000, Ordering::SeqCst);
     }
+
+    /// Sets the time in milliseconds (benches that simulate sub-second arrival times).
+    pub fn set_millis(&self, millis: i64) {
+        self.0.store(millis, Ordering::SeqCst);
+    }
+
+    pub fn advance_millis(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {
@@ -361,5 +370,9 @@ mod tests {
         assert_eq!(c.now_secs(), 105);
         c.set_secs(1);
         assert_eq!(c.now_millis(), 1000);
+        c.advance_millis(1500);
+        assert_eq!(c.now_millis(), 2500);
+        c.set_millis(7);
+        assert_eq!(c.now_millis(), 7);
     }
 }
