@@ -13,8 +13,11 @@
 //! Retries inside adapters do not move the clock (a throttled shard or
 //! a held item stays so for every retry of one event).
 //!
-//! Counts are checked at the end: for each group, `times_seen` must equal the number of its events
-//! answered 200. [`drain`] is the hook where an aggregation (issue 15's "after") runs and is timed.
+//! The aggregation (`aggregate-events` on AWS) runs over the modelled stream's shards once per model
+//! second during the storm (the event-source mapping's batching window) and its writes go through the
+//! same table model. Counts are checked at the end: for each group, `times_seen` (its row plus its
+//! aggregate items) must equal the number of its events answered 200; after the last event the
+//! aggregation runs once per model second until they do ("time until exact").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use shared::adapters::publisher::Publisher;
 use shared::aws_model::{ModelSink, ModelStats, ModelTable, SinkStats, shard_id};
 use shared::http::ApiRequest;
 use shared::ports::{Clock, ManualClock, OsRandom, Random};
-use shared::storage::item::{ItemExt, Key};
+use shared::save::aggregate::{MemoryFeed, Pump, group_view};
 use shared::storage::table::Table;
 
 /// The storm's shape.
@@ -126,23 +129,19 @@ fn storm_request(template: &Value, g: usize, event_id: &str, now: f64) -> ApiReq
     }
 }
 
-/// The one place counts are read: `times_seen` of the group item (`GROUP#{id}` / `GROUP`).
+/// The one place counts are read: the group's `times_seen` as a reader sees it (its row plus its
+/// per-shard aggregate items).
 pub async fn group_times_seen(table: &dyn Table, group_id: u64) -> Result<i64, String> {
-    let item = table.get(&Key::new(format!("GROUP#{group_id}"), "GROUP")).await.map_err(|e| e.to_string())?;
-    Ok(item.and_then(|i| i.opt_n("times_seen")).unwrap_or(0))
+    Ok(group_view(table, group_id).await.map_err(|e| e.to_string())?.map_or(0, |v| v.times_seen))
 }
 
-/// HOOK for the aggregation of issue 15 (the "after"): called once after the last event, with the model
-/// table, the stream and the clock. It must run whatever makes the counts exact (e.g. the aggregation
-/// function over the stream's records), advancing `clock` as model time passes, and return the model
-/// time until the counts were exact. Today nothing is aggregated: the counts are written per event, so
-/// this does nothing and returns zero.
-pub async fn drain(
-    _table: &Arc<ModelTable>,
-    _stream: &Arc<Publisher<ModelSink<MemorySink>>>,
-    _clock: &ManualClock,
-) -> Result<Duration, String> {
-    Ok(Duration::ZERO)
+/// One round of the aggregation (one batch per shard), in its own task (its own invocation).
+async fn aggregation_round(pump: &Arc<Pump>, clock: &ManualClock) -> Result<usize, String> {
+    let (p, now) = (pump.clone(), clock.now_secs());
+    tokio::spawn(async move { p.round(now).await.map(|r| r.records) })
+        .await
+        .map_err(|e| format!("aggregation task failed: {e}"))?
+        .map_err(|e| format!("aggregation: {e}"))
 }
 
 /// Runs a storm and measures it.
@@ -173,6 +172,12 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
         Arc::new(shared::config::Config::for_local("t", "s")),
     ));
     let template = template_event()?;
+    // The aggregation over the modelled stream's shards, writing through the table model.
+    let feed = {
+        let (records, shards) = (stream.clone(), stream.clone());
+        MemoryFeed::new(move || records.sink().inner().records(), move |pk| shards.sink().shard_of(pk))
+    };
+    let pump = Arc::new(Pump::new(model.clone(), Arc::new(feed)));
 
     let events = rate * options.secs;
     let start_ms = START_SECS * 1000;
@@ -181,7 +186,12 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
     let mut group_of_event: HashMap<String, usize> = HashMap::new();
     let t0 = Instant::now();
     for i in 0..events {
+        let before = clock.now_secs();
         clock.set_millis(start_ms + ((i + 1) * 1000 / rate) as i64);
+        if clock.now_secs() != before {
+            // A model second passed: the event-source mapping delivers a batch per shard.
+            aggregation_round(&pump, &clock).await?;
+        }
         let g = (i as usize) % groups;
         let event_id = hex::encode(OsRandom.bytes::<16>());
         let now = clock.now_millis() as f64 / 1000.0;
@@ -197,8 +207,7 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
             group_of_event.insert(event_id, g);
         }
     }
-    let time_until_exact = drain(&model, &stream, &clock).await?;
-    let elapsed = t0.elapsed();
+    let last_event_ms = clock.now_millis();
 
     // Which group id each fingerprint got, from the stream records of the events answered 200.
     let mut group_id: HashMap<usize, u64> = HashMap::new();
@@ -211,19 +220,32 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
             group_id.entry(*g).or_insert(gid);
         }
     }
-    let (mut inexact, mut checked, mut seen_total, mut ok_total) = (0, 0, 0, 0);
-    for (g, ok) in ok_per_group.iter().enumerate().filter(|(_, ok)| **ok > 0) {
-        checked += 1;
-        let seen = match group_id.get(&g) {
-            Some(id) => group_times_seen(memory.as_ref(), *id).await?,
-            None => -1,
-        };
-        if seen != *ok {
-            inexact += 1;
+    // After the last event: a batch per shard every model second until the counts are exact.
+    let (mut inexact, mut checked, mut seen_total, mut ok_total);
+    let mut rounds = 0;
+    loop {
+        (inexact, checked, seen_total, ok_total) = (0, 0, 0, 0);
+        for (g, ok) in ok_per_group.iter().enumerate().filter(|(_, ok)| **ok > 0) {
+            checked += 1;
+            let seen = match group_id.get(&g) {
+                Some(id) => group_times_seen(memory.as_ref(), *id).await?,
+                None => -1,
+            };
+            if seen != *ok {
+                inexact += 1;
+            }
+            seen_total += seen.max(0);
+            ok_total += ok;
         }
-        seen_total += seen.max(0);
-        ok_total += ok;
+        if inexact == 0 || rounds >= 60 {
+            break;
+        }
+        rounds += 1;
+        clock.set_millis((clock.now_millis() / 1000 + 1) * 1000);
+        aggregation_round(&pump, &clock).await?;
     }
+    let time_until_exact = Duration::from_millis((clock.now_millis() - last_event_ms).max(0) as u64);
+    let elapsed = t0.elapsed();
     Ok(StormReport {
         options,
         events,
