@@ -42,6 +42,8 @@ pub struct StormOptions {
     pub groups: usize,
     /// Shards of the modelled Kinesis stream.
     pub shards: usize,
+    /// Transactions (the captured sentry-python transaction) instead of errors.
+    pub transactions: bool,
 }
 
 /// What a storm measured.
@@ -81,11 +83,14 @@ const START_SECS: i64 = 1_795_677_180;
 const PROJECT: u64 = 42;
 const DSN_KEY: &str = "c0ffee0c0ffee0c0ffee0c0ffee0c0ff";
 const FIXTURE: &str = include_str!("../tests/fixtures/sdk/python/exception.request.json");
+const TX_FIXTURE: &str = include_str!("../tests/fixtures/sdk/python/transaction.request.json");
 
-/// The event of the captured sentry-python exception envelope (gzip-decoded, third line).
-fn template_event() -> Result<Value, String> {
+/// The event of the captured sentry-python exception (or transaction) envelope (gzip-decoded, third
+/// line).
+fn template_event(transactions: bool) -> Result<Value, String> {
     use base64::Engine;
-    let v: Value = serde_json::from_str(FIXTURE).map_err(|e| e.to_string())?;
+    let v: Value =
+        serde_json::from_str(if transactions { TX_FIXTURE } else { FIXTURE }).map_err(|e| e.to_string())?;
     let body = base64::engine::general_purpose::STANDARD
         .decode(v["body_base64"].as_str().unwrap_or_default())
         .map_err(|e| e.to_string())?;
@@ -101,14 +106,20 @@ fn storm_request(template: &Value, g: usize, event_id: &str, now: f64) -> ApiReq
     let mut ev = template.clone();
     ev["event_id"] = json!(event_id);
     ev["timestamp"] = json!(now);
-    ev["fingerprint"] = json!([format!("storm-{g}")]);
+    let item_type = if ev["type"] == "transaction" { "transaction" } else { "event" };
+    if item_type == "transaction" {
+        ev["start_timestamp"] = json!(now - 0.25);
+        ev["transaction"] = json!(format!("storm-{g}"));
+    } else {
+        ev["fingerprint"] = json!([format!("storm-{g}")]);
+    }
     ev["message"] = json!(format!("storm error {g}"));
     if let Some(last) = ev["exception"]["values"].as_array_mut().and_then(|v| v.last_mut()) {
         last["value"] = json!(format!("storm error {g}"));
     }
     let body = ev.to_string();
     let raw = format!(
-        "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\",\"content_type\":\"application/json\",\"length\":{}}}\n{body}\n",
+        "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"{item_type}\",\"content_type\":\"application/json\",\"length\":{}}}\n{body}\n",
         body.len()
     );
     ApiRequest {
@@ -171,7 +182,7 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
         Arc::new(OsRandom),
         Arc::new(shared::config::Config::for_local("t", "s")),
     ));
-    let template = template_event()?;
+    let template = template_event(options.transactions)?;
     // The aggregation over the modelled stream's shards, writing through the table model.
     let feed = {
         let (records, shards) = (stream.clone(), stream.clone());
@@ -202,7 +213,8 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
             .await
             .map_err(|e| format!("event task failed: {e}"))?;
         *statuses.entry(status).or_default() += 1;
-        if status == 200 {
+        // Transactions have no group: there is nothing to count for them.
+        if status == 200 && !options.transactions {
             ok_per_group[g] += 1;
             group_of_event.insert(event_id, g);
         }

@@ -130,6 +130,9 @@ enum BenchCommand {
         /// Shards of the modelled Kinesis stream.
         #[arg(long, default_value_t = 64)]
         shards: usize,
+        /// Send transactions (the captured sentry-python transaction) instead of errors.
+        #[arg(long)]
+        transactions: bool,
     },
     /// Cold start of release binaries under a local Lambda Runtime API emulator.
     ColdStart {
@@ -238,12 +241,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 BenchCommand::Throughput { clients, secs } => {
                     postflow::bench::throughput(clients, secs).await?
                 }
-                BenchCommand::Storm { rate, secs, groups, shards } => {
+                BenchCommand::Storm { rate, secs, groups, shards, transactions } => {
                     postflow::bench_storm::storm(postflow::bench_storm::StormOptions {
                         rate,
                         secs,
                         groups,
                         shards,
+                        transactions,
                     })
                     .await?
                 }

@@ -2,7 +2,10 @@
 //! transaction conflicts, per-shard Kinesis limits) through the real save-event handler and the
 //! aggregation: no 5xx, no throttle, no conflict, no hot item or hot shard, and exact counts shortly
 //! after the last event — for a one-group storm and for a storm of new groups. Not timed: the model's
-//! clock is simulated (`postflow bench storm` prints the same figures for bigger storms).
+//! clock is simulated (`postflow bench storm` prints the same figures for bigger storms). 5,000 events/s
+//! of real 5.4 KB SDK events keep a 64-shard stream at 40 % of its byte capacity, so a throttle here
+//! can only come from a hot shard (at 10,000 events/s the stream itself is at 84 %, and random peaks
+//! on single shards can reach the 1 MiB/s limit; the bench shows it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,14 +37,18 @@ fn assert_absorbed(r: &StormReport, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_group_storm_is_absorbed_with_exact_counts() {
-    let r = run_storm(StormOptions { rate: 10_000, secs: 1, groups: 1, shards: 64 }).await.unwrap();
+    let r = run_storm(StormOptions { rate: 5_000, secs: 2, groups: 1, shards: 64, transactions: false })
+        .await
+        .unwrap();
     assert_absorbed(&r, "one group");
     assert_eq!(r.times_seen_total, 10_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_new_groups_is_absorbed_with_exact_counts() {
-    let r = run_storm(StormOptions { rate: 10_000, secs: 1, groups: 1000, shards: 64 }).await.unwrap();
+    let r = run_storm(StormOptions { rate: 5_000, secs: 2, groups: 1000, shards: 64, transactions: false })
+        .await
+        .unwrap();
     assert_absorbed(&r, "1,000 new groups");
     assert_eq!(r.groups_checked, 1000);
 }

@@ -18,8 +18,15 @@ Steps (the post flow of events/1-post-flow.scenario.json, as a browser and real 
      accepts the pending invite in the same transaction; then POST accept -> "member already exists",
      GET recovery -> "Already enrolled", GET totp -> "rotation";
   6. save-event: the real Python Sentry SDK (tests/sdk/e2e.py) with its DSN on this API sends an error, a
-     message and a transaction; a captured envelope is posted twice (duplicate), a wrong key is refused;
-  7. the Kinesis stream is read back (GetShardIterator/GetRecords): exactly one record per saved event.
+     message and a transaction; a captured envelope is posted twice (duplicate: 200, or 503 + Retry-After while
+     the first copy is not yet counted, then a retry after that delay as an SDK/Relay would -> 200 same id), a
+     wrong key is refused;
+  7. the Kinesis stream is read back (GetShardIterator/GetRecords): exactly one record per saved event, keyed
+     by its event id;
+  8. aggregate-events: its Kinesis event-source mapping exists and is Enabled; from the last event on, the table
+     is polled until every streamed group's times_seen (the group row plus its GROUP#AGG#{shard} items) equals
+     the distinct event ids streamed for it (the measured time is printed: the convergence bound of the deployed
+     stack); the markers of the streamed events say `streamed`, every new group has a short_id.
 Exit status 0 only if every check passed; each failure is printed.
 """
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "8d3f7a1c2b9e4f6051a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708"
 DSN_KEY = "c0ffee0c0ffee0c0ffee0c0ffee0c0ff"
 COOKIE = "postflow-invite"
+PROJECT = 42
+CONVERGE_TIMEOUT = 30.0   # seconds from the last event until the aggregated counts must be exact
+POLL_EVERY = 0.05
 
 failures: list[str] = []
 gaps: list[str] = []
@@ -186,8 +197,9 @@ def post_flow(api, args, token):
                {"status": "rotation", "isEnrolled": False}, token=token)
 
 
-def save_events(api, args):
-    """Real SDK + a captured envelope twice + a wrong key. Returns what must be on the stream."""
+def save_events(api, args, on_last_event):
+    """Real SDK + a captured envelope twice + a wrong key. Returns what must be on the stream.
+    `on_last_event()` is called right after the last new event was accepted (the duplicate is not a new event)."""
     dsn = api.base.replace("://", f"://{DSN_KEY}@", 1) + "/42"
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, str(ROOT / "tests/sdk/e2e.py"), dsn], capture_output=True, text=True,
@@ -206,8 +218,8 @@ def save_events(api, args):
     dup_id = "82bb26d0dec34af7b29085449b92ddd7"
     api.expect("save-event: captured python-exception envelope -> 200 id", "POST", "/api/42/envelope/", 200,
                {"id": dup_id}, headers=headers, data=body)
-    api.expect("save-event: the same envelope again (duplicate) -> 200 same id", "POST", "/api/42/envelope/", 200,
-               {"id": dup_id}, headers=headers, data=body)
+    on_last_event()
+    duplicate(api, headers, body, dup_id)
     wrong = dict(headers, **{"x-sentry-auth": headers["x-sentry-auth"].replace(DSN_KEY, "f" * 32)})
     r, _ = api.call("POST", "/api/42/envelope/", headers=wrong, data=body)
     check(r.status_code in (401, 403), "save-event: unknown DSN key -> 401/403", r.status_code)
@@ -218,6 +230,37 @@ def save_events(api, args):
               "the HTTP API answers every OPTIONS itself (403 'CORS not configured' without a CorsConfiguration) "
               "instead of routing it to the OPTIONS route as AWS does", f"{r.status_code} {r.text[:80]}")
     return ids, dup_id
+
+
+def duplicate(api, headers, body, dup_id):
+    """The captured envelope again, at once. While the first copy is published but not yet counted by
+    aggregate-events the answer is 503 + Retry-After; the client (an SDK, Relay) retries after that delay until it
+    gets 200 with the same id (the first copy counted: a duplicate). Once counted, the first answer is that 200."""
+    path = "/api/42/envelope/"
+    t0 = time.monotonic()
+    r, got = api.call("POST", path, headers=headers, data=body)
+    if r.status_code != 503:
+        check(r.status_code == 200 and isinstance(got, dict) and got.get("id") == dup_id,
+              "save-event: the same envelope again (duplicate) -> 200 same id",
+              f"got {r.status_code} {json.dumps(got)[:300]}")
+        return
+    retry_after = r.headers.get("Retry-After", "")
+    if not check(retry_after.isdigit() and int(retry_after) >= 1,
+                 "save-event: the duplicate while the first copy is not yet counted -> 503 with Retry-After",
+                 f"Retry-After {retry_after!r}, body {json.dumps(got)[:200]}"):
+        return
+    retries = 0
+    while True:
+        time.sleep(int(retry_after))
+        retries += 1
+        r, got = api.call("POST", path, headers=headers, data=body)
+        retry_after = r.headers.get("Retry-After", "")
+        if (r.status_code != 503 or not retry_after.isdigit()
+                or time.monotonic() - t0 + int(retry_after) > CONVERGE_TIMEOUT):
+            break
+    check(r.status_code == 200 and isinstance(got, dict) and got.get("id") == dup_id,
+          f"save-event: the duplicate retried after Retry-After ({retries} retr{'y' if retries == 1 else 'ies'}, "
+          f"{time.monotonic() - t0:.1f} s) -> 200 same id", f"got {r.status_code} {json.dumps(got)[:300]}")
 
 
 def sentry_version():
@@ -264,10 +307,144 @@ def stream_checks(kinesis, stream, ids, dup_id):
               "stream: the transaction record carries its spans")
     dups = [(r, m) for r, m in msgs if m[2].get("event_id") == dup_id]
     if check(len(dups) == 1, "stream: the duplicated envelope is streamed once", len(dups)):
-        check(dups[0][0]["PartitionKey"] == "42", "stream: partition key is the project id",
+        check(dups[0][0]["PartitionKey"] == dup_id, "stream: partition key is the event id",
               dups[0][0]["PartitionKey"])
+    keyed = [r["PartitionKey"] for r, m in msgs if r["PartitionKey"] != m[2].get("event_id")]
+    check(not keyed, "stream: every record's partition key is its event id", keyed)
     expected = len(ids) + 1 + (1 if tx else 0)
     check(len(msgs) == expected, f"stream: exactly {expected} records (nothing else was published)", len(msgs))
+    return {m[2]["event_id"] for _, m in msgs if m[2].get("event_id")}
+
+
+def stack_function(cf, stack, logical_id):
+    """Physical name of a function of the stack (None without --stack)."""
+    if not stack:
+        return None
+    res = cf.describe_stack_resource(StackName=stack, LogicalResourceId=logical_id)
+    return res["StackResourceDetail"]["PhysicalResourceId"]
+
+
+def mapping_checks(lam, kinesis, stream, function_name):
+    """aggregate-events is fed by an event-source mapping on the stream: it exists and is Enabled."""
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    what = f"event-source mapping {stream} -> {function_name or 'AggregateEventsFunction'} exists and is Enabled"
+    deadline = time.monotonic() + 10
+    while True:
+        pages = lam.get_paginator("list_event_source_mappings").paginate(
+            **({"FunctionName": function_name} if function_name else {}))
+        found = [m for page in pages for m in page["EventSourceMappings"]
+                 if m.get("EventSourceArn") == stream_arn
+                 and (function_name or "AggregateEventsFunction") in m.get("FunctionArn", "")]
+        if (len(found) == 1 and found[0].get("State") == "Enabled") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)   # Creating/Enabling right after the deploy
+    if check(len(found) == 1 and found[0].get("State") == "Enabled", what,
+             [(m.get("UUID"), m.get("FunctionArn"), m.get("State")) for m in found] or "no mapping on the stream"):
+        m = found[0]
+        print(f"     mapping {m['UUID']}: StartingPosition {m.get('StartingPosition')}, BatchSize "
+              f"{m.get('BatchSize')}, window {m.get('MaximumBatchingWindowInSeconds')} s, "
+              f"FunctionResponseTypes {m.get('FunctionResponseTypes')}")
+
+
+def _n(item, attr):
+    v = item.get(attr)
+    return int(v["N"]) if v and "N" in v else None
+
+
+def group_view(dynamodb, table, group_id):
+    """The group row and its aggregate items: (summed times_seen, short_id or None, number of AGG items)."""
+    items, kw = [], {}
+    while True:
+        out = dynamodb.query(TableName=table, ConsistentRead=True,
+                             KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                             ExpressionAttributeValues={":p": {"S": f"GROUP#{group_id}"}, ":s": {"S": "GROUP"}},
+                             **kw)
+        items += out["Items"]
+        if "LastEvaluatedKey" not in out:
+            break
+        kw = {"ExclusiveStartKey": out["LastEvaluatedKey"]}
+    row = [i for i in items if i["sk"]["S"] == "GROUP"]
+    aggs = [i for i in items if i["sk"]["S"].startswith("GROUP#AGG#")]
+    total = sum(_n(i, "times_seen") or 0 for i in row + aggs)
+    return total, (_n(row[0], "short_id") if row else None), len(row), len(aggs)
+
+
+class Convergence(threading.Thread):
+    """Started at the last new event: reads the stream (every accepted event is on it) and polls the table until
+    each streamed group's summed times_seen equals the distinct event ids streamed for it."""
+
+    def __init__(self, kinesis, dynamodb, table, stream):
+        super().__init__(daemon=True)
+        self.kinesis, self.dynamodb, self.table, self.stream = kinesis, dynamodb, table, stream
+        self.t0 = time.monotonic()
+        self.expected: dict[int, set[str]] = {}
+        self.new_groups: set[int] = set()
+        self.exact_after: float | None = None
+        self.polls = 0
+        self.last: dict[int, tuple] = {}
+        self.error: str = ""
+
+    def run(self):
+        try:
+            for rec in read_stream(self.kinesis, self.stream):
+                m = json.loads(rec["Data"])
+                g = m[2].get("group_id")
+                if m[1] == "insert" and isinstance(g, int):
+                    self.expected.setdefault(g, set()).add(m[2]["event_id"])
+                    if m[3].get("is_new"):
+                        self.new_groups.add(g)
+            while time.monotonic() - self.t0 < CONVERGE_TIMEOUT:
+                self.polls += 1
+                self.last = {g: group_view(self.dynamodb, self.table, g) for g in self.expected}
+                if all(self.last[g][0] == len(ids) for g, ids in self.expected.items()):
+                    self.exact_after = time.monotonic() - self.t0
+                    return
+                time.sleep(POLL_EVERY)
+        except Exception as e:   # reported by aggregation_checks
+            self.error = f"{type(e).__name__}: {e}"
+
+
+def aggregation_checks(conv, dynamodb, table, stream_ids):
+    conv.join(CONVERGE_TIMEOUT + 15)
+    if not check(not conv.error and not conv.is_alive(), "aggregation: the convergence watcher ran",
+                 conv.error or "still running"):
+        return
+    want = {g: len(ids) for g, ids in conv.expected.items()}
+    got = {g: v[0] for g, v in conv.last.items()}
+    check(bool(want), "aggregation: the stream has grouped events to count", want)
+    if conv.exact_after is not None:
+        print(f"     aggregation: counts exact {conv.exact_after:.2f} s after the last event "
+              f"({len(want)} group(s), {sum(want.values())} event(s), {conv.polls} poll(s) every "
+              f"{POLL_EVERY * 1000:.0f} ms) -- the convergence bound on this deployed stack", flush=True)
+    check(conv.exact_after is not None,
+          f"aggregation: every group's times_seen (row + GROUP#AGG# items) equals its distinct streamed event ids "
+          f"within {CONVERGE_TIMEOUT:.0f} s of the last event", f"want {want}, got {got}")
+    check(all(v[2] == 1 and v[3] >= 1 for v in conv.last.values()),
+          "aggregation: each group has its row and at least one GROUP#AGG#{shard} item",
+          {g: f"rows {v[2]}, agg items {v[3]}" for g, v in conv.last.items()})
+
+    # Markers of every streamed event (grouped or not: the aggregation claims each) and short ids of new groups:
+    # written in the same invocation as the counts, just after them.
+    deadline = time.monotonic() + 5
+    while True:
+        markers = {}
+        for e in sorted(stream_ids):
+            it = dynamodb.get_item(TableName=table, ConsistentRead=True,
+                                   Key={"pk": {"S": f"EVT#{PROJECT}#{e}"}, "sk": {"S": "MARK"}}).get("Item") or {}
+            markers[e] = (it.get("state", {}).get("S"), it.get("counted", {}).get("S"))
+        short = {g: group_view(dynamodb, table, g)[1] for g in sorted(conv.new_groups)}
+        done = (all(s == "streamed" and c for s, c in markers.values())
+                and all(v is not None for v in short.values()))
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    check(bool(markers) and all(s == "streamed" and bool(c) for s, c in markers.values()),
+          f"aggregation: the markers of the {len(markers)} streamed events say streamed (counted = shard/sequence)",
+          {e: m for e, m in markers.items() if m[0] != "streamed" or not m[1]})
+    check(bool(short) and all(v is not None for v in short.values()),
+          f"aggregation: every new group ({len(short)}) got a short_id", short)
+    if short and all(v is not None for v in short.values()):
+        check(len(set(short.values())) == len(short), "aggregation: the short ids are distinct", short)
 
 
 def main():
@@ -278,6 +455,8 @@ def main():
     ap.add_argument("--oidc", required=True)
     ap.add_argument("--audience", default="postflow")
     ap.add_argument("--postflow", default=str(ROOT / "target/release/postflow"))
+    ap.add_argument("--stack", default="", help="the CloudFormation stack (to name AggregateEventsFunction); "
+                                                "without it the mapping is found by the stream and logical id")
     ap.add_argument("--emulator", default="", help="name of the emulator (e.g. ministack): its documented gaps "
                                                     "are reported as GAP instead of failing")
     args = ap.parse_args()
@@ -295,8 +474,17 @@ def main():
               "aud": args.audience}
     authorizer_checks(api, args, claims)
     post_flow(api, args, oidc.token(args.oidc, claims))
-    ids, dup_id = save_events(api, args)
-    stream_checks(boto3.client("kinesis"), args.stream, ids, dup_id)
+    kinesis, dynamodb = boto3.client("kinesis"), boto3.client("dynamodb")
+    mapping_checks(boto3.client("lambda"), kinesis, args.stream,
+                   stack_function(boto3.client("cloudformation"), args.stack, "AggregateEventsFunction"))
+    conv = Convergence(boto3.client("kinesis"), boto3.client("dynamodb"), args.table, args.stream)
+    ids, dup_id = save_events(api, args, on_last_event=lambda: (setattr(conv, "t0", time.monotonic()),
+                                                                 conv.start()))
+    stream_ids = stream_checks(kinesis, args.stream, ids, dup_id)
+    if conv.ident is not None:   # started at the last event
+        aggregation_checks(conv, dynamodb, args.table, stream_ids)
+    else:
+        check(False, "aggregation: the convergence watcher started after the last event", "no event was accepted")
 
     total = time.monotonic() - t_start
     print(f"e2e: {len(failures)} failed, {len(gaps)} known emulator gap(s); {total:.1f} s")

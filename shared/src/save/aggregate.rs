@@ -16,8 +16,9 @@
 //! | release + environment `PROJECT#{p}`/`RPE#{v}#{e}` | `…/RPE#{v}#{e}#AGG#{shard}` | `new_issues_count` |
 //!
 //! A reader sums a row and its aggregate items with one `Query` on the row's partition and sort-key
-//! prefix ([`group_view`], [`counter`]). Short ids of new groups are allocated here in blocks (one
-//! `ADD` on the project's counter per batch and project) and set on the group if absent.
+//! prefix ([`group_view`], [`counter`]). Short ids of new groups are allocated here, from blocks of
+//! [`SHORT_ID_BLOCK`] that an instance takes with one `ADD` on the project's counter, and set on the
+//! group if absent (a re-delivery sets nothing twice; ids of an unspent block are gaps).
 //!
 //! ## Exactly once, under re-delivery, bisection and crashes
 //!
@@ -142,14 +143,53 @@ enum Kind {
     NewIssues,
 }
 
+/// Short ids taken from a project's counter per `ADD` (an instance spends its block over its batches;
+/// ids of a block an instance does not spend are gaps, as Sentry's sequence has gaps).
+pub const SHORT_ID_BLOCK: i64 = 100;
+
 /// The aggregation over a table.
 pub struct Aggregator {
     table: Arc<dyn Table>,
+    /// Per project: the next short id of this instance's block and the block's end (exclusive).
+    short_ids: Mutex<HashMap<u64, (i64, i64)>>,
 }
 
 impl Aggregator {
     pub fn new(table: Arc<dyn Table>) -> Self {
-        Self { table }
+        Self { table, short_ids: Mutex::new(HashMap::new()) }
+    }
+
+    /// `n` consecutive-in-allocation short ids of `project` (from this instance's block, or a new one).
+    async fn take_short_ids(&self, project: u64, n: i64) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::with_capacity(n as usize);
+        if let Ok(mut m) = self.short_ids.lock()
+            && let Some((next, end)) = m.get_mut(&project)
+        {
+            while *next < *end && (out.len() as i64) < n {
+                out.push(*next);
+                *next += 1;
+            }
+        }
+        let missing = n - out.len() as i64;
+        if missing > 0 {
+            let block = missing.max(SHORT_ID_BLOCK);
+            let top = self
+                .table
+                .update_returning(
+                    keys::short_id_counter(project),
+                    Update::default().add("counter", block),
+                    None,
+                )
+                .await?
+                .and_then(|i| i.opt_n("counter"))
+                .ok_or_else(|| StoreError::corrupt("short id counter without its value"))?;
+            let start = top - block + 1;
+            out.extend(start..start + missing);
+            if let Ok(mut m) = self.short_ids.lock() {
+                m.insert(project, (start + missing, top + 1));
+            }
+        }
+        Ok(out)
     }
 
     /// Counts one batch of one shard (records in stream order). An error means: deliver the batch
@@ -310,20 +350,14 @@ impl Aggregator {
         }
         let mut assigned = 0;
         for (project, groups) in missing {
-            let n = groups.len() as i64;
-            let top = self
-                .table
-                .update_returning(keys::short_id_counter(project), Update::default().add("counter", n), None)
-                .await?
-                .and_then(|i| i.opt_n("counter"))
-                .ok_or_else(|| StoreError::corrupt("short id counter without its value"))?;
+            let ids = self.take_short_ids(project, groups.len() as i64).await?;
             let sets: Vec<_> = groups
                 .iter()
                 .enumerate()
                 .map(|(i, g)| {
                     self.table.update_returning(
                         keys::group(*g),
-                        Update::default().set("short_id", top - n + 1 + i as i64),
+                        Update::default().set("short_id", ids[i]),
                         Some(Cond::And(vec![Cond::Exists, Cond::attr_not_exists("short_id")])),
                     )
                 })
