@@ -46,6 +46,9 @@ struct Env {
     kinesis: aws_sdk_kinesis::Client,
     stream: String,
     config: Config,
+    /// Without faults, for the invariant checker's scan.
+    dynamodb: aws_sdk_dynamodb::Client,
+    table_name: String,
 }
 
 async fn env(test: &str) -> Option<Env> {
@@ -79,7 +82,16 @@ async fn env(test: &str) -> Option<Env> {
     let seed: Seed =
         serde_json::from_str(&std::fs::read_to_string(root.join("events/seed.json")).unwrap()).unwrap();
     load_seed(table.as_ref(), &seed, postflow::scenario::now_secs() * 1000).await.unwrap();
-    Some(Env { backend, faults, table, kinesis: aws.clients.kinesis.clone(), stream: aws.stream, config })
+    Some(Env {
+        backend,
+        faults,
+        table,
+        kinesis: aws.clients.kinesis.clone(),
+        stream: aws.stream,
+        config,
+        dynamodb: aws.clients.dynamodb.clone(),
+        table_name: aws.table,
+    })
 }
 
 /// How a case fails the request.
@@ -391,4 +403,75 @@ async fn enroll_under_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_event_under_faults() {
     suite(Flow::Save, "save_event_under_faults").await;
+}
+
+/// The aggregation (what `aggregate-events` does per shard batch) under the same faults: for each call
+/// `k` of one batch — the stream reads, the claims on the markers, the aggregate-item reads and
+/// conditional writes, the short-id block and the group's short id — the call fails once (retried by
+/// the SDK), on every attempt (the batch fails and is delivered again), or the batch is abandoned when
+/// call `k` starts (a killed invocation). Then the batch is delivered again without faults, and the
+/// invariant checker runs over the whole table and stream: every group's aggregated `times_seen`,
+/// `first_seen`/`last_seen`, `new_groups` and `new_issues_count` equal what the stream carries —
+/// nothing counted twice, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregation_under_faults() {
+    use std::io::Write;
+    let Some(e) = env("aggregation_under_faults").await else { return };
+    let app = App::new(&e.backend, e.config.clone());
+    let pump = shared::save::aggregate::Pump::new(e.backend.table.clone(), e.backend.feed.clone());
+    let now = postflow::scenario::now_secs();
+    let (mut n, mut figures) = (0usize, BTreeMap::<&'static str, usize>::new());
+    for round in 0u64.. {
+        // One new event (a new group of release faults@1.0.0) per case, saved without faults.
+        let case =
+            Case { user: String::new(), member: 0, event_id: format!("{:032x}", 0xa9_0000_u64 + round) };
+        let req = prepare(&e, &app, Flow::Save, &case).await;
+        e.faults.reset();
+        assert_eq!(app.save.handle_api(&req).await.status, 200);
+        if round == 0 {
+            e.faults.reset();
+            pump.drain(now).await.expect("dry run");
+            n = e.faults.calls().len();
+            let _ = writeln!(std::io::stderr(), "FAULTS Aggregate calls: {:?}", e.faults.calls());
+            assert!(n >= 5, "a batch makes {n} calls");
+            continue;
+        }
+        let idx = (round - 1) as usize;
+        let all = modes();
+        if idx >= n * all.len() {
+            break;
+        }
+        let (k, mode) = (idx / all.len() + 1, all[idx % all.len()]);
+        let label = format!("aggregation call {k}/{n} {mode:?}");
+        e.faults.reset();
+        match mode {
+            Mode::Once(f) | Mode::Always(f) => {
+                let attempts = if matches!(mode, Mode::Once(_)) { 1 } else { 3 };
+                e.faults.set(vec![FaultRule { call: Some(k), operation: None, fault: f, attempts }]);
+                let r = pump.drain(now).await;
+                *figures.entry(if r.is_ok() { "batches ok" } else { "batches failed" }).or_default() += 1;
+                *figures.entry("faults injected").or_default() += e.faults.injected().len();
+            }
+            Mode::Abandon => {
+                let watch = async {
+                    while e.faults.calls().len() < k {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                };
+                tokio::select! {
+                    r = pump.drain(now) => { *figures.entry(if r.is_ok() { "batches ok" } else { "batches failed" }).or_default() += 1; }
+                    () = watch => { *figures.entry("batches abandoned").or_default() += 1; }
+                }
+            }
+        }
+        e.faults.reset();
+        // The mapping delivers the batch again (from the last committed position) until it succeeds.
+        pump.drain(now).await.unwrap_or_else(|err| panic!("{label}: re-delivery failed: {err}"));
+        let items = postflow::invariants::scan_table(&e.dynamodb, &e.table_name).await.unwrap();
+        let records = read_all_records(&e.kinesis, &e.stream).await.unwrap();
+        let report = postflow::invariants::check(&items, &records);
+        assert!(report.violations.is_empty(), "{label}: {:#?}", report.violations);
+        *figures.entry("cases").or_default() += 1;
+    }
+    let _ = writeln!(std::io::stderr(), "FAULTS Aggregate: {n} calls per batch; {figures:?}");
 }
