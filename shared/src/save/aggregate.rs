@@ -85,6 +85,20 @@ pub struct AggReport {
     /// Aggregate items written.
     pub rows_written: usize,
     pub short_ids: usize,
+    /// Shard batches that failed (delivered again by the next round).
+    pub failed_batches: usize,
+}
+
+impl AggReport {
+    fn add(&mut self, r: &AggReport) {
+        self.records += r.records;
+        self.claimed += r.claimed;
+        self.not_claimed += r.not_claimed;
+        self.skipped += r.skipped;
+        self.rows_written += r.rows_written;
+        self.short_ids += r.short_ids;
+        self.failed_batches += r.failed_batches;
+    }
 }
 
 /// Kinesis sequence numbers are decimal strings of up to 128 digits: compare them as numbers.
@@ -573,38 +587,43 @@ impl Pump {
         Self { aggregator: Aggregator::new(table), feed, batch_size: 1000 }
     }
 
-    /// One round: one batch per shard. Returns the records processed.
+    /// One round: one batch per shard; a shard whose batch fails is not committed (its batch comes
+    /// again next round) and does not hold the others back. An error only when every batch failed.
     pub async fn round(&self, now_secs: i64) -> Result<AggReport, StoreError> {
         let mut total = AggReport::default();
+        let mut first_error = None;
         for (shard, batch) in self.feed.poll(self.batch_size).await? {
             let Some(last) = batch.last().map(|r| r.sequence_number.clone()) else { continue };
-            let r = self.aggregator.process(&shard, &batch, now_secs).await?;
-            self.feed.commit(&shard, &last);
-            total.records += r.records;
-            total.claimed += r.claimed;
-            total.not_claimed += r.not_claimed;
-            total.skipped += r.skipped;
-            total.rows_written += r.rows_written;
-            total.short_ids += r.short_ids;
+            match self.aggregator.process(&shard, &batch, now_secs).await {
+                Ok(r) => {
+                    self.feed.commit(&shard, &last);
+                    total.add(&r);
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %shard, error = %e, "aggregation batch failed; delivered again");
+                    total.failed_batches += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(total)
+        match first_error {
+            Some(e) if total.records == 0 => Err(e),
+            _ => Ok(total),
+        }
     }
 
-    /// Rounds until the stream is drained.
+    /// Rounds until the stream is drained (at most 1,000 rounds).
     pub async fn drain(&self, now_secs: i64) -> Result<AggReport, StoreError> {
         let mut total = AggReport::default();
-        loop {
+        for _ in 0..1000 {
             let r = self.round(now_secs).await?;
-            if r.records == 0 {
-                return Ok(total);
+            let done = r.records == 0 && r.failed_batches == 0;
+            total.add(&r);
+            if done {
+                break;
             }
-            total.records += r.records;
-            total.claimed += r.claimed;
-            total.not_claimed += r.not_claimed;
-            total.skipped += r.skipped;
-            total.rows_written += r.rows_written;
-            total.short_ids += r.short_ids;
         }
+        Ok(total)
     }
 }
 
