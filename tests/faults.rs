@@ -356,7 +356,11 @@ async fn suite(flow: Flow, test: &str) {
             *figures.entry(if r.status == 503 { "answered 503" } else { "answered ok" }).or_default() += 1;
         }
         // The client retries the same request (after Retry-After, as SDKs do): the result converges.
+        // Meanwhile the aggregation runs, as the event-source mapping does in the background.
         let app = App::new(&e.backend, e.config.clone());
+        if flow == Flow::Save {
+            app.aggregate().await;
+        }
         let mut again = run(&app, flow, &req, &e.faults, None).await.unwrap();
         let mut statuses = vec![again.status];
         for _ in 0..5 {
@@ -364,6 +368,9 @@ async fn suite(flow: Flow, test: &str) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(600)).await;
+            if flow == Flow::Save {
+                app.aggregate().await;
+            }
             again = run(&app, flow, &req, &e.faults, None).await.unwrap();
             statuses.push(again.status);
         }
