@@ -344,6 +344,38 @@ mod tests {
         assert!(r.violations.iter().any(|v| v.contains("twice")), "{:?}", r.violations);
         let r = check(&ok, &[record(42, "a", 5), record(42, "b", 5)]);
         assert!(r.violations.iter().any(|v| v.contains("times_seen")), "{:?}", r.violations);
+        // Aggregated values: a group's aggregate items summing to more than its streamed events; a
+        // release whose new_groups misses a new group; is_new on two events of one group.
+        let new_rec = |event: &str, is_new: bool| {
+            let data = serde_json::json!([2, "insert", {"project_id": 42, "event_id": event, "group_id": 6,
+                "data": {"timestamp": 100.0, "release": "r1", "environment": ""}}, {"is_new": is_new}]);
+            StoredRecord {
+                partition_key: event.into(),
+                sequence_number: "1".into(),
+                data: data.to_string().into_bytes(),
+            }
+        };
+        let rows = vec![
+            item(&[
+                ("pk", s("GROUP#6")),
+                ("sk", s("GROUP")),
+                ("times_seen", Val::N(0)),
+                ("first_event", s("x")),
+            ]),
+            item(&[
+                ("pk", s("GROUP#6")),
+                ("sk", s("GROUP#AGG#shardId-000000000000")),
+                ("times_seen", Val::N(3)),
+            ]),
+        ];
+        let r = check(&rows, &[new_rec("x", true), new_rec("y", true)]);
+        assert!(r.violations.iter().any(|v| v.contains("times_seen 3, 2 events")), "{:?}", r.violations);
+        assert!(
+            r.violations.iter().any(|v| v.contains("2 events streamed with is_new")),
+            "{:?}",
+            r.violations
+        );
+        assert!(r.violations.iter().any(|v| v.contains("new_groups 0")), "{:?}", r.violations);
         // A membership item without an accepted member row; an audit entry without member_joined.
         let stray = vec![
             item(&[

@@ -12,18 +12,10 @@
 //!   (`level`, `logger`, `environment`, `transaction`, `sentry:release`, `sentry:dist`,
 //!   `sentry:user`).
 //! - [`spans`]: span grouping hashes of transactions (`default:2022-10-27`).
-//! - [`eventstream`]: the Kinesis record (`[2, "insert", …]`), partition key and Kafka-equivalent
-//!   headers.
 //! - [`parameterization`]: message normalization used by grouping.
 //!
-//! Typical order for an error event (Sentry's `save_error_events`):
-//! `tags::apply_save_tags` → `hashing::calculate_hashes` → group assignment (storage) →
-//! `metadata::materialize_metadata(..).write_into(..)` → `eventstream::insert_message`.
-//! For a transaction: `tags::apply_save_tags` → `spans::calculate_span_grouping` →
-//! `metadata::materialize_metadata(..).write_into(..)` → `eventstream::insert_message`.
-//!
-//! Modules refer to each other through `super::` so the folder can move into
-//! `shared/src/grouping/` unchanged (this file becoming its `mod.rs`).
+//! The save pipeline that calls them in order lives in [`crate::save`] (`save::prepare`, then the
+//! saver and `save::record::insert_message` for the eventstream record).
 
 pub(crate) mod compat;
 pub mod hashing;

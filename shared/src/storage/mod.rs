@@ -27,9 +27,25 @@
 //! | audit entry | `ORG#{org}` | `AUDIT#{millis:015}#{id}` | – | – | `MEMBER_ACCEPT` (event 3) entries, in time order |
 //! | member joined | `ORG#{org}` | `JOINED#{member:020}` | – | – | `member_joined` records (onboarding), at most one per member |
 //!
+//! | project | `PROJECT#{project}` | `PROJECT` | – | – | by id (organization, slug, platform) |
+//! | DSN key | `DSNKEY#{public key}` | `KEY` | – | – | save-event's key check (cached per warm Lambda) |
+//! | event marker | `EVT#{project}#{event_id}` | `MARK` | – | 1 h | de-duplication and the publishing lease: `attribute_not_exists` put per event (returns the old item); claimed (`counted`, `state = streamed`) by the aggregation |
+//! | group hash | `HASH#{project}#{hash}` | `HASH` | – | – | hash → group (`first_event` stamps `is_new`); its own partition so a storm of new groups spreads; the previous release's `PROJECT#{project}`/`HASH#{hash}` is still read |
+//! | group | `GROUP#{group}` | `GROUP` | – | – | creation values, status, `regressed_by` (stamps `is_regression`), short id |
+//! | group aggregate | `GROUP#{group}` | `GROUP#AGG#{shard}` | – | – | `times_seen`, `first_seen`, `last_seen`, newest values, from one stream shard, with its watermark `w`; a reader sums them with the row (`Query` prefix `GROUP`) |
+//! | group environment | `GROUP#{group}` | `ENV#{md5(env)}` | – | – | put-if-absent stamped `first_event` (`is_new_group_environment`) |
+//! | group release | `GROUP#{group}` | `REL#{md5(version)}#{md5(env)}` | – | – | first/last seen (throttled upsert) |
+//! | release | `ORG#{org}` | `RELEASE#{md5(version)}` | – | – | upsert (throttled per warm Lambda) |
+//! | environment | `ORG#{org}` | `ENV#{md5(name)}` | – | – | upsert |
+//! | release environment | `ORG#{org}` | `RELENV#{md5(version)}#{md5(env)}` | – | – | upsert |
+//! | release of a project | `PROJECT#{project}` | `RELEASE#{md5(version)}` (+ `#AGG#{shard}`) | – | – | upsert; `new_groups` in the aggregate items |
+//! | environment of a project | `PROJECT#{project}` | `ENV#{md5(name)}` | – | – | upsert |
+//! | release project environment | `PROJECT#{project}` | `RPE#{md5(version)}#{md5(env)}` (+ `#AGG#{shard}`) | – | – | upsert; `new_issues_count` in the aggregate items |
+//! | short-id counter | `PROJECT#{project}` | `SHORTID` | – | – | `ADD counter 100`: a block of short ids for one aggregation instance |
+//!
 //! Everything a request needs about one user is in the `USER#{user}` partition, so one `Query` reads it.
-//! Rows for projects, keys, releases, environments, groups and de-duplication markers are added with the
-//! save-event feature.
+//! No save-event row is written by every event of a group, release, environment or project: per event,
+//! only its marker (see `save::saver` and `save::aggregate`).
 
 pub mod enroll;
 pub mod item;
