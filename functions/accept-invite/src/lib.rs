@@ -108,8 +108,8 @@ impl AcceptInvite {
                 Ok(Reply::empty(204).with_header("set-cookie", clear))
             }
             Some(PostDecision::Unable) => Err(ApiError::details(400, UNABLE)),
-            Some(PostDecision::AlreadyMember) => {
-                self.drop_pending_invite(&ctx).await?;
+            Some(PostDecision::AlreadyMember { drop_invite }) => {
+                self.drop_pending_invite(&ctx, drop_invite).await?;
                 Ok(Reply::from(ApiError::details(400, ALREADY_MEMBER)).with_header("set-cookie", clear))
             }
             Some(PostDecision::Accept) => {
@@ -145,8 +145,9 @@ impl AcceptInvite {
                         Ok(Reply::empty(204).with_header("set-cookie", clear))
                     }
                     AcceptOutcome::AlreadyMember => {
-                        // Lost a race against another acceptance by the same user in this org.
-                        self.drop_pending_invite(&ctx).await?;
+                        // Lost a race against another acceptance by the same user in this org (the
+                        // request held a valid token: it was about to accept).
+                        self.drop_pending_invite(&ctx, true).await?;
                         Ok(Reply::from(ApiError::details(400, ALREADY_MEMBER))
                             .with_header("set-cookie", clear))
                     }
@@ -156,15 +157,15 @@ impl AcceptInvite {
         }
     }
 
-    /// "Member already exists": delete the requested invite row if it is still pending (an accepted
-    /// membership is never deleted) and log as Sentry does.
-    async fn drop_pending_invite(&self, ctx: &InviteContext) -> Result<(), ApiError> {
+    /// "Member already exists": delete the requested invite row if it is still pending and the request
+    /// proved it holds it (`drop`; an accepted membership is never deleted), and log as Sentry does.
+    async fn drop_pending_invite(&self, ctx: &InviteContext, drop: bool) -> Result<(), ApiError> {
         tracing::info!(
             organization_id = ctx.org.id,
             member_id = ctx.invite_member_id,
             "Pending org invite not accepted - User already org member"
         );
-        if let Some(invite) = ctx.invite.as_ref().filter(|m| m.is_pending()) {
+        if let Some(invite) = ctx.invite.as_ref().filter(|m| drop && m.is_pending()) {
             self.store.delete_pending_invite(invite).await?;
         }
         Ok(())

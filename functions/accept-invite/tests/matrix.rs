@@ -236,6 +236,22 @@ both_backends!(post_sso_required, |env: Env| async move {
     assert_eq!(env.call("POST", "sso-optional", "40", TOKEN, Some(claims("42"))).await.status, 204);
 });
 
+both_backends!(post_member_already_exists_without_the_token_deletes_nothing, |env: Env| async move {
+    // Hardening (Sentry deletes it): a member who names another pending invite of the org without its
+    // token gets "member already exists", and the invite stays.
+    assert_eq!(env.call("POST", "acme", "10", TOKEN, Some(claims("42"))).await.status, 204);
+    for token in ["wrong-token", TOKEN] {
+        let r = env.call("POST", "acme", "13", token, Some(claims("42"))).await;
+        assert_details(&r, 400, "member already exists");
+        assert!(env.member(13).await.is_some_and(|m| m.is_pending()), "invite 13 kept ({token})");
+    }
+    assert_eq!(env.org_items(1, "EMAIL#second@").await.len(), 1, "its e-mail slot too");
+    // With its own token, it goes (the test below).
+    let r = env.call("POST", "acme", "13", "abcd", Some(claims("42"))).await;
+    assert_details(&r, 400, "member already exists");
+    assert!(env.member(13).await.is_none());
+});
+
 both_backends!(post_member_already_exists_deletes_only_the_pending_invite, |env: Env| async move {
     // TA test_member_already_exists: accept invite 10, then POST invite 13 → 400 and invite 13 deleted.
     assert_eq!(env.call("POST", "acme", "10", TOKEN, Some(claims("42"))).await.status, 204);

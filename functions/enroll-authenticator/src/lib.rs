@@ -537,9 +537,9 @@ impl EnrollAuthenticator {
             available: &available,
         };
         match post_decision(&helper) {
-            PostDecision::AlreadyMember => {
+            PostDecision::AlreadyMember { drop_invite } => {
                 tracing::info!(organization_id = ctx.org.id, user_id = %caller.sub, "Pending org invite not accepted - User already org member");
-                match ctx.invite.filter(|m| m.is_pending()) {
+                match ctx.invite.filter(|m| drop_invite && m.is_pending()) {
                     Some(m) => InviteAction::DropPending(m),
                     None => InviteAction::None,
                 }

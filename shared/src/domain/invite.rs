@@ -86,15 +86,21 @@ impl InviteHelper<'_> {
 
     /// Token present, not expired, and equal (constant time, over SHA-256 hashes) to the member's.
     pub fn valid_token(&self) -> bool {
+        self.token_matches(&self.ctx.member)
+    }
+
+    fn token_matches(&self, m: &Member) -> bool {
         let Some(token) = self.token else { return false };
-        if self.ctx.member.token_expired(self.now_secs) {
+        if m.token_expired(self.now_secs) {
             return false;
         }
-        self.ctx
-            .member
-            .token_hash
-            .as_deref()
-            .is_some_and(|h| constant_time_eq(h.as_bytes(), hash_token(token).as_bytes()))
+        m.token_hash.as_deref().is_some_and(|h| constant_time_eq(h.as_bytes(), hash_token(token).as_bytes()))
+    }
+
+    /// The request proves it holds the requested invite: that row is still pending and the token is its
+    /// own (valid, not expired). Only then may "member already exists" delete it.
+    pub fn holds_requested_invite(&self) -> bool {
+        self.ctx.invite.as_ref().is_some_and(|i| i.is_pending() && self.token_matches(i))
     }
 
     pub fn user_authenticated(&self) -> bool {
@@ -168,8 +174,9 @@ pub fn get_answer(h: &InviteHelper<'_>) -> Option<(Value, bool)> {
 pub enum PostDecision {
     /// 400 "unable to accept organization invite", nothing written.
     Unable,
-    /// 400 "member already exists": delete the still-pending invite row (never an accepted membership).
-    AlreadyMember,
+    /// 400 "member already exists"; `drop_invite`: delete the requested invite row, still pending —
+    /// only when the request holds its token (Sentry deletes it for any member who names its id).
+    AlreadyMember { drop_invite: bool },
     /// Accept: bind the caller to the invite.
     Accept,
 }
@@ -178,7 +185,7 @@ pub fn post_decision(h: &InviteHelper<'_>) -> PostDecision {
     if !h.user_authenticated() {
         PostDecision::Unable
     } else if h.member_already_exists() {
-        PostDecision::AlreadyMember
+        PostDecision::AlreadyMember { drop_invite: h.holds_requested_invite() }
     } else if !h.valid_request() {
         PostDecision::Unable
     } else {
@@ -415,7 +422,19 @@ mod tests {
         let c = claims(true);
         let l = lookup(org(), Some(invite()), Some(u));
         assert!(with(&l, Some("abc"), Some(&c), get_answer).unwrap().is_none());
-        assert_eq!(with(&l, Some("abc"), Some(&c), post_decision).unwrap(), PostDecision::AlreadyMember);
+        assert_eq!(
+            with(&l, Some("abc"), Some(&c), post_decision).unwrap(),
+            PostDecision::AlreadyMember { drop_invite: true },
+            "the request holds the invite's token"
+        );
+        // Hardening: a member who names another invite of the org without its token cannot delete it.
+        for token in [None, Some("wrong-token")] {
+            assert_eq!(
+                with(&l, token, Some(&c), post_decision).unwrap(),
+                PostDecision::AlreadyMember { drop_invite: false },
+                "{token:?}"
+            );
+        }
         let ctx = resolve_context(&l, 10).unwrap();
         assert_eq!(ctx.member.id, 3);
         assert_eq!(ctx.invite.as_ref().map(|m| m.id), Some(10));
