@@ -305,7 +305,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { port, seed, backend: args } => {
-            let (backend, _session) = open(&args).await?;
+            let (backend, session) = open(&args).await?;
             for f in &seed {
                 let n = seed_file(backend.table.as_ref(), f).await?;
                 println!("seeded {n} items from {}", f.display());
@@ -324,10 +324,34 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     println!("  {:<10} {path}  -> {}", methods.join(","), f.name());
                 }
             }
+            // With --state: saved every 5 s while serving and on Ctrl-C /
+            // SIGTERM, so `postflow tail --state FILE` in another shell sees what was served.
+            let save = |why: &str| -> Result<(), String> {
+                close(&args, &backend, &session)?;
+                if let Some(p) = &args.state {
+                    tracing::debug!(state = %p.display(), why, "state saved");
+                }
+                Ok(())
+            };
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+            let periodic = async {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = save("periodic") {
+                        eprintln!("postflow: {e}");
+                    }
+                }
+            };
             tokio::select! {
                 r = postflow::serve::serve(listener, app) => r.map_err(|e| e.to_string())?,
+                () = periodic => {}
                 _ = tokio::signal::ctrl_c() => println!("stopped"),
+                _ = term.recv() => println!("stopped (SIGTERM)"),
             }
+            save("shutdown")?;
             Ok(ExitCode::SUCCESS)
         }
     }
