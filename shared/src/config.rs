@@ -20,6 +20,9 @@
 //! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
 //! | `SMS_SENDER` | no | `none` | `sns`: the SMS interface is available and texts go through Amazon SNS (Sentry: `sms.twilio-account`) |
 //! | `SMS_SENDER_ID` | no | – | alphanumeric sender id of the texts, where carriers support one |
+//! | `SMS_ALLOWED_COUNTRIES` | no | [`crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES`] | ISO codes texts may go to, comma separated; `*` = all (a warning at cold start) |
+//! | `SMS_DAILY_CAP` | no | 1000 | texts per account and UTC day, all users together (0 = no cap) |
+//! | `SMS_MAX_PRICE` | no | – | SNS `AWS.SNS.SMS.MaxPrice` (USD) of one text: SNS does not send a text that would cost more |
 //! | `WEBAUTHN_ORIGIN` | no | – | the site's `https://` origin (Sentry: `system.url-prefix`); set → the u2f interface is available |
 //! | `WEBAUTHN_RP_ID` | no | the origin's host | WebAuthn relying party id (a registrable suffix of the origin's host) |
 //! | `WEBAUTHN_RP_NAME` | no | `Sentry` | relying party name shown by authenticators |
@@ -56,6 +59,12 @@ pub struct Config {
     /// Where enrollment texts go; `None`: the SMS interface is unavailable.
     pub sms_sender: Option<SmsDelivery>,
     pub sms_sender_id: Option<String>,
+    /// Where texts may go (SMS pumping).
+    pub sms_allowed_countries: crate::domain::sms::AllowedCountries,
+    /// Texts per account and UTC day (0 = no cap).
+    pub sms_daily_cap: u64,
+    /// The most one text may cost (USD, SNS `MaxPrice`).
+    pub sms_max_price: Option<String>,
     /// WebAuthn relying party; `None`: the u2f interface is unavailable.
     pub webauthn: Option<WebAuthnRp>,
 }
@@ -164,6 +173,25 @@ impl Config {
                 }
             },
             sms_sender_id: get("SMS_SENDER_ID"),
+            sms_allowed_countries: {
+                let list = get("SMS_ALLOWED_COUNTRIES")
+                    .unwrap_or_else(|| crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES.to_owned());
+                crate::domain::sms::AllowedCountries::parse(&list).ok_or(ConfigError::Invalid {
+                    name: "SMS_ALLOWED_COUNTRIES",
+                    reason: "expected `*` or comma-separated ISO 3166 codes such as `US,GB`".into(),
+                })?
+            },
+            sms_daily_cap: parse(&get, "SMS_DAILY_CAP", crate::domain::sms::DEFAULT_DAILY_CAP)?,
+            sms_max_price: match get("SMS_MAX_PRICE") {
+                None => None,
+                Some(p) if p.parse::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite()) => Some(p),
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name: "SMS_MAX_PRICE",
+                        reason: "expected a price in USD greater than zero, such as `0.50`".into(),
+                    });
+                }
+            },
             webauthn: match get("WEBAUTHN_ORIGIN") {
                 None => None,
                 Some(origin) => Some(
@@ -197,6 +225,12 @@ impl Config {
             event_lease_secs: 30,
             sms_sender: Some(SmsDelivery::Outbox),
             sms_sender_id: None,
+            sms_allowed_countries: crate::domain::sms::AllowedCountries::parse(
+                crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES,
+            )
+            .unwrap_or(crate::domain::sms::AllowedCountries::All),
+            sms_daily_cap: crate::domain::sms::DEFAULT_DAILY_CAP,
+            sms_max_price: None,
             webauthn: Some(WebAuthnRp {
                 origin: "https://localhost".into(),
                 rp_id: "localhost".into(),
@@ -277,6 +311,40 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("INVITE_COOKIE_KEY"));
         assert!(!err.to_string().contains("tooshort-secret"));
+    }
+
+    #[test]
+    fn sms_pumping_limits() {
+        use crate::domain::sms::AllowedCountries;
+        let c = Config::from_lookup(Requirements::default(), lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert!(c.sms_allowed_countries.allows("US") && !c.sms_allowed_countries.allows("LV"));
+        assert_eq!((c.sms_daily_cap, c.sms_max_price.as_deref()), (1000, None));
+        let c = Config::from_lookup(
+            Requirements::default(),
+            lookup(&[
+                ("TABLE_NAME", "t"),
+                ("SMS_ALLOWED_COUNTRIES", "*"),
+                ("SMS_DAILY_CAP", "50"),
+                ("SMS_MAX_PRICE", "0.25"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sms_allowed_countries, AllowedCountries::All);
+        assert_eq!((c.sms_daily_cap, c.sms_max_price.as_deref()), (50, Some("0.25")));
+        for (name, bad) in [
+            ("SMS_ALLOWED_COUNTRIES", "USA"),
+            ("SMS_DAILY_CAP", "-1"),
+            ("SMS_MAX_PRICE", "free"),
+            ("SMS_MAX_PRICE", "0"),
+        ] {
+            let err =
+                Config::from_lookup(Requirements::default(), lookup(&[("TABLE_NAME", "t"), (name, bad)]))
+                    .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: n, .. } if n == name),
+                "{name}={bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ async fn sns_publishes_to_the_phone_number() {
     }
     let endpoint = std::env::var("AWS_ENDPOINT_URL_SNS").expect("AWS_ENDPOINT_URL_SNS with the emulators");
     let sdk = shared::adapters::aws::sdk_config().await;
-    let sender = SnsSmsSender::new(sns_client(&sdk, None), Some("Postflow".into()));
+    let sender = SnsSmsSender::new(sns_client(&sdk, None), Some("Postflow".into()))
+        .with_max_price(Some("0.25".into()));
     // A number unique to this run, so parallel or repeated runs do not see each other's texts.
     let n = std::process::id() % 10_000;
     let to = format!("+1234567{n:04}");
@@ -56,6 +57,8 @@ async fn sns_publishes_to_the_phone_number() {
         last["Message"].as_str().unwrap().starts_with("246810 is your Sentry two-factor enrollment code.")
     );
     assert_eq!(last["MessageAttributes"]["AWS.SNS.SMS.SMSType"]["StringValue"], "Transactional");
+    // SMS pumping: SNS refuses a text that would cost more than this (USD).
+    assert_eq!(last["MessageAttributes"]["AWS.SNS.SMS.MaxPrice"]["StringValue"], "0.25");
     assert_eq!(last["MessageAttributes"]["AWS.SNS.SMS.SenderID"]["StringValue"], "Postflow");
 }
 

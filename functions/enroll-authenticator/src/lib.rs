@@ -334,8 +334,10 @@ impl EnrollAuthenticator {
                 let secret = pending.secret.clone();
                 let server_key =
                     pending.code_key.as_ref().ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
-                let e164 = sms::phone_number_as_e164(&sms_body.phone)
-                    .map_err(|_| ApiError::field_error("phone", "Enter a valid phone number."))?;
+                // Invalid numbers, countries outside the allow-list and premium-rate or other high-cost
+                // number types are refused before anything is texted (SMS pumping).
+                let e164 = sms::textable_e164(&sms_body.phone, &self.config.sms_allowed_countries)
+                    .map_err(|r| ApiError::field_error("phone", r.message()))?;
                 // The codes for this number: TOTP (45 s) over a key derived from the server-only key.
                 let key = sms::code_key(server_key, &e164);
                 let totp = Totp::sms(&key).ok_or(ApiError::Internal)?;
@@ -478,10 +480,22 @@ impl EnrollAuthenticator {
         let limit_key = sms::rate_limit_key(e164);
         let limit = self.limiter.hit(&limit_key, sms::TEXTS_PER_NUMBER, sms::TEXT_WINDOW_SECS, now);
         let bind = self.enrollment.bind_pending_phone(&caller.sub, InterfaceType::Sms, secret, e164, now);
-        let (limit, bound) = tokio::join!(limit, bind);
-        // Unlike the enrollment limit this one fails closed: every text costs money.
+        // The account-wide daily cap (all users): what SMS pumping through many accounts runs into.
+        let cap = self.config.sms_daily_cap;
+        let daily = async {
+            if cap == 0 {
+                return Ok(None);
+            }
+            self.limiter.hit(sms::DAILY_CAP_KEY, cap, 86_400, now).await.map(Some)
+        };
+        let (limit, bound, daily) = tokio::join!(limit, bind, daily);
+        // Unlike the enrollment limit these fail closed: every text costs money.
         if limit?.is_limited() {
             tracing::warn!(user_id = %caller.sub, remote_ip = ?req.source_ip, "auth-enroll.sms.rate-limit-exceeded");
+            return Err(ApiError::details(429, sms::SEND_SMS_ERR));
+        }
+        if daily?.is_some_and(|d| d.is_limited()) {
+            tracing::warn!(user_id = %caller.sub, remote_ip = ?req.source_ip, cap, "auth-enroll.sms.daily-cap-reached");
             return Err(ApiError::details(429, sms::SEND_SMS_ERR));
         }
         if !bound? {

@@ -23,7 +23,15 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name));
     let sms: Arc<dyn SmsSender> = match config.sms_sender {
         Some(SmsDelivery::Sns) => {
-            Arc::new(SnsSmsSender::new(sns_client(&sdk, None), config.sms_sender_id.clone()))
+            if config.sms_allowed_countries == shared::domain::sms::AllowedCountries::All {
+                tracing::warn!(
+                    "SMS_ALLOWED_COUNTRIES is `*`: texts may go to every country (SMS pumping risk)"
+                );
+            }
+            Arc::new(
+                SnsSmsSender::new(sns_client(&sdk, None), config.sms_sender_id.clone())
+                    .with_max_price(config.sms_max_price.clone()),
+            )
         }
         // Unavailable interface (or the local outbox): nothing is ever sent through it.
         Some(SmsDelivery::Outbox) | None => Arc::new(MemorySmsOutbox::default()),

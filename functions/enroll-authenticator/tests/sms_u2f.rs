@@ -266,6 +266,58 @@ both_backends!(sms_texts_per_number_are_limited, local(), |env: Env| async move 
     assert_eq!(env.post("me", "sms", Some(c.clone()), send(PHONE)).await.status, 204);
 });
 
+both_backends!(sms_pumping_numbers_are_refused, local(), |env: Env| async move {
+    // Premium-rate and other high-cost ranges, and countries outside SMS_ALLOWED_COUNTRIES, get a 400 on
+    // `phone` in Sentry's form shape before anything is texted or counted.
+    let c = claims("42");
+    let secret = sms_secret(&env, &c).await;
+    for (phone, message) in [
+        ("+1 900 234 5678", "This phone number cannot receive text messages."),
+        ("+44 909 879 0000", "This phone number cannot receive text messages."),
+        ("+1 800 234 5678", "This phone number cannot receive text messages."),
+        ("+371 2123 4567", "Text messages cannot be sent to this country."),
+    ] {
+        let r = env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": phone})).await;
+        assert_eq!((r.status, r.json_body()), (400, json!({"phone": [message]})), "{phone}");
+    }
+    assert!(env.outbox.sent().is_empty(), "nothing texted");
+    assert_eq!(
+        env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": PHONE})).await.status,
+        204
+    );
+});
+
+both_backends!(
+    sms_daily_cap_counts_every_account,
+    config_with(|c| c.sms_daily_cap = 2),
+    |env: Env| async move {
+        // SMS_DAILY_CAP: texts per account and UTC day, whoever asks: the third text of the day → 429
+        // {"details": "Error sending SMS"}, nothing texted; the next day starts over.
+        env.clock.set_secs((NOW / 86_400 + 1) * 86_400 + 3600);
+        let users = ["71", "72", "73"];
+        let mut statuses = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            let mut c = claims(u);
+            c.auth_time = Some(env.clock_now() - 60);
+            let secret = sms_secret(&env, &c).await;
+            let phone = format!("234567890{i}");
+            let r = env.post("me", "sms", Some(c.clone()), json!({"secret": secret, "phone": phone})).await;
+            if r.status == 429 {
+                assert_eq!(r.json_body(), json!({"details": "Error sending SMS"}));
+            }
+            statuses.push(r.status);
+        }
+        assert_eq!(statuses, [204, 204, 429]);
+        assert_eq!(env.outbox.sent().len(), 2);
+        env.clock.advance_secs(86_400);
+        let mut c = claims("73");
+        c.auth_time = Some(env.clock_now() - 60);
+        let secret = sms_secret(&env, &c).await;
+        let r = env.post("me", "sms", Some(c), json!({"secret": secret, "phone": "2345678902"})).await;
+        assert_eq!(r.status, 204, "a new day");
+    }
+);
+
 both_backends!(sms_send_failure_is_500, local(), |env: Env| async move {
     // Sentry: send_text returned False → 500 {"details": "Error sending SMS"} (a dependency failure).
     let c = claims("42");

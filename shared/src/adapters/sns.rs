@@ -28,12 +28,19 @@ pub fn sns_client(
 pub struct SnsSmsSender {
     client: aws_sdk_sns::Client,
     sender_id: Option<String>,
+    max_price: Option<String>,
 }
 
 impl SnsSmsSender {
     /// `sender_id`: the alphanumeric sender id shown where carriers support it (e.g. "Sentry").
     pub fn new(client: aws_sdk_sns::Client, sender_id: Option<String>) -> Self {
-        Self { client, sender_id }
+        Self { client, sender_id, max_price: None }
+    }
+
+    /// `AWS.SNS.SMS.MaxPrice` (USD): SNS does not send a text that would cost more.
+    pub fn with_max_price(mut self, max_price: Option<String>) -> Self {
+        self.max_price = max_price;
+        self
     }
 }
 
@@ -56,6 +63,9 @@ impl SmsSender for SnsSmsSender {
             .message_attributes("AWS.SNS.SMS.SMSType", string_attr("Transactional")?);
         if let Some(id) = &self.sender_id {
             req = req.message_attributes("AWS.SNS.SMS.SenderID", string_attr(id)?);
+        }
+        if let Some(price) = &self.max_price {
+            req = req.message_attributes("AWS.SNS.SMS.MaxPrice", string_attr(price)?);
         }
         match req.send().await {
             Ok(_) => Ok(()),

@@ -33,6 +33,93 @@ pub fn phone_number_as_e164(raw: &str) -> Result<String, InvalidPhoneNumber> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// Countries texts may go to (ISO 3166-1 alpha-2), the default of `SMS_ALLOWED_COUNTRIES`: where
+/// SMS fraud ("pumping") through premium and high-cost ranges is least profitable and where most
+/// users are. `*` allows every country (the function logs a warning at cold start).
+pub const DEFAULT_ALLOWED_COUNTRIES: &str =
+    "US,CA,GB,IE,DE,FR,NL,BE,LU,AT,CH,SE,NO,DK,FI,IS,ES,PT,IT,PL,CZ,AU,NZ,JP";
+
+/// Texts per account (all users) and UTC day, the default of `SMS_DAILY_CAP` (0 = no cap).
+pub const DEFAULT_DAILY_CAP: u64 = 1000;
+
+/// The account-wide daily counter's rate-limit key.
+pub const DAILY_CAP_KEY: &str = "sms:account:daily";
+
+/// Where texts may go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedCountries {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl AllowedCountries {
+    /// `*`, or comma-separated ISO codes (case-insensitive); `None` for a malformed list.
+    pub fn parse(list: &str) -> Option<Self> {
+        let list = list.trim();
+        if list == "*" {
+            return Some(Self::All);
+        }
+        let codes: std::collections::BTreeSet<String> =
+            list.split(',').map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty()).collect();
+        if codes.is_empty()
+            || codes.iter().any(|c| c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()))
+        {
+            return None;
+        }
+        Some(Self::Only(codes))
+    }
+
+    pub fn allows(&self, country: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(codes) => codes.contains(country),
+        }
+    }
+}
+
+/// Why a number is refused before anything is texted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("invalid phone number")]
+    Invalid,
+    /// A country outside `SMS_ALLOWED_COUNTRIES`.
+    #[error("texts are not sent to this country")]
+    Country,
+    /// Premium-rate, shared-cost and other number types that cannot receive texts or that SMS pumping
+    /// uses (personal numbers, UAN, pagers, voicemail access, short codes, emergency, toll-free, and
+    /// numbers whose type the metadata does not know).
+    #[error("this number type cannot receive texts")]
+    NumberType,
+}
+
+impl Refusal {
+    /// The message of Sentry's form error on `phone` (`{"phone": [message]}`).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Invalid => "Enter a valid phone number.",
+            Self::Country => "Text messages cannot be sent to this country.",
+            Self::NumberType => "This phone number cannot receive text messages.",
+        }
+    }
+}
+
+/// The E.164 form of a number that may be texted: valid ([`phone_number_as_e164`]), in an allowed
+/// country, and of a type that receives texts at a normal price (mobile, fixed line or mobile, fixed
+/// line, VoIP).
+pub fn textable_e164(raw: &str, allowed: &AllowedCountries) -> Result<String, Refusal> {
+    use phonenumber::Type;
+    let e164 = phone_number_as_e164(raw).map_err(|_| Refusal::Invalid)?;
+    let number = phonenumber::parse(None, &e164).map_err(|_| Refusal::Invalid)?;
+    let country = number.country().id().map(|id| format!("{id:?}")).unwrap_or_default();
+    if !allowed.allows(&country) {
+        return Err(Refusal::Country);
+    }
+    match number.number_type(&phonenumber::metadata::DATABASE) {
+        Type::Mobile | Type::FixedLineOrMobile | Type::FixedLine | Type::Voip => Ok(e164),
+        _ => Err(Refusal::NumberType),
+    }
+}
+
 /// The enrollment text, verbatim from Sentry (`send_text(for_enrollment=True, request=…)` appends a
 /// newline when a request is given, which is always the case here).
 pub fn enrollment_text(code: &str) -> Secret {
@@ -87,6 +174,38 @@ mod tests {
         {
             assert_eq!(phone_number_as_e164(bad), Err(InvalidPhoneNumber), "{bad:?}");
         }
+    }
+
+    /// SMS pumping: premium-rate and other high-cost ranges, and countries outside the allow-list,
+    /// are refused before anything is texted.
+    #[test]
+    fn textable_numbers() {
+        let default = AllowedCountries::parse(DEFAULT_ALLOWED_COUNTRIES).unwrap();
+        assert_eq!(textable_e164("2345678900", &default).unwrap(), "+12345678900");
+        assert_eq!(textable_e164("+44 7400 123456", &default).unwrap(), "+447400123456", "UK mobile");
+        assert_eq!(textable_e164("+44 20 7946 0958", &default).unwrap(), "+442079460958", "UK fixed line");
+        for premium in
+            ["+1 900 555 0123", "+1 900 234 5678", "+44 909 879 0000", "+44 871 234 5678", "+49 900 1234567"]
+        {
+            assert_eq!(textable_e164(premium, &default), Err(Refusal::NumberType), "{premium}");
+        }
+        assert_eq!(textable_e164("+1 800 234 5678", &default), Err(Refusal::NumberType), "toll-free");
+        assert_eq!(
+            textable_e164("+44 70 1234 5678", &default),
+            Err(Refusal::NumberType),
+            "UK personal number"
+        );
+        // Countries outside the list (a valid mobile in Latvia, in Sierra Leone); allowed with `*`.
+        for far in ["+371 2123 4567", "+232 25 123456"] {
+            assert_eq!(textable_e164(far, &default), Err(Refusal::Country), "{far}");
+            assert!(textable_e164(far, &AllowedCountries::All).is_ok(), "{far}");
+        }
+        assert_eq!(textable_e164("1231234", &default), Err(Refusal::Invalid));
+        assert_eq!(AllowedCountries::parse("us, gb"), AllowedCountries::parse("GB,US"));
+        for bad in ["", "USA", "U1", ",", "US;GB"] {
+            assert_eq!(AllowedCountries::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Refusal::NumberType.message(), "This phone number cannot receive text messages.");
     }
 
     #[test]
