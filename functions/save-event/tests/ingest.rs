@@ -96,6 +96,15 @@ async fn malformed(env: Env) {
             413,
         ),
         (
+            "more than two content codings (refused before decoding)",
+            {
+                let mut r = raw_envelope(42, KEY, gzip(&gzip(&gzip(b"{}\n"))));
+                r.headers.push(("content-encoding".into(), "gzip, gzip, gzip".into()));
+                r
+            },
+            400,
+        ),
+        (
             "decompression bomb",
             {
                 let mut r = raw_envelope(42, KEY, gzip(&vec![b' '; 30 * 1024 * 1024]));

@@ -63,6 +63,9 @@ impl ContentEncoding {
     }
 }
 
+/// Content codings a request may stack (SDKs send one; `gzip, br` style stacking is legal HTTP).
+pub const MAX_CODINGS: usize = 2;
+
 /// Decoding failures.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -71,6 +74,13 @@ pub enum DecodeError {
     PayloadTooLarge {
         /// The limit in bytes.
         limit: usize,
+    },
+    /// More content codings than [`MAX_CODINGS`] (400): each layer costs a full decode before the
+    /// request can be refused (1,500 gzip layers took 1.2 s of CPU).
+    #[error("too many content encodings: {count} (at most {MAX_CODINGS})")]
+    TooManyCodings {
+        /// The codings the request named.
+        count: usize,
     },
     /// The body is not valid for its coding (400).
     #[error("failed to decode {encoding} request body")]
@@ -88,7 +98,7 @@ impl DecodeError {
     pub fn status(&self) -> u16 {
         match self {
             Self::PayloadTooLarge { .. } => 413,
-            Self::Invalid { .. } => 400,
+            Self::Invalid { .. } | Self::TooManyCodings { .. } => 400,
         }
     }
 }
@@ -101,6 +111,9 @@ pub fn decode_body<'a>(
     limit: usize,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
     let codings = ContentEncoding::parse_header(content_encoding);
+    if codings.len() > MAX_CODINGS {
+        return Err(DecodeError::TooManyCodings { count: codings.len() });
+    }
     let mut data = Cow::Borrowed(body);
     for coding in codings.into_iter().rev() {
         data = Cow::Owned(decode_one(&data, coding, limit)?);
@@ -230,6 +243,19 @@ mod tests {
         let body = brotli(&gzip(DATA));
         let out = decode_body(&body, Some("gzip, br"), 1024).unwrap();
         assert_eq!(&*out, DATA);
+    }
+
+    #[test]
+    fn at_most_two_codings() {
+        let two = gzip(&gzip(DATA));
+        assert_eq!(&*decode_body(&two, Some("gzip, gzip"), 1024).unwrap(), DATA);
+        // Refused before any decoding: a body that is not even gzip gets the same answer.
+        for header in ["gzip, gzip, gzip", &["gzip"; 1500].join(",")] {
+            let err = decode_body(b"not decoded", Some(header), 1024).unwrap_err();
+            assert_eq!(err.status(), 400, "{header:.40}");
+            assert!(err.to_string().starts_with("too many content encodings"), "{err}");
+        }
+        assert_eq!(&*decode_body(DATA, Some("identity, identity, identity"), 1024).unwrap(), DATA);
     }
 
     #[test]
