@@ -120,7 +120,7 @@ pub struct Backend {
 /// The in-memory stream as one shard for the aggregation.
 pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
     let s = stream.clone();
-    Arc::new(MemoryFeed::new(move || s.sink().records(), |_| 0))
+    Arc::new(MemoryFeed::new(move |i| s.sink().records_since(i), |_| 0))
 }
 
 impl Backend {

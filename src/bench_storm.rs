@@ -193,7 +193,10 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
     // The aggregation over the modelled stream's shards, writing through the table model.
     let feed = {
         let (records, shards) = (stream.clone(), stream.clone());
-        MemoryFeed::new(move || records.sink().inner().records(), move |pk| shards.sink().shard_of(pk))
+        MemoryFeed::new(
+            move |i| records.sink().inner().records_since(i),
+            move |pk| shards.sink().shard_of(pk),
+        )
     };
     let pump = Arc::new(Pump::new(model.clone(), Arc::new(feed)));
 

@@ -78,6 +78,11 @@ impl MemorySink {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The records from index `from` on (a reader that remembers how far it read copies only the new ones).
+    pub fn records_since(&self, from: usize) -> Vec<StoredRecord> {
+        self.records.lock().map(|r| r.get(from..).map(<[_]>::to_vec).unwrap_or_default()).unwrap_or_default()
+    }
+
     /// Every batch passed to `put_batch`, in call order.
     pub fn calls(&self) -> Vec<Vec<StreamRecord>> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()

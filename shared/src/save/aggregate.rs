@@ -519,12 +519,22 @@ pub trait StreamFeed: Send + Sync {
     fn commit(&self, shard: &str, seq: &str);
 }
 
-/// An in-memory stream's records as shards: `shard_of` maps a partition key to a shard index
-/// (one shard by default; the AWS limits model maps by MD5 hash ranges).
+/// An in-memory stream's records as shards: `records_since(i)` gives the records from index `i` on;
+/// `shard_of` maps a partition key to a shard index (one shard by default; the AWS limits model maps
+/// by MD5 hash ranges). It remembers the first record not yet committed, so a poll copies only what is
+/// new (plus a failed batch being delivered again), whatever the length of the stream.
 pub struct MemoryFeed {
-    records: Box<dyn Fn() -> Vec<StoredRecord> + Send + Sync>,
+    records_since: Box<dyn Fn(usize) -> Vec<StoredRecord> + Send + Sync>,
     shard_of: Box<dyn Fn(&str) -> usize + Send + Sync>,
-    committed: Mutex<HashMap<String, String>>,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// Records before this index are committed (all their shards' batches succeeded).
+    start: usize,
+    /// Per shard, the last committed sequence number.
+    committed: HashMap<String, String>,
 }
 
 /// AWS's shard id format.
@@ -534,32 +544,47 @@ pub fn shard_id(index: usize) -> String {
 
 impl MemoryFeed {
     pub fn new(
-        records: impl Fn() -> Vec<StoredRecord> + Send + Sync + 'static,
+        records_since: impl Fn(usize) -> Vec<StoredRecord> + Send + Sync + 'static,
         shard_of: impl Fn(&str) -> usize + Send + Sync + 'static,
     ) -> Self {
         Self {
-            records: Box::new(records),
+            records_since: Box::new(records_since),
             shard_of: Box::new(shard_of),
-            committed: Mutex::new(HashMap::new()),
+            state: Mutex::new(FeedState::default()),
         }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, FeedState>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Other { service: "memory", message: "lock poisoned".into() })
     }
 }
 
 #[async_trait]
 impl StreamFeed for MemoryFeed {
     async fn poll(&self, max: usize) -> Result<Vec<(String, Vec<StoredRecord>)>, StoreError> {
-        let committed = self
-            .committed
-            .lock()
-            .map_err(|_| StoreError::Other { service: "memory", message: "lock poisoned".into() })?
-            .clone();
-        let mut out: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
-        for r in (self.records)() {
+        let (start, committed) = {
+            let st = self.lock()?;
+            (st.start, st.committed.clone())
+        };
+        let records = (self.records_since)(start);
+        // Skip the committed prefix for good.
+        let mut skipped = 0;
+        let is_committed = |r: &StoredRecord| {
             let shard = shard_id((self.shard_of)(&r.partition_key));
-            if committed.get(&shard).is_some_and(|c| !seq_gt(&r.sequence_number, c)) {
+            committed.get(&shard).is_some_and(|c| !seq_gt(&r.sequence_number, c))
+        };
+        while skipped < records.len() && is_committed(&records[skipped]) {
+            skipped += 1;
+        }
+        self.lock()?.start = start + skipped;
+        let mut out: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
+        for r in records.into_iter().skip(skipped) {
+            if is_committed(&r) {
                 continue;
             }
-            let batch = out.entry(shard).or_default();
+            let batch = out.entry(shard_id((self.shard_of)(&r.partition_key))).or_default();
             if batch.len() < max {
                 batch.push(r);
             }
@@ -568,8 +593,8 @@ impl StreamFeed for MemoryFeed {
     }
 
     fn commit(&self, shard: &str, seq: &str) {
-        if let Ok(mut c) = self.committed.lock() {
-            c.insert(shard.to_owned(), seq.to_owned());
+        if let Ok(mut st) = self.state.lock() {
+            st.committed.insert(shard.to_owned(), seq.to_owned());
         }
     }
 }
@@ -630,6 +655,51 @@ impl Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-memory feed delivers a shard's batch again until it is committed, and skips the committed
+    /// prefix for good (a poll copies only what is new).
+    #[tokio::test]
+    async fn memory_feed_redelivers_until_committed() {
+        let log: Arc<Mutex<Vec<StoredRecord>>> = Arc::new(Mutex::new(Vec::new()));
+        let push = |pk: &str| {
+            let mut l = log.lock().unwrap();
+            let seq = format!("{}", l.len() + 1);
+            l.push(StoredRecord { sequence_number: seq, partition_key: pk.into(), data: vec![] });
+        };
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let feed = {
+            let (log, reads) = (log.clone(), reads.clone());
+            MemoryFeed::new(
+                move |i| {
+                    let r = log.lock().unwrap()[i..].to_vec();
+                    reads.fetch_add(r.len(), std::sync::atomic::Ordering::SeqCst);
+                    r
+                },
+                |pk| usize::from(pk == "b"),
+            )
+        };
+        push("a");
+        push("b");
+        push("a");
+        let first = feed.poll(10).await.unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].1.len(), 2, "shard 0: two records");
+        feed.commit(&shard_id(0), "3");
+        // Shard 1's batch failed (not committed): delivered again, with what arrived since.
+        push("b");
+        let again = feed.poll(10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, shard_id(1));
+        let seqs: Vec<&str> = again[0].1.iter().map(|r| r.sequence_number.as_str()).collect();
+        assert_eq!(seqs, ["2", "4"]);
+        feed.commit(&shard_id(1), "4");
+        assert!(feed.poll(10).await.unwrap().is_empty());
+        // Everything is committed: the next poll copies nothing old.
+        let before = reads.load(std::sync::atomic::Ordering::SeqCst);
+        push("a");
+        assert_eq!(feed.poll(10).await.unwrap().len(), 1);
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+    }
 
     #[test]
     fn sequence_numbers_compare_as_numbers() {

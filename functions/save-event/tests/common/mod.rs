@@ -63,7 +63,7 @@ fn build(
     let feed: Arc<dyn StreamFeed> = match &side {
         StreamSide::Memory(m) => {
             let m = m.clone();
-            Arc::new(MemoryFeed::new(move || m.sink().records(), |_| 0))
+            Arc::new(MemoryFeed::new(move |i| m.sink().records_since(i), |_| 0))
         }
         StreamSide::Kinesis(c, name) => Arc::new(KinesisFeed::new(c.clone(), name)),
     };
