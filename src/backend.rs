@@ -10,7 +10,7 @@ use save_event::SaveEvent;
 use shared::adapters::aws::{AwsClients, DynamoRateLimiter, KinesisFeed, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{
-    MemoryRateLimiter, MemorySmsOutbox, MemoryStream, MemoryTable, memory_stream,
+    MemoryRateLimiter, MemorySmsOutbox, MemoryStream, MemoryTable, memory_stream_with_retention,
 };
 use shared::config::Config;
 use shared::domain::webauthn::Registrar;
@@ -117,6 +117,9 @@ pub struct Backend {
     pub description: String,
 }
 
+/// Records the embedded stream keeps (`POSTFLOW_STREAM_RETENTION` overrides).
+pub const DEFAULT_STREAM_RETENTION: usize = 100_000;
+
 /// The in-memory stream as one shard for the aggregation.
 pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
     let s = stream.clone();
@@ -126,7 +129,12 @@ pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
 impl Backend {
     pub fn embedded() -> Self {
         let memory = Arc::new(MemoryTable::default());
-        let stream = Arc::new(memory_stream(5));
+        // Bounded like a Kinesis stream's retention: POSTFLOW_STREAM_RETENTION records (default 100,000).
+        let retention = std::env::var("POSTFLOW_STREAM_RETENTION")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(DEFAULT_STREAM_RETENTION);
+        let stream = Arc::new(memory_stream_with_retention(5, retention));
         Self {
             table: memory.clone(),
             limiter: Arc::new(MemoryRateLimiter::default()),

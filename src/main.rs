@@ -340,6 +340,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
+                    // Expired markers and counters go, as DynamoDB's TTL sweeper removes them.
+                    if let Some(m) = &backend.memory {
+                        m.sweep_expired(postflow::scenario::now_secs());
+                    }
                     if let Err(e) = save("periodic") {
                         eprintln!("postflow: {e}");
                     }

@@ -59,39 +59,65 @@ pub enum SinkFault {
 }
 
 /// The in-memory stream: records with increasing sequence numbers, plus fault injection and a log of the
-/// batches it was called with (so tests can assert what was retried).
+/// last batches it was called with (so tests can assert what was retried). Like a Kinesis stream it can
+/// keep a bounded number of records ([`MemorySink::with_retention`]): the oldest go first, sequence
+/// numbers and reader positions go on.
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    records: Mutex<Vec<StoredRecord>>,
+    log: Mutex<Log>,
     faults: Mutex<VecDeque<SinkFault>>,
-    calls: Mutex<Vec<Vec<StreamRecord>>>,
+    calls: Mutex<VecDeque<Vec<StreamRecord>>>,
+    retention: Option<usize>,
 }
 
+#[derive(Debug, Default)]
+struct Log {
+    /// Position (since the stream began) of `records[0]`.
+    first: usize,
+    records: VecDeque<StoredRecord>,
+}
+
+/// How many `put_batch` calls [`MemorySink::calls`] remembers.
+pub const CALL_LOG: usize = 1000;
+
 impl MemorySink {
+    /// Keeps at most `records` records (the oldest are dropped, as Kinesis drops records past its
+    /// retention period).
+    pub fn with_retention(mut self, records: usize) -> Self {
+        self.retention = Some(records.max(1));
+        self
+    }
+
     pub fn inject(&self, fault: SinkFault) {
         if let Ok(mut f) = self.faults.lock() {
             f.push_back(fault);
         }
     }
 
+    /// The records still retained, oldest first.
     pub fn records(&self) -> Vec<StoredRecord> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+        self.log.lock().map(|l| l.records.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// The records from index `from` on (a reader that remembers how far it read copies only the new ones).
+    /// The records from position `from` on (positions count every record since the stream began; a
+    /// reader that remembers how far it read copies only the new ones). Records past the retention are
+    /// gone: a position before the oldest retained record starts there.
     pub fn records_since(&self, from: usize) -> Vec<StoredRecord> {
-        self.records.lock().map(|r| r.get(from..).map(<[_]>::to_vec).unwrap_or_default()).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|l| l.records.iter().skip(from.saturating_sub(l.first)).cloned().collect())
+            .unwrap_or_default()
     }
 
-    /// Every batch passed to `put_batch`, in call order.
+    /// The last [`CALL_LOG`] batches passed to `put_batch`, in call order.
     pub fn calls(&self) -> Vec<Vec<StreamRecord>> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        self.calls.lock().map(|c| c.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Replaces the content (the CLI loads saved state with this).
     pub fn restore(&self, records: Vec<StoredRecord>) {
-        if let Ok(mut r) = self.records.lock() {
-            *r = records;
+        if let Ok(mut l) = self.log.lock() {
+            *l = Log { first: 0, records: records.into() };
         }
     }
 }
@@ -99,30 +125,43 @@ impl MemorySink {
 #[async_trait]
 impl RecordSink for MemorySink {
     async fn put_batch(&self, records: &[StreamRecord]) -> Result<Vec<EntryResult>, StoreError> {
-        self.calls.lock().map_err(|_| poisoned())?.push(records.to_vec());
+        {
+            let mut calls = self.calls.lock().map_err(|_| poisoned())?;
+            if calls.len() == CALL_LOG {
+                calls.pop_front();
+            }
+            calls.push_back(records.to_vec());
+        }
         let fault = self.faults.lock().map_err(|_| poisoned())?.pop_front();
         let failing: Vec<usize> = match fault {
             Some(SinkFault::Call(e)) => return Err(e),
             Some(SinkFault::Entries(idx)) => idx,
             None => Vec::new(),
         };
-        let mut stored = self.records.lock().map_err(|_| poisoned())?;
-        Ok(records
+        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        let results = records
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 if failing.contains(&i) {
                     return EntryResult::Failed("ProvisionedThroughputExceededException".into());
                 }
-                let seq = format!("{:030}", stored.len() + 1);
-                stored.push(StoredRecord {
+                let seq = format!("{:030}", log.first + log.records.len() + 1);
+                log.records.push_back(StoredRecord {
                     sequence_number: seq,
                     partition_key: r.partition_key.clone(),
                     data: r.data.clone(),
                 });
                 EntryResult::Ok
             })
-            .collect())
+            .collect();
+        if let Some(keep) = self.retention {
+            while log.records.len() > keep {
+                log.records.pop_front();
+                log.first += 1;
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -131,6 +170,12 @@ pub type MemoryStream = Publisher<MemorySink>;
 
 pub fn memory_stream(max_attempts: u32) -> MemoryStream {
     Publisher::new(MemorySink::default(), max_attempts).with_base_delay(std::time::Duration::from_millis(1))
+}
+
+/// [`memory_stream`] keeping at most `retention` records (the local CLI's embedded stream).
+pub fn memory_stream_with_retention(max_attempts: u32, retention: usize) -> MemoryStream {
+    Publisher::new(MemorySink::default().with_retention(retention), max_attempts)
+        .with_base_delay(std::time::Duration::from_millis(1))
 }
 
 /// The table in memory: one ordered map under one mutex, so every transaction is atomic. Expired TTL
@@ -147,6 +192,16 @@ impl MemoryTable {
     /// Every item, in key order (the CLI saves state with this).
     pub fn dump(&self) -> Vec<Item> {
         self.items.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Removes the items whose TTL (`expires_at`) has passed, as DynamoDB's TTL sweeper does (the local
+    /// CLI runs it while serving, so de-duplication markers and counters do not pile up). Returns how
+    /// many were removed.
+    pub fn sweep_expired(&self, now_secs: i64) -> usize {
+        let Ok(mut m) = self.items.lock() else { return 0 };
+        let before = m.len();
+        m.retain(|_, it| it.opt_n(crate::storage::attr::TTL).is_none_or(|t| t > now_secs));
+        before - m.len()
     }
 
     pub fn restore(&self, items: Vec<Item>) {
@@ -278,5 +333,58 @@ impl SmsSender for MemorySmsOutbox {
         }
         self.sent.lock().map_err(|_| poisoned())?.push(message.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::item::{Val, item};
+
+    fn rec(n: usize) -> StreamRecord {
+        StreamRecord { partition_key: format!("k{n}"), data: vec![n as u8] }
+    }
+
+    /// A bounded stream keeps the newest records; sequence numbers and reader positions go on.
+    #[tokio::test]
+    async fn retention_drops_the_oldest_and_positions_go_on() {
+        let sink = MemorySink::default().with_retention(3);
+        let batch: Vec<StreamRecord> = (0..5).map(rec).collect();
+        sink.put_batch(&batch).await.unwrap();
+        let kept: Vec<String> = sink.records().iter().map(|r| r.sequence_number.clone()).collect();
+        assert_eq!(kept, [format!("{:030}", 3), format!("{:030}", 4), format!("{:030}", 5)]);
+        assert_eq!(sink.records_since(4).len(), 1, "position 4 = the fifth record");
+        assert_eq!(sink.records_since(0).len(), 3, "positions before the oldest start there");
+        sink.put_batch(&[rec(6)]).await.unwrap();
+        assert_eq!(sink.records_since(5)[0].sequence_number, format!("{:030}", 6));
+        assert_eq!(sink.records().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_call_log_is_bounded() {
+        let sink = MemorySink::default().with_retention(1);
+        for n in 0..(CALL_LOG + 5) {
+            sink.put_batch(&[rec(n)]).await.unwrap();
+        }
+        assert_eq!(sink.calls().len(), CALL_LOG);
+        assert_eq!(sink.calls()[0][0].data, vec![5u8]);
+    }
+
+    /// Expired TTL items are removed by the sweep, others stay.
+    #[tokio::test]
+    async fn sweep_removes_only_expired_items() {
+        let t = MemoryTable::default();
+        let mut old = item(&Key::new("EVT#1#a", "MARK"));
+        old.insert(crate::storage::attr::TTL.into(), Val::N(100));
+        let mut live = item(&Key::new("EVT#1#b", "MARK"));
+        live.insert(crate::storage::attr::TTL.into(), Val::N(300));
+        let forever = item(&Key::new("GROUP#1", "GROUP"));
+        for i in [old, live, forever] {
+            t.transact(vec![WriteOp::Put { item: i, cond: None }]).await.unwrap();
+        }
+        assert_eq!(t.sweep_expired(200), 1);
+        assert_eq!(t.dump().len(), 2);
+        assert!(t.get(&Key::new("EVT#1#a", "MARK")).await.unwrap().is_none());
     }
 }
