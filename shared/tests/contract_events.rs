@@ -185,6 +185,13 @@ async fn marker_lifecycle(t: Arc<dyn Table>) {
     let g = first.group.unwrap().id;
     assert_eq!(f.times_seen(g).await, 1, "counted once");
 
+    // A failure after the marker was written (a release row cannot be written): the lease is released
+    // at once, so the retry resumes immediately instead of waiting for the lease to expire.
+    let failing =
+        EventSaver::new(Arc::new(FailOn { inner: t.clone(), sk_prefix: "RELEASE#" }), Arc::new(OsRandom));
+    let l = job("lease-released", "dddd", "", Some("9.1"), T);
+    assert!(failing.begin(&l, now).await.is_err(), "the marker is written, then the release row fails");
+    assert!(matches!(s.begin(&l, now + 1).await.unwrap(), Begin::Resume(_)), "resumed at once");
     // A lease that expired without `abandon` (the Lambda died after publishing): taken over, published
     // again — two records of one event on the stream, counted once.
     let k = job("crash", "dddd", "", None, T);
@@ -299,6 +306,48 @@ impl Table for CrashAfter {
         cond: Option<Cond>,
     ) -> Result<Option<Item>, StoreError> {
         self.spend()?;
+        self.inner.update_returning(key, update, cond).await
+    }
+}
+
+/// A table whose writes to items with this sort-key prefix fail (a dependency failure on one row).
+struct FailOn {
+    inner: Arc<dyn Table>,
+    sk_prefix: &'static str,
+}
+
+impl FailOn {
+    fn check(&self, key: Option<&Key>) -> Result<(), StoreError> {
+        match key {
+            Some(k) if k.sk.starts_with(self.sk_prefix) => {
+                Err(StoreError::Unavailable { service: "dynamodb", message: "injected".into() })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Table for FailOn {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(pk, sk_prefix).await
+    }
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
+        for op in &ops {
+            self.check(op.key().as_ref())?;
+        }
+        self.inner.transact(ops).await
+    }
+    async fn update_returning(
+        &self,
+        key: Key,
+        update: Update,
+        cond: Option<Cond>,
+    ) -> Result<Option<Item>, StoreError> {
+        self.check(Some(&key))?;
         self.inner.update_returning(key, update, cond).await
     }
 }

@@ -38,8 +38,8 @@
 //! | `saving`, lease running | the same event is being published (or was, and is not yet counted) | 503 + `Retry-After` |
 //! | `saving`, lease expired | an earlier attempt did not publish (stream failure, crash) | take the lease over (conditional update), recompute the decisions (stamps), re-publish |
 //!
-//! A publish failure releases the lease at once ([`EventSaver::abandon`]) so the SDK's retry resumes
-//! immediately. A record published twice (its first publish succeeded but was reported failed) is
+//! A failure after the marker was written — a table error while deciding, a publish failure — releases
+//! the lease at once ([`EventSaver::abandon`]) so the SDK's retry resumes immediately. A record published twice (its first publish succeeded but was reported failed) is
 //! counted once: the aggregation claims each event id on its marker.
 //!
 //! ## Compatibility with items of the previous release
@@ -431,30 +431,43 @@ impl EventSaver {
         };
         match marker {
             PutOutcome::Written => {
-                assoc?;
-                let group = match decision? {
-                    Some(d) => Some(self.finish_decision(job, d).await?),
-                    None => None,
+                let saved = async {
+                    assoc?;
+                    match decision? {
+                        Some(d) => Ok(Some(self.finish_decision(job, d).await?)),
+                        None => Ok(None),
+                    }
                 };
+                let group = self.or_release_lease(job, saved.await).await?;
                 Ok(Begin::Saved(SaveResult { group, received: job.received }))
             }
             PutOutcome::Refused(old) => match self.existing_marker(job, now_secs, old).await? {
                 Taken::Answer(b) => Ok(b),
                 Taken::Legacy(r) => Ok(Begin::Resume(r)),
                 Taken::Resume { received } => {
-                    assoc?;
-                    let group = match grouped {
-                        false => None,
-                        // Recompute with fresh reads: the stamps give the first attempt's answers.
-                        true => {
-                            let d = self.decide(job, now_secs, None, true).await?;
-                            Some(self.finish_decision(job, d).await?)
+                    let resumed = async {
+                        assoc?;
+                        if !grouped {
+                            return Ok(None);
                         }
+                        // Recompute with fresh reads: the stamps give the first attempt's answers.
+                        let d = self.decide(job, now_secs, None, true).await?;
+                        Ok(Some(self.finish_decision(job, d).await?))
                     };
+                    let group = self.or_release_lease(job, resumed.await).await?;
                     Ok(Begin::Resume(SaveResult { group, received }))
                 }
             },
         }
+    }
+
+    /// After this request took the event's lease: on an error, release it at once (as a failed publish
+    /// does), so the client's retry resumes now instead of waiting for the lease to expire.
+    async fn or_release_lease<T>(&self, job: &SaveJob, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            let _ = self.abandon(job.project.id, &job.event_id).await;
+        }
+        r
     }
 
     /// Writes the regression (after the marker proved the event new) and gives the record's flags.
