@@ -55,13 +55,7 @@ impl AggregateEvents {
         let mut total = AggReport::default();
         for (shard, records) in &shards {
             match self.aggregator.process(shard, records, now).await {
-                Ok(r) => {
-                    total.records += r.records;
-                    total.claimed += r.claimed;
-                    total.not_claimed += r.not_claimed;
-                    total.rows_written += r.rows_written;
-                    total.short_ids += r.short_ids;
-                }
+                Ok(r) => total.add(&r),
                 Err(e) => {
                     tracing::warn!(shard = %shard, error = %e, "aggregation failed; the batch is delivered again");
                     failure = Some(e);

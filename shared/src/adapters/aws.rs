@@ -246,29 +246,47 @@ pub async fn read_all_records(
     let shards = client.list_shards().stream_name(stream).send().await.map_err(kinesis_err)?;
     let mut out = Vec::new();
     for shard in shards.shards() {
-        let it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .map_err(kinesis_err)?;
-        let mut iterator = it.shard_iterator().map(str::to_owned);
-        // Bounded: an open shard always returns a next iterator, so stop at the first empty page.
-        for _ in 0..1000 {
-            let Some(i) = iterator.take() else { break };
-            let page = client.get_records().shard_iterator(i).send().await.map_err(kinesis_err)?;
-            if page.records().is_empty() {
-                break;
-            }
-            out.extend(page.records().iter().map(|r| StoredRecord {
-                sequence_number: r.sequence_number().to_owned(),
-                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                data: r.data().as_ref().to_vec(),
-            }));
-            iterator = page.next_shard_iterator().map(str::to_owned);
+        out.extend(read_shard(client, stream, shard.shard_id(), None, usize::MAX, 1000).await?);
+    }
+    Ok(out)
+}
+
+/// The records of one shard after `after` (from the beginning with `None`), in sequence order: at most
+/// `max` records over at most `max_pages` `GetRecords` calls. An open shard always returns a next
+/// iterator, so reading stops at the first empty page.
+async fn read_shard(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    after: Option<&str>,
+    max: usize,
+    max_pages: usize,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let req = client.get_shard_iterator().stream_name(stream).shard_id(shard);
+    let req = match after {
+        Some(seq) => {
+            req.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(seq)
         }
+        None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+    };
+    let mut iterator = req.send().await.map_err(kinesis_err)?.shard_iterator().map(str::to_owned);
+    let mut out = Vec::new();
+    for _ in 0..max_pages {
+        let Some(i) = iterator.take() else { break };
+        let limit = (max - out.len()).clamp(1, 10_000) as i32;
+        let page = client.get_records().shard_iterator(i).limit(limit).send().await.map_err(kinesis_err)?;
+        if page.records().is_empty() {
+            break;
+        }
+        out.extend(page.records().iter().map(|r| StoredRecord {
+            sequence_number: r.sequence_number().to_owned(),
+            partition_key: r.partition_key().unwrap_or_default().to_owned(),
+            data: r.data().as_ref().to_vec(),
+        }));
+        if out.len() >= max {
+            break;
+        }
+        iterator = page.next_shard_iterator().map(str::to_owned);
     }
     Ok(out)
 }
@@ -296,40 +314,9 @@ impl crate::save::aggregate::StreamFeed for KinesisFeed {
         let mut out = Vec::new();
         for shard in shards.shards() {
             let id = shard.shard_id().to_owned();
-            let req = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(&id);
-            let req = match committed.get(&id) {
-                Some(seq) => req
-                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                    .starting_sequence_number(seq),
-                None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
-            };
-            let it = req.send().await.map_err(kinesis_err)?;
-            let mut iterator = it.shard_iterator().map(str::to_owned);
-            let mut batch = Vec::new();
-            for _ in 0..100 {
-                let Some(i) = iterator.take() else { break };
-                let limit = (max - batch.len()).clamp(1, 10_000) as i32;
-                let page = self
-                    .client
-                    .get_records()
-                    .shard_iterator(i)
-                    .limit(limit)
-                    .send()
-                    .await
-                    .map_err(kinesis_err)?;
-                if page.records().is_empty() {
-                    break;
-                }
-                batch.extend(page.records().iter().map(|r| StoredRecord {
-                    sequence_number: r.sequence_number().to_owned(),
-                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                    data: r.data().as_ref().to_vec(),
-                }));
-                if batch.len() >= max {
-                    break;
-                }
-                iterator = page.next_shard_iterator().map(str::to_owned);
-            }
+            let batch =
+                read_shard(&self.client, &self.stream, &id, committed.get(&id).map(String::as_str), max, 100)
+                    .await?;
             if !batch.is_empty() {
                 out.push((id, batch));
             }

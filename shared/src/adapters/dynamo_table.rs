@@ -236,6 +236,23 @@ impl DynamoTable {
         })
     }
 
+    /// A conditional `PutItem` of `item` (the condition's names and values bound).
+    fn put_request(
+        &self,
+        item: &Item,
+        cond: Option<&Cond>,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        let mut e = Expr::default();
+        let c = cond.map(|c| e.cond(c));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()))
+            .set_condition_expression(c)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+    }
+
     /// A single write, sent as the plain conditional operation (one round trip, half the WCU of a
     /// transaction).
     async fn single(&self, op: &WriteOp) -> Result<TxOutcome, StoreError> {
@@ -243,24 +260,13 @@ impl DynamoTable {
         let failed = TxOutcome::ConditionFailed { failed: vec![true] };
         let res = match op {
             WriteOp::Put { item, cond } => {
-                let c = cond.as_ref().map(|c| e.cond(c));
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()))
-                    .set_condition_expression(c)
-                    .set_expression_attribute_names(e.names())
-                    .set_expression_attribute_values(e.values())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| {
-                        if err.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                            None
-                        } else {
-                            Some(ddb_err(err))
-                        }
-                    })
+                self.put_request(item, cond.as_ref()).send().await.map(|_| ()).map_err(|err| {
+                    if err.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                        None
+                    } else {
+                        Some(ddb_err(err))
+                    }
+                })
             }
             WriteOp::Update { key, update, cond } => {
                 return Ok(match self.update_returning(key.clone(), update.clone(), cond.clone()).await? {
@@ -464,16 +470,8 @@ impl Table for DynamoTable {
     }
 
     async fn put_or_get(&self, item: Item, cond: Cond) -> Result<PutOutcome, StoreError> {
-        let mut e = Expr::default();
-        let c = e.cond(&cond);
         match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()))
-            .condition_expression(c)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .put_request(&item, Some(&cond))
             .return_values_on_condition_check_failure(
                 aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
             )

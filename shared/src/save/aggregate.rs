@@ -90,7 +90,8 @@ pub struct AggReport {
 }
 
 impl AggReport {
-    fn add(&mut self, r: &AggReport) {
+    /// Adds another batch's figures to these.
+    pub fn add(&mut self, r: &AggReport) {
         self.records += r.records;
         self.claimed += r.claimed;
         self.not_claimed += r.not_claimed;
