@@ -113,6 +113,44 @@ fn modes() -> Vec<Mode> {
     m
 }
 
+/// The case of round `round` (≥ 1) over `n` calls: which call `k` (1-based) fails, and how; `None`
+/// once every call has had every mode.
+fn case_at(round: u64, n: usize) -> Option<(usize, Mode)> {
+    let all = modes();
+    let idx = (round - 1) as usize;
+    (idx < n * all.len()).then(|| (idx / all.len() + 1, all[idx % all.len()]))
+}
+
+impl Mode {
+    /// The fault rule for call `k` (none for `Abandon`).
+    fn rule(self, k: usize) -> Option<FaultRule> {
+        match self {
+            Mode::Once(fault) => Some(FaultRule { call: Some(k), operation: None, fault, attempts: 1 }),
+            Mode::Always(fault) => Some(FaultRule { call: Some(k), operation: None, fault, attempts: 3 }),
+            Mode::Abandon => None,
+        }
+    }
+}
+
+/// Awaits `fut`; with `abandon_at`, drops it as soon as that call has started (`None`), as a Lambda
+/// timeout cuts a request around an await point.
+async fn abandonable<T>(
+    fut: impl std::future::Future<Output = T>,
+    faults: &FaultInjector,
+    abandon_at: Option<usize>,
+) -> Option<T> {
+    let Some(k) = abandon_at else { return Some(fut.await) };
+    let watch = async {
+        while faults.calls().len() < k {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    };
+    tokio::select! {
+        r = fut => Some(r),
+        () = watch => None,
+    }
+}
+
 /// One flow: `prepare` (no faults) returns the request; `run` sends it; `check` verifies the invariants
 /// after the retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,16 +184,7 @@ async fn run(
             Flow::Save => app.save.handle_api(req).await,
         }
     };
-    let Some(k) = abandon_at else { return Some(fut.await) };
-    let watch = async {
-        while faults.calls().len() < k {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-    };
-    tokio::select! {
-        r = fut => Some(r),
-        () = watch => None,
-    }
+    abandonable(fut, faults, abandon_at).await
 }
 
 /// Per case: the identifiers the case owns (so cases share one table without seeing each other).
@@ -318,23 +347,17 @@ async fn suite(flow: Flow, test: &str) {
             check(&e, flow, &case, "dry run", false).await;
             continue;
         }
-        let idx = (round - 1) as usize;
-        let all = modes();
-        if idx >= n * all.len() {
-            break;
-        }
-        let (k, mode) = (idx / all.len() + 1, all[idx % all.len()]);
+        let Some((k, mode)) = case_at(round, n) else { break };
         let label = format!("{flow:?} call {k}/{n} {mode:?}");
-        let first = match mode {
-            Mode::Once(f) | Mode::Always(f) => {
-                let attempts = if matches!(mode, Mode::Once(_)) { 1 } else { 3 };
-                e.faults.set(vec![FaultRule { call: Some(k), operation: None, fault: f, attempts }]);
+        let first = match mode.rule(k) {
+            Some(rule) => {
+                e.faults.set(vec![rule]);
                 let r = run(&app, flow, &req, &e.faults, None).await.unwrap();
                 assert!(!e.faults.injected().is_empty(), "{label}: a fault was injected");
                 *figures.entry("faults injected").or_default() += e.faults.injected().len();
                 Some(r)
             }
-            Mode::Abandon => {
+            None => {
                 e.faults.reset();
                 let r = run(&app, flow, &req, &e.faults, Some(k)).await;
                 *figures.entry("requests abandoned").or_default() += usize::from(r.is_none());
@@ -443,34 +466,23 @@ async fn aggregation_under_faults() {
             assert!(n >= 5, "a batch makes {n} calls");
             continue;
         }
-        let idx = (round - 1) as usize;
-        let all = modes();
-        if idx >= n * all.len() {
-            break;
-        }
-        let (k, mode) = (idx / all.len() + 1, all[idx % all.len()]);
+        let Some((k, mode)) = case_at(round, n) else { break };
         let label = format!("aggregation call {k}/{n} {mode:?}");
         e.faults.reset();
-        match mode {
-            Mode::Once(f) | Mode::Always(f) => {
-                let attempts = if matches!(mode, Mode::Once(_)) { 1 } else { 3 };
-                e.faults.set(vec![FaultRule { call: Some(k), operation: None, fault: f, attempts }]);
-                let r = pump.drain(now).await;
-                *figures.entry(if r.is_ok() { "batches ok" } else { "batches failed" }).or_default() += 1;
-                *figures.entry("faults injected").or_default() += e.faults.injected().len();
+        let abandon_at = match mode.rule(k) {
+            Some(rule) => {
+                e.faults.set(vec![rule]);
+                None
             }
-            Mode::Abandon => {
-                let watch = async {
-                    while e.faults.calls().len() < k {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                    }
-                };
-                tokio::select! {
-                    r = pump.drain(now) => { *figures.entry(if r.is_ok() { "batches ok" } else { "batches failed" }).or_default() += 1; }
-                    () = watch => { *figures.entry("batches abandoned").or_default() += 1; }
-                }
-            }
-        }
+            None => Some(k),
+        };
+        let outcome = match abandonable(pump.drain(now), &e.faults, abandon_at).await {
+            Some(Ok(_)) => "batches ok",
+            Some(Err(_)) => "batches failed",
+            None => "batches abandoned",
+        };
+        *figures.entry(outcome).or_default() += 1;
+        *figures.entry("faults injected").or_default() += e.faults.injected().len();
         e.faults.reset();
         // The mapping delivers the batch again (from the last committed position) until it succeeds.
         pump.drain(now).await.unwrap_or_else(|err| panic!("{label}: re-delivery failed: {err}"));

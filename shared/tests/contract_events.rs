@@ -187,8 +187,7 @@ async fn marker_lifecycle(t: Arc<dyn Table>) {
 
     // A failure after the marker was written (a release row cannot be written): the lease is released
     // at once, so the retry resumes immediately instead of waiting for the lease to expire.
-    let failing =
-        EventSaver::new(Arc::new(FailOn { inner: t.clone(), sk_prefix: "RELEASE#" }), Arc::new(OsRandom));
+    let failing = EventSaver::new(fail_on(t.clone(), "RELEASE#"), Arc::new(OsRandom));
     let l = job("lease-released", "dddd", "", Some("9.1"), T);
     assert!(failing.begin(&l, now).await.is_err(), "the marker is written, then the release row fails");
     assert!(matches!(s.begin(&l, now + 1).await.unwrap(), Begin::Resume(_)), "resumed at once");
@@ -272,63 +271,41 @@ async fn race(t: Arc<dyn Table>) {
     assert_eq!(counter(t.as_ref(), &keys::release_project(42, "9.9"), "new_groups").await.unwrap(), 1);
 }
 
-/// A table that fails every write after the first `budget` writes (a crash half-way through a batch).
-struct CrashAfter {
+/// A table whose writes fail where `fails` says so (reads go through): a crash half-way through a
+/// batch, or a dependency failure on one row.
+struct FailingWrites<F> {
     inner: Arc<dyn Table>,
-    budget: AtomicUsize,
+    fails: F,
 }
 
-impl CrashAfter {
-    fn spend(&self) -> Result<(), StoreError> {
-        match self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)) {
-            Ok(_) => Ok(()),
-            Err(_) => Err(StoreError::Unavailable { service: "dynamodb", message: "crashed".into() }),
-        }
-    }
-}
-
-#[async_trait]
-impl Table for CrashAfter {
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
-        self.inner.get_many(keys).await
-    }
-    async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
-        self.inner.query(pk, sk_prefix).await
-    }
-    async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
-        self.spend()?;
-        self.inner.transact(ops).await
-    }
-    async fn update_returning(
-        &self,
-        key: Key,
-        update: Update,
-        cond: Option<Cond>,
-    ) -> Result<Option<Item>, StoreError> {
-        self.spend()?;
-        self.inner.update_returning(key, update, cond).await
-    }
-}
-
-/// A table whose writes to items with this sort-key prefix fail (a dependency failure on one row).
-struct FailOn {
-    inner: Arc<dyn Table>,
-    sk_prefix: &'static str,
-}
-
-impl FailOn {
+impl<F: Fn(Option<&Key>) -> bool + Send + Sync> FailingWrites<F> {
     fn check(&self, key: Option<&Key>) -> Result<(), StoreError> {
-        match key {
-            Some(k) if k.sk.starts_with(self.sk_prefix) => {
-                Err(StoreError::Unavailable { service: "dynamodb", message: "injected".into() })
-            }
-            _ => Ok(()),
+        if (self.fails)(key) {
+            return Err(StoreError::Unavailable { service: "dynamodb", message: "injected".into() });
         }
+        Ok(())
     }
 }
 
+/// Every write after the first `budget` fails (a crash half-way).
+fn crash_after(inner: Arc<dyn Table>, budget: usize) -> Arc<dyn Table> {
+    let budget = AtomicUsize::new(budget);
+    let fails = move |_: Option<&Key>| {
+        budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err()
+    };
+    Arc::new(FailingWrites { inner, fails })
+}
+
+/// Writes to items whose sort key starts with `prefix` fail.
+fn fail_on(inner: Arc<dyn Table>, prefix: &'static str) -> Arc<dyn Table> {
+    Arc::new(FailingWrites {
+        inner,
+        fails: move |k: Option<&Key>| k.is_some_and(|k| k.sk.starts_with(prefix)),
+    })
+}
+
 #[async_trait]
-impl Table for FailOn {
+impl<F: Fn(Option<&Key>) -> bool + Send + Sync> Table for FailingWrites<F> {
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
         self.inner.get_many(keys).await
     }
@@ -394,8 +371,7 @@ async fn aggregation_exactly_once(t: Arc<dyn Table>) {
     // A crash during the claims and one during the row writes (42 claims, then rows); then the first
     // half again (bisected), the whole batch (delivered twice), and the second half.
     for budget in [25, 44] {
-        let crashing =
-            Aggregator::new(Arc::new(CrashAfter { inner: t.clone(), budget: AtomicUsize::new(budget) }));
+        let crashing = Aggregator::new(crash_after(t.clone(), budget));
         assert!(crashing.process(SHARD, &batch, T as i64).await.is_err());
     }
     f.agg.process(SHARD, &batch[..21], T as i64).await.unwrap();
