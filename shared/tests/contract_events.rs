@@ -271,6 +271,31 @@ async fn race(t: Arc<dyn Table>) {
     assert_eq!(counter(t.as_ref(), &keys::release_project(42, "9.9"), "new_groups").await.unwrap(), 1);
 }
 
+/// A group created by a copy of an event that is in flight elsewhere (its marker refused) — the warm
+/// cache then knows the group — must still give `is_new` to the request that holds the event's marker
+/// when its own creation loses and it decides from the cache (found by the mixed-load test).
+async fn cache_keeps_the_creators_stamp(t: Arc<dyn Table>) {
+    let s = EventSaver::new(t.clone(), Arc::new(OsRandom));
+    let j = job("stamped", "ssss", "", None, T);
+    let now = T as i64;
+    // Another request holds the marker: this copy is in flight, but its decisions created the group.
+    let mut held = item(&keys::marker(42, "stamped"));
+    for (k, v) in [("state", Val::S("saving".into())), ("lease_until", Val::N(now + 30)), ("v", Val::N(2))] {
+        held.insert(k.into(), v);
+    }
+    held.insert("result".into(), Val::S("{}".into()));
+    t.transact(vec![WriteOp::Put { item: held, cond: None }]).await.unwrap();
+    assert_eq!(s.begin(&j, now).await.unwrap(), Begin::InFlight);
+    // The holder (same Lambda): it read no group before the copy created it, so its creation loses and
+    // it decides again — from the cache.
+    t.transact(vec![WriteOp::Delete { key: keys::marker(42, "stamped"), cond: None }]).await.unwrap();
+    let r = match s.begin_with(&j, now, Some(shared::save::Prefetch::default())).await.unwrap() {
+        Begin::Saved(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(r.group.unwrap().is_new, "the event that created the group is the new one");
+}
+
 /// A table whose writes fail where `fails` says so (reads go through): a crash half-way through a
 /// batch, or a dependency failure on one row.
 struct FailingWrites<F> {
@@ -479,3 +504,4 @@ both!(transactions);
 both!(race);
 both!(aggregation_exactly_once);
 both!(previous_release_items);
+both!(cache_keeps_the_creators_stamp);

@@ -237,7 +237,9 @@ struct GroupSnap {
 /// What a warm Lambda knows exists (bounded; cleared when full).
 #[derive(Default)]
 struct Warm {
-    hashes: HashMap<(u64, String), u64>,
+    /// Group hash → (group, the event that created the mapping): what the hash item holds, so a
+    /// decision made from the cache is the one the item gives (`is_new`).
+    hashes: HashMap<(u64, String), (u64, Option<String>)>,
     groups: HashMap<u64, GroupSnap>,
     /// Items known to exist, with the `last_seen` last written (seconds).
     known: HashMap<Key, i64>,
@@ -512,9 +514,9 @@ impl EventSaver {
     /// Reads the group hash items of an event (its own keys and the previous release's) — reads only,
     /// so it can run before the DSN key is checked. A Lambda that knows the group reads nothing.
     pub async fn prefetch(&self, project_id: u64, hashes: &[String]) -> Result<Prefetch, StoreError> {
-        if let Some(g) = self.cached_group(project_id, hashes) {
+        if let Some((g, first_event)) = self.cached_group(project_id, hashes) {
             let unmapped = self.uncached_hashes(project_id, hashes);
-            return Ok(Prefetch { group: Some(g), first_event: None, unmapped });
+            return Ok(Prefetch { group: Some(g), first_event, unmapped });
         }
         if hashes.is_empty() {
             return Ok(Prefetch::default());
@@ -537,8 +539,9 @@ impl EventSaver {
             hashes.iter().zip(own).filter(|(_, i)| i.is_none()).map(|(hh, _)| hh.clone()).collect();
         if let (Some((g, _)), Ok(mut w)) = (found, self.warm.lock()) {
             for (hh, it) in hashes.iter().zip(own) {
-                if it.is_some() {
-                    bounded_insert(&mut w.hashes, (project_id, hh.clone()), g);
+                if let Some(it) = it {
+                    let first_event = it.opt_s("first_event").map(str::to_owned);
+                    bounded_insert(&mut w.hashes, (project_id, hh.clone()), (g, first_event));
                 }
             }
         }
@@ -549,9 +552,9 @@ impl EventSaver {
         })
     }
 
-    fn cached_group(&self, project_id: u64, hashes: &[String]) -> Option<u64> {
+    fn cached_group(&self, project_id: u64, hashes: &[String]) -> Option<(u64, Option<String>)> {
         let w = self.warm.lock().ok()?;
-        hashes.iter().find_map(|hh| w.hashes.get(&(project_id, hh.clone())).copied())
+        hashes.iter().find_map(|hh| w.hashes.get(&(project_id, hh.clone())).cloned())
     }
 
     fn uncached_hashes(&self, project_id: u64, hashes: &[String]) -> Vec<String> {
@@ -612,7 +615,7 @@ impl EventSaver {
                     TxOutcome::Committed => {
                         if let Ok(mut w) = self.warm.lock() {
                             for hh in &job.hashes {
-                                bounded_insert(&mut w.hashes, (pid, hh.clone()), g);
+                                bounded_insert(&mut w.hashes, (pid, hh.clone()), (g, Some(me.to_owned())));
                             }
                             let snap = GroupSnap {
                                 status: "unresolved".into(),
@@ -645,12 +648,20 @@ impl EventSaver {
                     .unmapped
                     .iter()
                     .map(|hh| self.table.put_or_get(hash_item(pid, hh, g, me), Cond::NotExists));
-                for r in futures::future::join_all(puts).await {
-                    r?;
+                let outcomes = futures::future::join_all(puts).await;
+                let mut learned = Vec::with_capacity(outcomes.len());
+                for (hh, r) in pre.unmapped.iter().zip(outcomes) {
+                    let first_event = match r? {
+                        PutOutcome::Written => Some(me.to_owned()),
+                        PutOutcome::Refused(old) => {
+                            old.and_then(|i| i.opt_s("first_event").map(str::to_owned))
+                        }
+                    };
+                    learned.push((hh.clone(), first_event));
                 }
                 if let Ok(mut w) = self.warm.lock() {
-                    for hh in &pre.unmapped {
-                        bounded_insert(&mut w.hashes, (pid, hh.clone()), g);
+                    for (hh, first_event) in learned {
+                        bounded_insert(&mut w.hashes, (pid, hh), (g, first_event));
                     }
                 }
                 Ok::<_, StoreError>(())
