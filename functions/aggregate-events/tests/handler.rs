@@ -59,6 +59,26 @@ async fn sample_delivery_counts_each_event_once_whatever_the_redelivery() {
     assert_eq!((again.times_seen, again.short_id), (1, Some(1)));
 }
 
+/// A record that is not an eventstream insert (bad input on the stream) is skipped, logged, and does
+/// not block the shard: the batch succeeds and the rest is counted.
+#[tokio::test]
+async fn a_record_that_is_not_an_insert_is_skipped() {
+    let table = Arc::new(MemoryTable::default());
+    let h = AggregateEvents::build(table.clone(), Arc::new(ManualClock::at_secs(NOW)));
+    let mut ev = sample();
+    let (g, _) = group_of(&ev, 0);
+    let mut row = shared::storage::item::item(&keys::group(g));
+    row.insert("project_id".into(), shared::storage::item::Val::N(42));
+    table.transact(vec![shared::storage::table::WriteOp::Put { item: row, cond: None }]).await.unwrap();
+    let mut junk = ev.records[0].clone();
+    junk.kinesis.data.0 = b"[2,\"delete\",{}]not even json".to_vec();
+    junk.kinesis.sequence_number = "49656958104526591470311917445327371898813537036112003100".into();
+    ev.records.insert(0, junk);
+    let out = h.handle(ev).await.unwrap();
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(group_view(table.as_ref(), g).await.unwrap().unwrap().times_seen, 1);
+}
+
 /// A table that fails: the handler answers an error (the mapping delivers the batch again).
 #[tokio::test]
 async fn a_failing_table_is_a_function_error() {
