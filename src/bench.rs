@@ -13,15 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
-use shared::error::StoreError;
 use shared::http::ApiRequest;
 use shared::ingest::{self, Endpoint};
 use shared::save::SaveResult;
 use shared::save::record::GroupState;
-use shared::storage::item::{Item, Key};
-use shared::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
+use shared::storage::counting::CountingTable;
 
 use crate::apigw::request_from_event;
 
@@ -201,37 +198,6 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
         if relay.is_some() { format!("{:.1}", sum_relay / n) } else { "-".into() }
     );
     Ok(())
-}
-
-/// A table wrapper counting operations (for `growth`).
-pub struct CountingTable {
-    pub inner: Arc<dyn Table>,
-    pub calls: AtomicUsize,
-}
-
-#[async_trait]
-impl Table for CountingTable {
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.get_many(keys).await
-    }
-    async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.query(pk, sk_prefix).await
-    }
-    async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.transact(ops).await
-    }
-    async fn update_returning(
-        &self,
-        key: Key,
-        update: Update,
-        cond: Option<Cond>,
-    ) -> Result<Option<Item>, StoreError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.update_returning(key, update, cond).await
-    }
 }
 
 /// save-event with N distinct releases and groups, 2000 events each round, on the embedded store.

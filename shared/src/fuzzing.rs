@@ -89,10 +89,22 @@ fn ingest_headers(content_encoding: Option<&str>, content_type: &str) -> Vec<(St
 
 /// Runs one request through [`ingest::ingest`] and checks the outcome's invariants.
 fn check_ingest(request: &Request<'_>, limits: &Limits) {
+    // Authentication first: whatever the full ingest accepts, the cheap step accepts with the same key.
+    let authenticated = ingest::authenticate(request);
     match ingest::ingest(request, limits) {
         Ok(ingested) => {
             assert_eq!(ingested.project_id, PROJECT_ID);
             check_auth(&ingested.auth);
+            match &authenticated {
+                Ok((project, auth)) => assert_eq!((*project, auth), (ingested.project_id, &ingested.auth)),
+                Err(e) => assert!(
+                    matches!(
+                        e,
+                        ingest::IngestError::Envelope(ingest::envelope::EnvelopeError::HeaderTooLarge { .. })
+                    ),
+                    "ingest accepted what authenticate refused: {e:?}"
+                ),
+            }
             for event in &ingested.events {
                 assert!(is_event_id(&event.event_id), "bad event id {:?}", event.event_id);
                 assert_eq!(

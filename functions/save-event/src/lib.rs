@@ -3,10 +3,13 @@
 //! `POST /api/{project_id}/envelope/` and `/api/{project_id}/store/`: what Relay and Sentry's
 //! `EventManager.save` do for an event sent by a real SDK, as one Lambda.
 //!
-//! 1. **Ingest** ([`shared::ingest`]): DSN authentication, `Content-Encoding`, envelope parsing with
-//!    Relay's limits, Relay-compatible normalization. Malformed input → 400/413 in Relay's body shape.
-//! 2. **Authorize**: the DSN key must exist, be active and belong to the project in the path (401 when
-//!    missing, 403 otherwise), checked before anything is written. Keys are cached per warm Lambda.
+//! 1. **Authorize first** ([`shared::ingest::authenticate`]): the DSN key from the headers, the query
+//!    or the envelope header (at most 64 KiB of the body decoded) must exist, be active and belong to
+//!    the project in the path (401 when missing, 403 otherwise). Keys, known and unknown, are cached
+//!    per warm Lambda, so a made-up key costs one lookup and no decoding, parsing or grouping.
+//! 2. **Ingest** ([`shared::ingest`]): `Content-Encoding`, envelope parsing with Relay's limits (one
+//!    event per envelope, as Relay), Relay-compatible normalization. Malformed input → 400/413 in
+//!    Relay's body shape.
 //! 3. **Save and stream** each event through [`shared::save`]: grouping, the de-duplication marker and
 //!    the group decisions (no per-event write to a shared row), then one eventstream v2 record
 //!    (`[2, "insert", event, state]`, partition key = event id). Counters are aggregated from the
@@ -148,30 +151,13 @@ impl SaveEvent {
             received_at,
             client_ip: req.source_ip.as_deref(),
         };
-        let mut ingested = ingest::ingest(&request, &self.limits).map_err(ingest_error)?;
-        let response_id = ingested.response_event_id().map(str::to_owned);
-
-        // Everything CPU-bound happens before any I/O: prepare the jobs (grouping, tags, metadata).
-        let mut prepared: Vec<(SaveJob, Value)> = Vec::with_capacity(ingested.events.len());
-        for ev in std::mem::take(&mut ingested.events) {
-            prepared.push(prepare(ev.payload, ev.kind, ingested.project_id));
-        }
-
-        // Authorize (key lookup, cached) — concurrently with the group-hash reads (reads only: nothing
-        // is written for a request whose key was not checked). A warm Lambda reads neither.
+        // Authorize first, cheaply: the key comes from the headers, the query or the envelope header
+        // (at most 64 KiB decoded), and is checked (one cached lookup) before anything else of the
+        // body is decoded, parsed, normalized or grouped, and before any group read.
+        let (project_id, auth) = ingest::authenticate(&request).map_err(ingest_error)?;
         let now = self.clock.now_secs();
-        let key = self.keys.get(self.table.as_ref(), &ingested.auth.public_key);
-        let prefetch = async {
-            let reads = prepared.iter().map(|(job, _)| async move {
-                match job.kind {
-                    SaveKind::Transaction => Ok(None),
-                    _ => self.pipeline.saver.prefetch(job.project.id, &job.hashes).await.map(Some),
-                }
-            });
-            futures::future::join_all(reads).await.into_iter().collect::<Result<Vec<_>, StoreError>>()
-        };
-        let (key, prefetch) = tokio::join!(key, prefetch);
-        let key: ProjectKey = match check_key(key?, ingested.project_id) {
+        let key = self.keys.get(self.table.as_ref(), &auth.public_key).await?;
+        let key: ProjectKey = match check_key(key, project_id) {
             KeyCheck::Valid(k) => k,
             KeyCheck::Forbidden(why) => return Err(ApiError::detail(403, why)),
         };
@@ -191,6 +177,29 @@ impl SaveEvent {
                 Err(e) => tracing::warn!(error = %e, "ingest rate limiter unavailable, failing open"),
             }
         }
+
+        let mut ingested = ingest::ingest(&request, &self.limits).map_err(ingest_error)?;
+        let response_id = ingested.response_event_id().map(str::to_owned);
+        for d in &ingested.dropped {
+            tracing::info!(reason = %d.reason, "event item dropped");
+        }
+
+        // Everything CPU-bound happens before any further I/O: prepare the jobs (grouping, tags,
+        // metadata). An envelope carries at most one event (`DropReason::DuplicateItem`).
+        let mut prepared: Vec<(SaveJob, Value)> = Vec::with_capacity(ingested.events.len());
+        for ev in std::mem::take(&mut ingested.events) {
+            prepared.push(prepare(ev.payload, ev.kind, ingested.project_id));
+        }
+
+        // The group-hash reads (a warm Lambda reads none).
+        let reads = prepared.iter().map(|(job, _)| async move {
+            match job.kind {
+                SaveKind::Transaction => Ok(None),
+                _ => self.pipeline.saver.prefetch(job.project.id, &job.hashes).await.map(Some),
+            }
+        });
+        let prefetch =
+            futures::future::join_all(reads).await.into_iter().collect::<Result<Vec<_>, StoreError>>();
         let prefetched = prefetch?;
 
         for ((mut job, mut event), pre) in prepared.into_iter().zip(prefetched) {

@@ -115,13 +115,14 @@ async fn round_trips_per_event() {
         async move { h.handle_api(&envelope(42, KEY, "event", &e)).await.status }
     };
 
-    // Cold Lambda, new group: key lookup ‖ hash read; the marker ‖ the group's creation (one
-    // transaction of items no other group shares) ‖ the release/environment rows; PutRecords.
+    // Cold Lambda, new group: the key lookup (before anything past the envelope header is parsed);
+    // the hash read; the marker ‖ the group's creation (one transaction of items no other group
+    // shares) ‖ the release/environment rows; PutRecords.
     rec.reset();
     assert_eq!(send(ev("round trips")).await, 200);
     let cold_new = rec.sequential_round_trips();
     eprintln!("cold, new group: {cold_new} sequential round trips: {:?}", rec.operations());
-    assert_eq!(cold_new, 3);
+    assert_eq!(cold_new, 4);
     env.aggregate().await;
 
     // Warm Lambda, known group, release and environment: the marker, PutRecords.
@@ -139,7 +140,7 @@ async fn round_trips_per_event() {
     eprintln!("warm, new group: {warm_new}: {:?}", rec.operations());
     assert_eq!(warm_new, 3);
 
-    // A fresh Lambda for an existing group: key ‖ hashes; the marker ‖ the group environment
+    // A fresh Lambda for an existing group: the key; the hashes; the marker ‖ the group environment
     // (put-if-absent, answered with the existing item) ‖ the group's status ‖ release/environment rows.
     let fresh = save_event::SaveEvent::new(
         env.table.clone(),
@@ -156,7 +157,7 @@ async fn round_trips_per_event() {
         "cold, existing group (DynamoDB only; stream in memory): {cold_existing}: {:?}",
         rec.operations()
     );
-    assert_eq!(cold_existing, 2, "plus PutRecords on Kinesis: 3");
+    assert_eq!(cold_existing, 3, "plus PutRecords on Kinesis: 4");
     env.aggregate().await;
 
     // A duplicate (warm): the marker put is refused with the counted marker; nothing published.

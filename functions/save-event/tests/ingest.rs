@@ -218,3 +218,111 @@ async fn project_rate_limit() {
     assert!(r.header("retry-after").is_some());
     assert_eq!(env.records().await.len(), 2);
 }
+
+const MADE_UP: &str = "deadbeefdeadbeefdeadbeefdeadbeef";
+
+/// Authorize first: a request with a made-up key is refused after one key lookup — cached, so the same
+/// key again costs none — before its body is decoded past the envelope header, parsed, normalized or
+/// grouped, and before any group read. Proof that nothing was parsed: bodies that the full ingest
+/// would refuse with a 400 (not JSON, a decompression bomb) get the key's 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_costs_one_cached_lookup_and_no_parsing() {
+    use std::sync::Arc;
+    let counting = Arc::new(shared::storage::counting::CountingTable::new(Arc::new(
+        shared::adapters::memory::MemoryTable::default(),
+    )));
+    let env = memory_env_on(counting.clone()).await;
+
+    // 19 events of ~1 MiB (the bomb of issue 18: a 20 KB request) and an item that is not JSON.
+    let big = zeros_event(1 << 20).to_string().into_bytes();
+    let bomb: Vec<(&str, Vec<u8>)> = (0..19).map(|_| ("event", big.clone())).collect();
+    let mut gz_bomb = raw_envelope(42, MADE_UP, gzip(&envelope_body(None, &bomb)));
+    gz_bomb.headers.push(("content-encoding".into(), "gzip".into()));
+    assert!(gz_bomb.body.len() < 64 << 10, "{} bytes", gz_bomb.body.len());
+    let not_json = raw_envelope(42, MADE_UP, envelope_body(None, &[("event", b"{not json".to_vec())]));
+    // The key only in the envelope header's DSN.
+    let dsn = format!("https://{MADE_UP}@o1.ingest.example/42");
+    let mut by_dsn = raw_envelope(42, MADE_UP, gzip(&envelope_body(Some(&dsn), &bomb)));
+    by_dsn.headers.retain(|(k, _)| k != "x-sentry-auth");
+    by_dsn.headers.push(("content-encoding".into(), "gzip".into()));
+    let mut store = fixture("python", "exception");
+    store.path = "/api/42/store/".into();
+    store.body = b"{not json".to_vec();
+    store.headers.retain(|(k, _)| k != "content-encoding" && k != "x-sentry-auth");
+    store.headers.push(("x-sentry-auth".into(), format!("Sentry sentry_key={MADE_UP}, sentry_version=7")));
+
+    let before = counting.calls();
+    for (i, (name, req)) in
+        [("gzip bomb", &gz_bomb), ("not json", &not_json), ("dsn header", &by_dsn), ("store", &store)]
+            .into_iter()
+            .enumerate()
+    {
+        let r = env.handler.handle_api(req).await;
+        assert_eq!(r.status, 403, "{name}: {:?}", r.body);
+        assert!(r.json_body()["detail"].is_string(), "{name}");
+        // One lookup for the first request; the unknown key is cached for the others.
+        assert_eq!(counting.calls() - before, 1, "{name}: table calls after request {i}");
+    }
+    assert!(env.records().await.is_empty());
+    assert_eq!(env.event_items().await, 0);
+
+    // The same bodies with the real key are parsed: the 400s the key check spared.
+    let mut not_json_ok = not_json.clone();
+    not_json_ok.headers.retain(|(k, _)| k != "x-sentry-auth");
+    not_json_ok.headers.push(("x-sentry-auth".into(), format!("Sentry sentry_key={KEY}, sentry_version=7")));
+    assert_eq!(env.handler.handle_api(&not_json_ok).await.status, 400);
+}
+
+/// Relay's rule: an envelope creates at most one event. Items after the first `event`/`transaction`
+/// are dropped unparsed (Relay: `DuplicateItem`), so the largest request we accept holds one event of
+/// at most 1 MiB whatever its size; the first event is saved once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_per_envelope_and_the_largest_request() {
+    let env = memory_env().await;
+    let first = make_event(json!({"message": "first"}));
+    let second = make_event(json!({"message": "second"}));
+    let body = envelope_body(
+        None,
+        &[
+            ("event", first.to_string().into_bytes()),
+            ("transaction", b"{not json".to_vec()),
+            ("event", second.to_string().into_bytes()),
+        ],
+    );
+    let r = env.send(&raw_envelope(42, KEY, body)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json_body()["id"], first["event_id"]);
+    let msgs = env.messages().await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0][2]["event_id"], first["event_id"]);
+
+    // The largest accepted request: 19 events of 896 KiB (17 MiB, under the 20 MiB envelope limit),
+    // gzip: 200, one event saved and streamed (its record under Kinesis's 1 MiB).
+    let limits = shared::ingest::envelope::Limits::default();
+    let limit = limits.max_event_bytes;
+    let big = zeros_event(limit - (128 << 10)).to_string().into_bytes();
+    let items: Vec<(&str, Vec<u8>)> = (0..19).map(|_| ("event", big.clone())).collect();
+    let mut req = raw_envelope(42, KEY, gzip(&envelope_body(None, &items)));
+    req.headers.push(("content-encoding".into(), "gzip".into()));
+    let r = env.send(&req).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(env.messages().await.len(), 2);
+    let record = &env.records().await[1];
+    assert!(record.data.len() < 1 << 20 && record.data.len() > big.len(), "{}", record.data.len());
+
+    // An item within the 1 MiB item limit whose normalized event would not fit a stream record: 413
+    // before anything is written (not a 500 after the group was created).
+    let near = zeros_event(limit - 64).to_string().into_bytes();
+    assert!(near.len() <= limit);
+    let before = env.event_items().await;
+    let r = env.send(&raw_envelope(42, KEY, envelope_body(None, &[("event", near)]))).await;
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    assert!(r.json_body()["detail"].as_str().unwrap().contains("size limits"), "{:?}", r.body);
+    assert_eq!((env.event_items().await, env.messages().await.len()), (before, 2));
+
+    let too_big = zeros_event(limit + 64).to_string().into_bytes();
+    let mut req = raw_envelope(42, KEY, gzip(&envelope_body(None, &[("event", too_big)])));
+    req.headers.push(("content-encoding".into(), "gzip".into()));
+    assert_eq!(env.send(&req).await.status, 413);
+    assert_eq!(env.messages().await.len(), 2);
+}

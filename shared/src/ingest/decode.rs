@@ -124,6 +124,70 @@ pub fn decode_body<'a>(
     Ok(data)
 }
 
+/// The first `max` bytes of the decoded body, decoding no further, and whether that is all of it:
+/// what authentication needs from an envelope (its header, which carries the `dsn`) before the
+/// request is known to be worth decoding in full. Stacked codings are undone as streams, so a
+/// compressed body costs at most `max` bytes of output here whatever its full size.
+pub fn decode_prefix<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    max: usize,
+) -> Result<(Cow<'a, [u8]>, bool), DecodeError> {
+    let codings = ContentEncoding::parse_header(content_encoding);
+    if codings.len() > MAX_CODINGS {
+        return Err(DecodeError::TooManyCodings { count: codings.len() });
+    }
+    if codings.is_empty() {
+        return Ok(if body.len() > max {
+            (Cow::Borrowed(&body[..max]), false)
+        } else {
+            (Cow::Borrowed(body), true)
+        });
+    }
+    // The outermost coding was applied last, so it is undone first.
+    let mut reader: Box<dyn Read + '_> = Box::new(body);
+    let mut last = ContentEncoding::Identity;
+    for coding in codings.into_iter().rev() {
+        reader = stream_decoder(reader, coding)?;
+        last = coding;
+    }
+    let mut out = Vec::new();
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
+    let complete = out.len() <= max;
+    out.truncate(max);
+    Ok((Cow::Owned(out), complete))
+}
+
+/// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header).
+fn stream_decoder<'a>(
+    inner: Box<dyn Read + 'a>,
+    coding: ContentEncoding,
+) -> Result<Box<dyn Read + 'a>, DecodeError> {
+    Ok(match coding {
+        ContentEncoding::Identity => inner,
+        ContentEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+        ContentEncoding::Deflate => {
+            let mut inner = io::BufReader::new(inner);
+            let head = io::BufRead::fill_buf(&mut inner)
+                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
+            if looks_like_zlib(head) {
+                Box::new(flate2::read::ZlibDecoder::new(inner))
+            } else {
+                Box::new(flate2::read::DeflateDecoder::new(inner))
+            }
+        }
+        ContentEncoding::Brotli => Box::new(brotli::Decompressor::new(inner, 4096)),
+        ContentEncoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(inner)
+                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?,
+        ),
+    })
+}
+
 /// Undoes one coding, bounded by `limit` bytes of output.
 pub fn decode_one(input: &[u8], coding: ContentEncoding, limit: usize) -> Result<Vec<u8>, DecodeError> {
     match coding {
@@ -287,6 +351,44 @@ mod tests {
         let zbomb = zstd::encode_all(&zeros[..], 19).unwrap();
         assert_eq!(decode_body(&zbomb, Some("zstd"), 1000).unwrap_err().status(), 413);
         assert_eq!(decode_body(&brotli(&zeros), Some("br"), 1000).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn prefix_decodes_only_that_far() {
+        let zstd = zstd::encode_all(DATA, 3).unwrap();
+        for (encoding, body) in [
+            ("", DATA.to_vec()),
+            ("gzip", gzip(DATA)),
+            ("deflate", zlib(DATA)),
+            ("deflate", raw_deflate(DATA)),
+            ("br", brotli(DATA)),
+            ("zstd", zstd),
+            ("gzip, br", brotli(&gzip(DATA))),
+        ] {
+            let (all, complete) = decode_prefix(&body, Some(encoding), 1024).unwrap();
+            assert_eq!((&*all, complete), (DATA, true), "{encoding}");
+            let (head, complete) = decode_prefix(&body, Some(encoding), 10).unwrap();
+            assert_eq!((&*head, complete), (&DATA[..10], false), "{encoding}");
+        }
+        let gz = gzip(DATA);
+        let (exact, complete) = decode_prefix(&gz, Some("gzip"), DATA.len()).unwrap();
+        assert_eq!((&*exact, complete), (DATA, true));
+        // Same coding limits and errors as the full decode.
+        assert_eq!(decode_prefix(b"x", Some("gzip,gzip,gzip"), 1024).unwrap_err().status(), 400);
+        assert_eq!(decode_prefix(b"definitely not gzip", Some("gzip"), 1024).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn prefix_of_a_bomb_stops_at_the_bound() {
+        // 64 MiB compressed to ~64 KiB: 64 KiB decoded, no more.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        let (head, complete) = decode_prefix(&bomb, Some("gzip"), 64 << 10).unwrap();
+        assert_eq!((head.len(), complete), (64 << 10, false));
     }
 
     #[test]

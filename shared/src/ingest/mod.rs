@@ -141,7 +141,8 @@ pub struct IngestedEvent {
     pub payload: Value,
 }
 
-/// An event that normalization rejected (invalid transactions); Relay drops these too.
+/// An event that is not saved: normalization rejected it (invalid transactions), or it is a second
+/// event item in one envelope. Relay drops these too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DroppedEvent {
     /// The event id the SDK sent, if valid.
@@ -149,7 +150,20 @@ pub struct DroppedEvent {
     /// Which item it came from.
     pub kind: EventKind,
     /// Why.
-    pub reason: NormalizeError,
+    pub reason: DropReason,
+}
+
+/// Why an event item was dropped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DropReason {
+    /// Normalization rejected it.
+    #[error(transparent)]
+    Invalid(#[from] NormalizeError),
+    /// An envelope creates at most one event: every `event`/`transaction` item after the first is
+    /// dropped unparsed, as Relay rejects them (`ProcessingError::DuplicateItem`: "Event items can never
+    /// occur twice in an envelope"). It also bounds a request's memory to one parsed event.
+    #[error("duplicate {0} item")]
+    DuplicateItem(&'static str),
 }
 
 /// An acknowledged attachment.
@@ -206,8 +220,55 @@ impl Ingested {
     }
 }
 
+/// Bytes of `value` as compact JSON, counted without building the string.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The request's project and DSN key, found as cheaply as the request allows: from the headers and
+/// the query, and for an envelope from its header, read from at most
+/// [`envelope::HEADER_PREFIX_BYTES`] of decoded body. Nothing past the envelope header is decoded,
+/// parsed or normalized, so the caller can refuse an unknown key before paying for any of it.
+/// Gives the same [`Auth`] (or error) as [`ingest`] for the same request.
+pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
+    let project_id =
+        request.project_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or(IngestError::BadProject)?;
+    let request_auth = auth::from_request(request.headers, request.query)?;
+    match request.endpoint {
+        Endpoint::Store => Ok((project_id, request_auth.ok_or(AuthError::Missing)?)),
+        Endpoint::Envelope => {
+            if request.body.is_empty() {
+                return Err(IngestError::EmptyBody);
+            }
+            let (prefix, complete) = decode::decode_prefix(
+                request.body,
+                header(request.headers, "content-encoding"),
+                envelope::HEADER_PREFIX_BYTES,
+            )?;
+            if prefix.is_empty() {
+                return Err(IngestError::EmptyBody);
+            }
+            let headers = envelope::parse_header_prefix(&prefix, complete).map_err(IngestError::Envelope)?;
+            Ok((project_id, auth::combine_with_dsn(request_auth, headers.dsn.as_deref(), project_id)?))
+        }
+    }
 }
 
 /// Authenticates, decodes, parses and normalizes one ingest request.
@@ -250,8 +311,21 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
     let mut events = Vec::new();
     let mut dropped = Vec::new();
     let mut acknowledged = Acknowledged::default();
+    let mut has_event = false;
     for item in &envelope.items {
         let kind = match item.ty {
+            ItemType::Event | ItemType::Transaction if has_event => {
+                dropped.push(DroppedEvent {
+                    event_id: None,
+                    kind: if item.ty == ItemType::Event { EventKind::Event } else { EventKind::Transaction },
+                    reason: DropReason::DuplicateItem(if item.ty == ItemType::Event {
+                        "event"
+                    } else {
+                        "transaction"
+                    }),
+                });
+                continue;
+            }
             ItemType::Event => EventKind::Event,
             ItemType::Transaction => EventKind::Transaction,
             ItemType::Attachment => {
@@ -288,6 +362,7 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
                 continue;
             }
         };
+        has_event = true;
         let payload: Value = serde_json::from_slice(&item.payload).map_err(|e| {
             IngestError::InvalidEvent { item_type: item.ty.as_str().to_owned(), source: Some(e) }
         })?;
@@ -305,6 +380,16 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
         }
         match normalize_event(Value::Object(payload), &config) {
             Ok(normalized) => {
+                if item.payload.len() >= Limits::NORMALIZED_CHECK_FROM {
+                    let size = json_size(&normalized);
+                    if size > limits.max_normalized_event_bytes {
+                        return Err(IngestError::Envelope(EnvelopeError::ItemTooLarge {
+                            item_type: item.ty.as_str().to_owned(),
+                            size,
+                            limit: limits.max_normalized_event_bytes,
+                        }));
+                    }
+                }
                 let event_id =
                     normalized.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 events.push(IngestedEvent { event_id, kind, payload: normalized });
@@ -312,7 +397,7 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
             Err(reason) => dropped.push(DroppedEvent {
                 event_id: sent_id.or_else(|| envelope.headers.event_id.clone()),
                 kind,
-                reason,
+                reason: reason.into(),
             }),
         }
     }

@@ -144,7 +144,10 @@ fn invalid_transactions_are_dropped_not_errors() {
     assert!(out.events.is_empty());
     assert_eq!(out.dropped.len(), 1);
     assert_eq!(out.dropped[0].event_id.as_deref(), Some("9ec79c33ec9942ab8353589fcb2e04dc"));
-    assert_eq!(out.dropped[0].reason, NormalizeError::InvalidTransaction("missing valid trace context"));
+    assert_eq!(
+        out.dropped[0].reason,
+        NormalizeError::InvalidTransaction("missing valid trace context").into()
+    );
     assert_eq!(out.response_event_id(), Some("9ec79c33ec9942ab8353589fcb2e04dc"));
 }
 

@@ -47,6 +47,8 @@
 //! No save-event row is written by every event of a group, release, environment or project: per event,
 //! only its marker (see `save::saver` and `save::aggregate`).
 
+#[cfg(feature = "aws-model")]
+pub mod counting;
 pub mod enroll;
 pub mod item;
 pub mod keys;

@@ -92,9 +92,10 @@ impl KeyCache {
         let found = table.get(&dsn_key(public_key)).await?.map(|i| parse_key(&i)).transpose()?;
         if let Ok(mut m) = self.entries.lock() {
             if m.len() >= self.capacity {
-                // Bounded: drop expired entries, and everything if that is not enough.
+                // Bounded: drop expired entries and unknown keys first (a flood of made-up keys
+                // must not evict the keys real SDKs use), and everything if that is not enough.
                 let ttl = self.ttl;
-                m.retain(|_, (_, at)| at.elapsed() < ttl);
+                m.retain(|_, (k, at)| k.is_some() && at.elapsed() < ttl);
                 if m.len() >= self.capacity {
                     m.clear();
                 }

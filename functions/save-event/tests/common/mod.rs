@@ -93,6 +93,47 @@ pub async fn memory_env_with(config: Config) -> Env {
     env
 }
 
+/// The in-memory stream over `table` (e.g. a call-counting wrapper of a memory table), seeded.
+pub async fn memory_env_on(table: Arc<dyn Table>) -> Env {
+    let stream = Arc::new(memory_stream(3));
+    let env = build(
+        table,
+        stream.clone(),
+        StreamSide::Memory(stream),
+        Arc::new(MemoryRateLimiter::default()),
+        None,
+        Config::for_local("t", "s"),
+    );
+    env.seed().await;
+    env
+}
+
+/// An event of about `bytes` bytes of JSON, almost all of it `extra.a`, an array of zeros: the
+/// shape that costs the most memory once parsed (about 16 bytes of tree per byte of JSON).
+pub fn zeros_event(bytes: usize) -> Value {
+    let mut e = make_event(json!({"message": "zeros"}));
+    let base = e.to_string().len() + r#","extra":{"a":[]}"#.len();
+    let n = bytes.saturating_sub(base) / 2;
+    e["extra"] = json!({ "a": vec![0u8; n] });
+    e
+}
+
+/// A raw envelope body: a header (`dsn` when given) and one item per payload.
+pub fn envelope_body(dsn: Option<&str>, items: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = match dsn {
+        Some(dsn) => json!({ "dsn": dsn }).to_string().into_bytes(),
+        None => b"{}".to_vec(),
+    };
+    for (ty, payload) in items {
+        body.push(b'\n');
+        body.extend_from_slice(json!({"type": ty, "length": payload.len()}).to_string().as_bytes());
+        body.push(b'\n');
+        body.extend_from_slice(payload);
+    }
+    body.push(b'\n');
+    body
+}
+
 pub async fn memory_env() -> Env {
     memory_env_with(Config::for_local("t", "s")).await
 }

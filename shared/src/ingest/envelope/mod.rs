@@ -31,12 +31,25 @@ pub struct Limits {
     pub max_items: usize,
     /// Maximum decompressed envelope (and store body) size.
     pub max_envelope_bytes: usize,
+    /// Maximum size of a normalized event as JSON: its eventstream record (the event plus about a
+    /// kilobyte of row and state) must fit one Kinesis record (1 MiB). Checked for items over
+    /// [`Limits::NORMALIZED_CHECK_FROM`] bytes, the only ones normalization could take past it.
+    pub max_normalized_event_bytes: usize,
 }
 
 impl Limits {
-    /// Limits with explicit values.
+    /// Items at least this large have their normalized size measured (a smaller one would have to
+    /// grow eightfold in normalization to reach the limit).
+    pub const NORMALIZED_CHECK_FROM: usize = 128 << 10;
+
+    /// Limits with explicit values (and the default normalized-event bound).
     pub const fn new(max_event_bytes: usize, max_items: usize, max_envelope_bytes: usize) -> Self {
-        Self { max_event_bytes, max_items, max_envelope_bytes }
+        Self {
+            max_event_bytes,
+            max_items,
+            max_envelope_bytes,
+            max_normalized_event_bytes: (1 << 20) - (64 << 10),
+        }
     }
 }
 
@@ -171,6 +184,13 @@ pub enum EnvelopeError {
         /// The limit.
         limit: usize,
     },
+    /// The envelope header is longer than the part read before authentication
+    /// ([`HEADER_PREFIX_BYTES`]).
+    #[error("envelope header exceeded its size limit of {limit} bytes")]
+    HeaderTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// The envelope is larger than allowed.
     #[error("envelope exceeded its size limit of {limit} bytes")]
     TooLarge {
@@ -183,7 +203,10 @@ impl EnvelopeError {
     /// HTTP status for this error: 413 for limits, else 400.
     pub fn status(&self) -> u16 {
         match self {
-            Self::ItemTooLarge { .. } | Self::TooManyItems { .. } | Self::TooLarge { .. } => 413,
+            Self::ItemTooLarge { .. }
+            | Self::TooManyItems { .. }
+            | Self::TooLarge { .. }
+            | Self::HeaderTooLarge { .. } => 413,
             _ => 400,
         }
     }
@@ -331,6 +354,25 @@ impl<'a> Envelope<'a> {
             offset += consumed;
         }
         Ok(Self { headers, items })
+    }
+}
+
+/// How much of a decoded envelope is read to find its header before the request is authenticated
+/// (SDK headers are a few hundred bytes: `event_id`, `dsn`, `sdk`, `sent_at`, `trace`).
+pub const HEADER_PREFIX_BYTES: usize = 64 << 10;
+
+/// The envelope header from the first bytes of a decoded envelope (`complete`: the prefix is the whole
+/// envelope), with the errors [`Envelope::parse`] would give for it; a header that does not end within
+/// the prefix is [`EnvelopeError::HeaderTooLarge`].
+pub fn parse_header_prefix(prefix: &[u8], complete: bool) -> Result<EnvelopeHeaders, EnvelopeError> {
+    let too_large = EnvelopeError::HeaderTooLarge { limit: prefix.len() };
+    match parse_json_line::<EnvelopeHeaders>(prefix) {
+        Ok((headers, _)) => Ok(headers),
+        Err(LineError::Missing) if !complete => Err(too_large),
+        Err(LineError::Json(e)) if !complete && e.is_eof() => Err(too_large),
+        Err(LineError::Missing) => Err(EnvelopeError::MissingHeader),
+        Err(LineError::Json(e)) => Err(EnvelopeError::InvalidHeader(e)),
+        Err(LineError::MissingNewline) => Err(EnvelopeError::MissingNewline),
     }
 }
 
