@@ -18,6 +18,7 @@
 pub mod apigw;
 pub mod backend;
 pub mod bench;
+pub mod bench_limits;
 pub mod bench_storm;
 pub mod invariants;
 pub mod scenario;

@@ -103,6 +103,16 @@ enum BenchCommand {
         #[arg(long)]
         relay_python: Option<String>,
     },
+    /// What hostile and oversized save-event requests cost: CPU per refused request, peak memory per
+    /// MiB of decompressed event (issue 18).
+    Limits {
+        /// Seconds each refused request is repeated for its CPU figure.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Internal: run one case in this process and print its peak RSS.
+        #[arg(long, hide = true)]
+        one: Option<usize>,
+    },
     /// save-event with 1, 10, 100, 1000 distinct releases/groups: per-event time and table calls.
     Growth {
         #[arg(long, default_value_t = 5000)]
@@ -238,6 +248,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     postflow::bench::pipeline(&events, iterations, relay_python.as_deref())?
                 }
                 BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
+                BenchCommand::Limits { secs, one: Some(case) } => {
+                    let _ = secs;
+                    postflow::bench_limits::limits_one(case).await?
+                }
+                BenchCommand::Limits { secs, one: None } => postflow::bench_limits::limits(secs).await?,
                 BenchCommand::Throughput { clients, secs } => {
                     postflow::bench::throughput(clients, secs).await?
                 }

@@ -257,15 +257,25 @@ pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
             if request.body.is_empty() {
                 return Err(IngestError::EmptyBody);
             }
-            let (prefix, complete) = decode::decode_prefix(
-                request.body,
-                header(request.headers, "content-encoding"),
-                envelope::HEADER_PREFIX_BYTES,
-            )?;
-            if prefix.is_empty() {
-                return Err(IngestError::EmptyBody);
+            // SDK headers fit the first 4 KiB; only a longer one costs a second, 64 KiB read.
+            let encoding = header(request.headers, "content-encoding");
+            let mut headers = None;
+            for bound in [4 << 10, envelope::HEADER_PREFIX_BYTES] {
+                let (prefix, complete) = decode::decode_prefix(request.body, encoding, bound)?;
+                if prefix.is_empty() {
+                    return Err(IngestError::EmptyBody);
+                }
+                match envelope::parse_header_prefix(&prefix, complete) {
+                    Err(EnvelopeError::HeaderTooLarge { .. }) if bound < envelope::HEADER_PREFIX_BYTES => {
+                        continue;
+                    }
+                    parsed => {
+                        headers = Some(parsed.map_err(IngestError::Envelope)?);
+                        break;
+                    }
+                }
             }
-            let headers = envelope::parse_header_prefix(&prefix, complete).map_err(IngestError::Envelope)?;
+            let headers = headers.ok_or(IngestError::EmptyBody)?;
             Ok((project_id, auth::combine_with_dsn(request_auth, headers.dsn.as_deref(), project_id)?))
         }
     }

@@ -256,3 +256,70 @@ fn client_ip_from_forwarded_for() {
     let out = run(Endpoint::Envelope, "42", &h, "", body).unwrap();
     assert_eq!(out.events[0].payload["user"]["ip_address"], json!("10.9.8.7"));
 }
+
+fn auth_only(headers: &[(String, String)], body: &[u8]) -> Result<(u64, Auth), IngestError> {
+    let request = Request {
+        endpoint: Endpoint::Envelope,
+        project_id: "42",
+        headers,
+        query: "",
+        body,
+        received_at: Utc.timestamp_opt(1_717_243_200, 0).unwrap(),
+        client_ip: None,
+    };
+    authenticate(&request)
+}
+
+/// [`authenticate`] reads only the envelope header — a body whose items are garbage authenticates —
+/// and finds the key where the full ingest does: headers, or the header's `dsn` (also pretty-printed,
+/// after leading whitespace, under gzip, past the first 4 KiB); a header that does not end within
+/// 64 KiB is a 413, and the same errors as the full ingest otherwise.
+#[test]
+fn authenticate_reads_the_header_only() {
+    let dsn = format!("https://{KEY}@o1.ingest.example/42");
+    let garbage = b"\n{\"type\":\"event\",\"length\":99999}\n{not json";
+    let with = |header: String| [header.as_bytes(), garbage].concat();
+    let none = headers(&[]);
+    let (project, auth) = auth_only(&headers(&[("x-sentry-auth", AUTH)]), &with("{}".into())).unwrap();
+    assert_eq!(
+        (project, auth.public_key.as_str(), auth.source),
+        (42, KEY, auth::AuthSource::SentryAuthHeader)
+    );
+    for header in [
+        json!({ "dsn": dsn }).to_string(),
+        format!("\n  {{\n \"dsn\": \"{dsn}\"\n}}"),
+        json!({ "dsn": dsn, "pad": "x".repeat(10 << 10) }).to_string(),
+    ] {
+        let (_, auth) = auth_only(&none, &with(header.clone())).unwrap();
+        assert_eq!(
+            (auth.public_key.as_str(), auth.source),
+            (KEY, auth::AuthSource::EnvelopeDsn),
+            "{header:.40}"
+        );
+        let gz = gzip(&with(header));
+        let (_, auth) = auth_only(&headers(&[("content-encoding", "gzip")]), &gz).unwrap();
+        assert_eq!(auth.public_key, KEY);
+    }
+    let huge = json!({ "dsn": dsn, "pad": "x".repeat(70 << 10) }).to_string();
+    let err = auth_only(&none, &with(huge)).unwrap_err();
+    assert_eq!(
+        (err.status(), err.detail().as_str()),
+        (413, "envelope header exceeded its size limit of 65536 bytes")
+    );
+    // The errors of the full ingest, where it would stop at the header.
+    for (body, status) in [(&b""[..], 400), (b"{\"dsn\": 5}\n", 400), (b"{}\n", 401), (b"[]", 400)] {
+        assert_eq!(
+            auth_only(&none, body).unwrap_err().status(),
+            status,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(envelope_noauth(body).unwrap_err().status(), status);
+    }
+    let other = json!({ "dsn": format!("https://{KEY}@o1.ingest.example/43") }).to_string();
+    assert_eq!(auth_only(&none, other.as_bytes()).unwrap_err().status(), 403);
+}
+
+fn envelope_noauth(body: &[u8]) -> Result<Ingested, IngestError> {
+    run(Endpoint::Envelope, "42", &headers(&[]), "", body)
+}
