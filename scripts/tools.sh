@@ -22,6 +22,11 @@ TOOLS_REQUIREMENTS=(
     "ziglang==0.13.0"
     "schemathesis==4.32.5"
 )
+# Sentry's published Kafka topic schemas, in a venv of their own (their protobuf/grpc dependencies stay out of
+# the tools venv); pinned by scripts/schemas-constraints.txt.
+TOOLS_SCHEMAS_VENV="$POSTFLOW_ROOT/.tools/schemas-venv"
+TOOLS_SCHEMAS_REQUIREMENTS=("sentry-kafka-schemas==3.0.2")
+TOOLS_SCHEMAS_CONSTRAINTS="$POSTFLOW_ROOT/scripts/schemas-constraints.txt"
 # Real Sentry SDK for Node, for the end-to-end ingestion tests.
 TOOLS_NODE_DIR="$POSTFLOW_ROOT/.tools/node"
 TOOLS_NODE_PACKAGES=("@sentry/node@11.12.0")
@@ -45,6 +50,24 @@ tools_install() {
         *":$TOOLS_VENV/bin:"*) ;;
         *) export PATH="$TOOLS_VENV/bin:$PATH" ;;
     esac
+}
+
+# sentry-kafka-schemas into .tools/schemas-venv (a no-op when the stamp matches).
+tools_schemas_install() {
+    local stamp="$TOOLS_SCHEMAS_VENV/.installed" want t0
+    want=$(printf '%s\n' "${TOOLS_SCHEMAS_REQUIREMENTS[@]}")
+    if [[ -f $stamp && "$(<"$stamp")" == "$want" && -x $TOOLS_SCHEMAS_VENV/bin/python ]]; then
+        return 0
+    fi
+    t0=$(date +%s)
+    _tools_log "installing ${TOOLS_SCHEMAS_REQUIREMENTS[*]} into ${TOOLS_SCHEMAS_VENV#"$POSTFLOW_ROOT"/}"
+    rm -rf "$TOOLS_SCHEMAS_VENV"
+    python3 -m venv "$TOOLS_SCHEMAS_VENV" || { _tools_log "ERROR: python3 -m venv failed"; return 1; }
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$TOOLS_SCHEMAS_VENV/bin/pip" install -q --no-input \
+        -c "$TOOLS_SCHEMAS_CONSTRAINTS" "${TOOLS_SCHEMAS_REQUIREMENTS[@]}" \
+        || { _tools_log "ERROR: pip install failed"; return 1; }
+    printf '%s\n' "$want" >"$stamp"
+    _tools_log "schemas installed in $(($(date +%s) - t0))s"
 }
 
 # npm packages into .tools/node (a no-op when the stamp matches).
@@ -80,5 +103,22 @@ _tools_install_locked() {
             || { _tools_log "ERROR: pip install failed"; return 1; }
         printf '%s\n' "$want" >"$stamp"
         _tools_log "tools installed in $(($(date +%s) - t0))s ($(du -sh "$TOOLS_VENV" | cut -f1))"
+    fi
+}
+
+# `sam build --cached` reuses a function's build while its CodeUri (functions/<fn>) hashes the same: a change in
+# the workspace crates they all link (shared/, the root Cargo.toml/Cargo.lock) is not seen. Drop the cache when
+# any of those is newer than a function's built bootstrap in BUILD_DIR (or one is missing).
+sam_drop_stale_cache() {
+    local build_dir=$1 stale="" fn f
+    for fn in $(grep -oE '^  [A-Za-z]+Function:' template.yaml | tr -d ' :'); do
+        f=$build_dir/$fn/bootstrap
+        if [[ ! -e $f ]] || [[ -n $(find shared Cargo.toml Cargo.lock -newer "$f" -type f -print -quit 2>/dev/null) ]]; then
+            stale+=" $fn"
+        fi
+    done
+    if [[ -n $stale && -d .aws-sam/cache ]]; then
+        printf '[sam] shared/ or Cargo.toml/Cargo.lock changed since the last build of%s: dropping the sam build cache\n' "$stale" >&2
+        rm -rf .aws-sam/cache
     fi
 }

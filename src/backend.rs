@@ -56,7 +56,9 @@ impl Function {
     }
 
     /// Whether API Gateway's JWT authorizer guards `method` on this function's routes (the template's
-    /// `DefaultAuthorizer`), i.e. the route does not say `Auth: {Authorizer: NONE}`.
+    /// `DefaultAuthorizer`), i.e. the route names no authorizer of its own (`NONE`, or accept-invite
+    /// GET's `OptionalJwtAuthorizer`, which lets anonymous requests through and passes a valid token's
+    /// claims, as this emulation does with the local claims).
     pub fn requires_jwt(self, method: &str) -> bool {
         match self {
             Self::AcceptInvite => method != "GET",
@@ -353,14 +355,22 @@ mod tests {
                 for m in *methods {
                     let needle = format!("Method: {m}\n            Path: {path}\n");
                     assert!(template.contains(&needle), "template.yaml lacks {m} {path}");
-                    // The route's event block opts out of the authorizer iff requires_jwt says so.
+                    // The route's event block names an authorizer (NONE, or the optional Lambda
+                    // authorizer that lets anonymous requests through) iff requires_jwt says it is
+                    // not the API's default JWT authorizer.
                     let at = template.find(&needle).unwrap() + needle.len();
-                    let block: String =
-                        template[at..].lines().take_while(|l| l.starts_with("            ")).collect();
+                    let authorizer = template[at..]
+                        .lines()
+                        .take_while(|l| l.starts_with("            "))
+                        .find_map(|l| l.trim().strip_prefix("Authorizer: "));
                     assert_eq!(
-                        !block.contains("Authorizer: NONE"),
+                        authorizer.is_none(),
                         f.requires_jwt(m),
                         "{m} {path}: requires_jwt disagrees with template.yaml"
+                    );
+                    assert!(
+                        matches!(authorizer, None | Some("NONE" | "OptionalJwtAuthorizer")),
+                        "{m} {path}: {authorizer:?}"
                     );
                 }
             }

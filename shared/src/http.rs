@@ -20,7 +20,14 @@ use crate::error::ApiError;
 /// Largest cookie header we look at; bigger ones are ignored (API Gateway allows ~10 KiB of headers).
 const MAX_COOKIE_HEADER: usize = 8 * 1024;
 
-/// The authenticated caller, from the HTTP API JWT authorizer (`requestContext.authorizer.jwt.claims`).
+/// The context key with which the optional JWT authorizer (`functions/jwt-authorizer`, a Lambda
+/// authorizer) marks a request whose token did not verify: such a request is answered 401
+/// `{"message":"Unauthorized"}` before the handler runs, as the JWT authorizer answers on other routes.
+pub const LAMBDA_AUTHORIZER_TOKEN_MARK: &str = "postflow_token";
+
+/// The authenticated caller, from the HTTP API JWT authorizer (`requestContext.authorizer.jwt.claims`)
+/// or, on routes anonymous callers may use too, from the optional Lambda authorizer
+/// (`requestContext.authorizer.lambda`, the same claims as strings).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Claims {
     /// `sub`: the user id.
@@ -66,6 +73,9 @@ pub struct ApiRequest {
     pub cookies: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub claims: Option<Claims>,
+    /// The optional Lambda authorizer found a token that did not verify (see
+    /// [`LAMBDA_AUTHORIZER_TOKEN_MARK`]); [`ApiHandler::handle`] answers 401.
+    pub token_rejected: bool,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -80,10 +90,22 @@ impl ApiRequest {
             Some(RequestContext::ApiGatewayV2(ctx)) => Some(ctx),
             _ => None,
         };
-        let claims = ctx
-            .and_then(|c| c.authorizer.as_ref())
+        let authorizer = ctx.and_then(|c| c.authorizer.as_ref());
+        let lambda_context = authorizer.map(|a| &a.fields).filter(|f| !f.is_empty());
+        let token_rejected = lambda_context.is_some_and(|f| {
+            f.get(LAMBDA_AUTHORIZER_TOKEN_MARK).and_then(serde_json::Value::as_str) == Some("invalid")
+        });
+        let claims = authorizer
             .and_then(|a| a.jwt.as_ref())
-            .and_then(|jwt| Claims::from_map(&jwt.claims, superuser_claim));
+            .and_then(|jwt| Claims::from_map(&jwt.claims, superuser_claim))
+            .or_else(|| {
+                let fields = lambda_context.filter(|_| !token_rejected)?;
+                let strings = fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect();
+                Claims::from_map(&strings, superuser_claim)
+            });
         let headers: Vec<(String, String)> = req
             .headers()
             .iter()
@@ -117,6 +139,7 @@ impl ApiRequest {
             cookies,
             body,
             claims,
+            token_rejected,
             source_ip: ctx.and_then(|c| c.http.source_ip.clone()),
             user_agent,
             request_id: ctx.and_then(|c| c.request_id.clone()),
@@ -285,6 +308,9 @@ pub trait ApiHandler: Send + Sync + 'static {
     /// The Lambda entry: never fails; every outcome is a response.
     async fn handle(&self, req: Request) -> Response<Body> {
         let api = ApiRequest::from_lambda(&req, self.superuser_claim());
+        if api.token_rejected {
+            return Reply::json(401, serde_json::json!({"message": "Unauthorized"})).into_response();
+        }
         self.handle_api(&api).await.into_response()
     }
 }
@@ -404,6 +430,63 @@ mod tests {
         assert_eq!(claims.auth_time, Some(1_700_000_000));
         assert!(claims.is_sudo(1_700_000_100, 10_800));
         assert!(!claims.is_sudo(1_700_000_000 + 10_801, 10_800));
+    }
+
+    /// The optional Lambda authorizer's context (`requestContext.authorizer.lambda`): claims as strings
+    /// (numbers and booleans tolerated), a refused token marked, an empty context anonymous.
+    #[test]
+    fn lambda_authorizer_context() {
+        let with = |ctx: Value| {
+            let mut ev = base_event();
+            ev["requestContext"]["authorizer"] = json!({ "lambda": ctx });
+            ApiRequest::from_lambda(&event(ev), "postflow:superuser")
+        };
+        let req = with(
+            json!({"sub": "42", "email": "a@example.com", "email_verified": "true", "auth_time": "1700000000", "postflow:superuser": "true"}),
+        );
+        let claims = req.claims.clone().unwrap();
+        assert_eq!((claims.sub.as_str(), claims.email_verified, claims.superuser), ("42", true, true));
+        assert_eq!(claims.auth_time, Some(1_700_000_000));
+        assert!(!req.token_rejected);
+        let req = with(json!({"sub": 42, "email_verified": true, "auth_time": 1_700_000_000}));
+        let claims = req.claims.unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.email_verified, claims.auth_time),
+            ("42", true, Some(1_700_000_000))
+        );
+
+        let req = with(json!({ LAMBDA_AUTHORIZER_TOKEN_MARK: "invalid" }));
+        assert!(req.token_rejected && req.claims.is_none());
+        // Even alongside claims-looking values, a marked request has no caller.
+        let req = with(json!({ LAMBDA_AUTHORIZER_TOKEN_MARK: "invalid", "sub": "42" }));
+        assert!(req.token_rejected && req.claims.is_none());
+        let req = with(json!({}));
+        assert!(!req.token_rejected && req.claims.is_none());
+    }
+
+    /// A request whose token the optional authorizer refused gets the JWT authorizer's 401 before the
+    /// handler runs.
+    #[tokio::test]
+    async fn refused_token_is_answered_401_before_the_handler() {
+        struct Panics;
+        #[async_trait::async_trait]
+        impl ApiHandler for Panics {
+            fn superuser_claim(&self) -> &str {
+                "postflow:superuser"
+            }
+            async fn handle_api(&self, _: &ApiRequest) -> Reply {
+                panic!("the handler must not run")
+            }
+        }
+        let mut ev = base_event();
+        ev["requestContext"]["authorizer"] = json!({ "lambda": { LAMBDA_AUTHORIZER_TOKEN_MARK: "invalid" } });
+        let resp = Panics.handle(event(ev)).await;
+        assert_eq!(resp.status(), 401);
+        let body = match resp.body() {
+            Body::Text(t) => t.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"message": "Unauthorized"}));
     }
 
     #[test]

@@ -12,7 +12,10 @@ deployment whose JWT issuer it can sign for.
 Steps (the post flow of events/1-post-flow.scenario.json, as a browser and real SDKs would drive it):
   1. seed events/seed.json into the deployed table with `postflow seed --aws` (AWS APIs);
   2. the JWT authorizer: no token, a token signed by another key, wrong audience, wrong issuer, expired -> 401;
-  3. accept-invite GET (anonymous route) for the 2FA org -> 200, needs2fa, pending-invite cookie set;
+  3. accept-invite GET (optional Lambda authorizer) for the 2FA org: anonymous -> 200 needsAuthentication;
+     with a valid token -> 200 as the user, needs2fa, pending-invite cookie set; a foreign or expired token
+     -> 401; after joining, another invite of the org -> 400 for the member (their own membership is
+     picked), 200 anonymously;
   4. accept-invite POST (JWT) -> 400 "unable to accept" (2FA missing);
   5. enroll GET/POST TOTP (JWT): invalid OTP -> 400, a real pyotp code + the invite cookie -> 204, which also
      accepts the pending invite in the same transaction; then POST accept -> "member already exists",
@@ -159,14 +162,32 @@ def post_flow(api, args, token):
     accept = f"/api/0/accept-invite/secure/20/{TOKEN}/"
     enroll = "/api/0/users/me/authenticators/{}/enroll/"
 
-    # GET is `Authorizer: NONE` on API Gateway: the bearer token sent here must NOT reach the function.
-    r, _ = api.expect("accept-invite GET (anonymous route, 2FA org) -> 200 needs2fa, needsAuthentication",
+    # GET has the optional Lambda authorizer (jwt-authorizer): anonymous callers go through as such, a
+    # valid token's claims reach the function, and a token that does not verify is a 401.
+    r, _ = api.expect("accept-invite GET without a token (optional authorizer) -> 200 needsAuthentication",
                       "GET", accept, 200,
-                      {"orgSlug": "secure", "needsAuthentication": True, "needs2fa": True}, token=token)
+                      {"orgSlug": "secure", "needsAuthentication": True, "needs2fa": True, "existingMember": False})
+    anonymous_cookie = set_cookie(r)
+    check(anonymous_cookie is not None and anonymous_cookie[0] != "",
+          "anonymous accept-invite GET sets the postflow-invite cookie", dict(r.headers))
+    r, _ = api.expect("accept-invite GET with a valid token -> 200 as the logged-in user (needs2fa)",
+                      "GET", accept, 200,
+                      {"orgSlug": "secure", "needsAuthentication": False, "needs2fa": True, "existingMember": False},
+                      token=token)
     cookie = set_cookie(r)
     check(cookie is not None and cookie[0] != "", "accept-invite GET sets the postflow-invite cookie",
           dict(r.headers))
+    check(cookie is not None and anonymous_cookie is not None and cookie[0] != anonymous_cookie[0],
+          "the logged-in user's invite cookie differs from the anonymous one (bound to the user)")
     cookie = cookie[0] if cookie else None
+    unauthorized = {"message": "Unauthorized"}
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "42", "email": "bar@example.com", "email_verified": True, "auth_time": int(time.time()),
+              "aud": args.audience}
+    api.expect("accept-invite GET with a token signed by another key -> 401 (optional authorizer)", "GET",
+               accept, 401, unauthorized, token=oidc.token(args.oidc, claims, key=other_key))
+    api.expect("accept-invite GET with an expired token -> 401 (optional authorizer)", "GET", accept, 401,
+               unauthorized, token=oidc.token(args.oidc, {**claims, "exp": int(time.time()) - 60}))
 
     api.expect("accept-invite POST without 2FA -> 400 unable to accept", "POST", accept, 400,
                {"details": "unable to accept organization invite"}, token=token, cookie=cookie)
@@ -191,6 +212,14 @@ def post_flow(api, args, token):
 
     api.expect("accept-invite POST after enrollment (the invite is the caller's membership now) -> 204",
                "POST", accept, 204, token=token, cookie=cookie)
+    # Now a member of the organization: for the logged-in user, Sentry's `_get_invite` picks their own
+    # membership (not pending) for any invite of the org, so another invite is "Invalid invite code" to
+    # them, while an anonymous caller still sees it.
+    other_invite = f"/api/0/accept-invite/secure/21/{TOKEN}/"
+    api.expect("accept-invite GET of another invite of the org, as its member -> 400 (their own membership)",
+               "GET", other_invite, 400, {"details": "Invalid invite code"}, token=token)
+    api.expect("the same GET anonymously -> 200, needsAuthentication", "GET", other_invite, 200,
+               {"orgSlug": "secure", "needsAuthentication": True, "existingMember": False})
     api.expect("enroll GET recovery -> 400 Already enrolled", "GET", enroll.format("recovery"), 400,
                {"details": "Already enrolled"}, token=token)
     api.expect("enroll GET totp again -> 200 rotation", "GET", enroll.format("totp"), 200,

@@ -1,7 +1,7 @@
 """EMULATOR SHIM (ministack only; never run against AWS): create the HTTP API's routes from its OpenAPI body.
 
 `AWS::Serverless::HttpApi` becomes an `AWS::ApiGatewayV2::Api` whose `Body` is an OpenAPI 3 document
-(routes, Lambda proxy integrations, the JWT authorizer); on AWS, API Gateway imports that body when the
+(routes, Lambda proxy integrations, the JWT authorizer and the optional Lambda authorizer); on AWS, API Gateway imports that body when the
 stack creates the API. ministack 1.5.33 imports an OpenAPI body only for REST APIs (v1): its
 AWS::ApiGatewayV2::Api provisioner ignores `Body`, so the deployed HTTP API has no routes at all and
 every request answers 404.
@@ -153,16 +153,28 @@ def main(stack_name: str) -> int:
         authorizers = {}
         for name, scheme in ((body.get("components") or {}).get("securitySchemes") or {}).items():
             ext = scheme.get("x-amazon-apigateway-authorizer") or {}
-            if ext.get("type") != "jwt":
-                raise ValueError(f"security scheme {name}: only JWT authorizers are imported, got {ext.get('type')}")
-            jwt = ext["jwtConfiguration"]
-            source = ext["identitySource"]
-            created = gw.create_authorizer(
-                ApiId=api_id, Name=name, AuthorizerType="JWT",
-                IdentitySource=source if isinstance(source, list) else [source],
-                JwtConfiguration={"Issuer": jwt["issuer"], "Audience": list(jwt.get("audience") or [])},
-            )
-            authorizers[name] = created["AuthorizerId"]
+            source = ext.get("identitySource") or []
+            source = source if isinstance(source, list) else [source]
+            if ext.get("type") == "jwt":
+                jwt = ext["jwtConfiguration"]
+                created = gw.create_authorizer(
+                    ApiId=api_id, Name=name, AuthorizerType="JWT", IdentitySource=source,
+                    JwtConfiguration={"Issuer": jwt["issuer"], "Audience": list(jwt.get("audience") or [])},
+                )
+                authorizers[name] = ("JWT", created["AuthorizerId"])
+            elif ext.get("type") == "request":
+                # A Lambda authorizer (payload 2.0, simple responses): routes using it are CUSTOM.
+                created = gw.create_authorizer(
+                    ApiId=api_id, Name=name, AuthorizerType="REQUEST", IdentitySource=source,
+                    AuthorizerUri=ext["authorizerUri"],
+                    AuthorizerPayloadFormatVersion=str(ext.get("authorizerPayloadFormatVersion", "2.0")),
+                    EnableSimpleResponses=bool(ext.get("enableSimpleResponses", False)),
+                    AuthorizerResultTtlInSeconds=int(ext.get("authorizerResultTtlInSeconds", 0)),
+                )
+                authorizers[name] = ("CUSTOM", created["AuthorizerId"])
+            else:
+                raise ValueError(f"security scheme {name}: only JWT and Lambda (request) authorizers are "
+                                 f"imported, got {ext.get('type')}")
         default_security = body.get("security")
         for path, item in (body.get("paths") or {}).items():
             for method, op in item.items():
@@ -181,7 +193,8 @@ def main(stack_name: str) -> int:
                 if len(names) > 1:
                     raise ValueError(f"{method.upper()} {path}: several security requirements")
                 if names and names[0] != "NONE":
-                    kwargs = {"AuthorizationType": "JWT", "AuthorizerId": authorizers[names[0]]}
+                    kind, authorizer_id = authorizers[names[0]]
+                    kwargs = {"AuthorizationType": kind, "AuthorizerId": authorizer_id}
                     scopes = security[0][names[0]]
                     if scopes:
                         kwargs["AuthorizationScopes"] = scopes
