@@ -16,21 +16,8 @@ use serde_json::Value;
 use shared::config::Config;
 use shared::storage::seed::{Seed, load_seed};
 
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("CI_EMULATORS_REQUIRED").is_ok_and(|v| v == "1")
-}
-
 fn tool(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            assert!(!required(), "{var} must be set in CI (scripts/test sets it)");
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED real SDK test: {var} not set (run scripts/test)");
-            None
-        }
-    }
+    shared::testing::required_tool(var, "real SDK test")
 }
 
 async fn start() -> (Arc<Backend>, String) {

@@ -23,6 +23,26 @@ fn required() -> bool {
         || std::env::var("CI_EMULATORS_REQUIRED").is_ok_and(|v| v == "1")
 }
 
+/// Whether tests that need outside tools (emulators, SDKs, Python packages, shared data) must run:
+/// under CI or the project's test command. Then a missing tool fails the test instead of skipping it.
+pub fn tools_required() -> bool {
+    required()
+}
+
+/// The value of `var` (a tool's path that scripts/test sets), or `None` after printing `SKIPPED {what}`
+/// outside CI; in CI a missing variable fails the test.
+pub fn required_tool(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(!required(), "{what}: {var} must be set in CI (scripts/test sets it)");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {what}: {var} not set (run scripts/test)");
+            None
+        }
+    }
+}
+
 /// Whether emulator endpoints are configured; panics when they are required but missing.
 pub fn emulators_configured(test: &str) -> bool {
     let configured = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()

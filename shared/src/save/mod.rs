@@ -98,6 +98,20 @@ pub fn prepare(mut event: Value, kind: EventKind, project_id: u64) -> (SaveJob, 
     (job, event)
 }
 
+/// Spans as Sentry writes them to the `transactions` topic: every span carries `tags` and `data`, `null`
+/// when the SDK sent none. Relay's normalizer leaves absent fields out, but the messages Sentry produces
+/// (the examples published with `sentry-kafka-schemas`) have them, and the topic's schema
+/// (`transactions.v1`, `Span.required`) requires both.
+pub fn complete_spans(event: &mut Value) {
+    if let Some(spans) = event.get_mut("spans").and_then(Value::as_array_mut) {
+        for span in spans.iter_mut().filter_map(Value::as_object_mut) {
+            for key in ["tags", "data"] {
+                span.entry(key).or_insert(Value::Null);
+            }
+        }
+    }
+}
+
 /// The eventstream record of a saved event.
 pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
     let primary_hash = match job.kind {
@@ -106,6 +120,9 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
     };
     if let Some(g) = &r.group {
         event["group_id"] = json!(g.id);
+    }
+    if job.kind == SaveKind::Transaction {
+        complete_spans(event);
     }
     let groups: Vec<record::GroupState> = r.group.iter().copied().collect();
     let params = record::InsertParams {
