@@ -73,6 +73,8 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
         for (i, exc) in values.iter_mut().enumerate() {
             match exc {
                 Value::Object(map) => {
+                    // Typed fields: an explicit `null` is the same as absent (Relay serializes neither).
+                    map.retain(|_, v| !v.is_null());
                     if !normalize_exception(map) {
                         let bad = std::mem::take(exc);
                         let mut entry = Map::new();
@@ -98,16 +100,16 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
             only.insert("stacktrace".into(), stacktrace);
         }
         for exc in values.iter_mut() {
-            fill_abs_paths(exc.get_mut("stacktrace"));
+            normalize_frames(exc.get_mut("stacktrace"));
         }
     }
     if let Some(exception) = exception {
         event.insert("exception".into(), exception);
     }
-    fill_abs_paths(event.get_mut("stacktrace"));
+    normalize_frames(event.get_mut("stacktrace"));
     if let Some(Value::Array(threads)) = event.get_mut("threads").and_then(|t| t.get_mut("values")) {
         for thread in threads {
-            fill_abs_paths(thread.get_mut("stacktrace"));
+            normalize_frames(thread.get_mut("stacktrace"));
         }
     }
 }
@@ -141,17 +143,60 @@ fn split_type_value(value: &str) -> Option<(String, String)> {
     (word && !rest.contains('\n')).then(|| (ty.to_owned(), rest.trim().to_owned()))
 }
 
-fn fill_abs_paths(stacktrace: Option<&mut Value>) {
+/// Frames as Relay leaves them: `abs_path` from `filename`; `function: "?"` (JavaScript's unknown
+/// function) removed; empty `pre_context`/`post_context` lists removed (`vars: {}` stays).
+fn normalize_frames(stacktrace: Option<&mut Value>) {
     let Some(Value::Array(frames)) = stacktrace.and_then(|s| s.get_mut("frames")) else {
         return;
     };
     for frame in frames {
-        if let Value::Object(frame) = frame
-            && frame.get("abs_path").is_none_or(Value::is_null)
+        let Value::Object(frame) = frame else { continue };
+        if frame.get("abs_path").is_none_or(Value::is_null)
             && let Some(filename) = frame.get("filename").filter(|f| f.is_string()).cloned()
         {
             frame.insert("abs_path".into(), filename);
         }
+        if frame.get("function").and_then(Value::as_str) == Some("?") {
+            frame.remove("function");
+        }
+        for key in ["pre_context", "post_context"] {
+            if frame.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+                frame.remove(key);
+            }
+        }
+    }
+}
+
+/// Top-level containers Relay does not serialize when empty: `modules`, `extra`, `measurements` as
+/// `{}`, and `breadcrumbs`, `exception`, `threads` without values.
+pub(super) fn drop_empty_containers(event: &mut Map<String, Value>) {
+    for key in ["modules", "extra", "measurements"] {
+        if event.get(key).and_then(Value::as_object).is_some_and(Map::is_empty) {
+            event.remove(key);
+        }
+    }
+    for key in ["breadcrumbs", "exception", "threads"] {
+        if event.get(key).and_then(|v| v.get("values")).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            event.remove(key);
+        }
+    }
+}
+
+/// The fields Relay derives in typed contexts: `runtime`, `os` and `browser` as `"{name} {version}"`
+/// when both are strings and the field itself is absent.
+fn derive_context_fields(ctx: &mut Map<String, Value>) {
+    let field = match ctx.get("type").and_then(Value::as_str) {
+        Some("runtime") => "runtime",
+        Some("os") => "os",
+        Some("browser") => "browser",
+        _ => return,
+    };
+    if ctx.get(field).is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    if let (Some(Value::String(name)), Some(Value::String(version))) = (ctx.get("name"), ctx.get("version")) {
+        let derived = format!("{name} {version}");
+        ctx.insert(field.into(), Value::String(derived));
     }
 }
 
@@ -178,6 +223,7 @@ pub(super) fn normalize_contexts(
             if map.get("type").is_none_or(Value::is_null) {
                 map.insert("type".into(), Value::String(key.clone()));
             }
+            derive_context_fields(map);
             true
         }
         Value::Null => false,

@@ -121,6 +121,7 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
         event.remove("measurements");
     }
     fields::normalize_time_spent(&mut event);
+    interfaces::drop_empty_containers(&mut event);
 
     let ty = match client_type {
         Some("transaction") => "transaction",
