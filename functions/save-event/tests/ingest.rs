@@ -326,3 +326,56 @@ async fn one_event_per_envelope_and_the_largest_request() {
     assert_eq!(env.send(&req).await.status, 413);
     assert_eq!(env.messages().await.len(), 2);
 }
+
+/// Sentry's tags on the saved events of the real SDK requests, written out by hand from Sentry's save
+/// step (`event_manager.py`: `_pull_out_data`, the release and user steps, the `url` plugin,
+/// `_derive_interface_tags_many`): Relay's `server_name` tag; `level`; `environment` (an empty logger
+/// and no transaction add nothing); `sentry:release`; the last exception's mechanism (`generic`,
+/// handled → `yes`); the contexts by alias — `os` ("Debian 12.11", the version's trailing newline
+/// stripped by `format_index_expr`), `runtime`; `app`, `device`, `culture`, `cloud_resource` and `trace`
+/// give none (no `device_app_hash`, no `model`/`family`, no mapping).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_tags_on_real_sdk_events() {
+    let env = memory_env().await;
+    type Tags = &'static [(&'static str, &'static str)];
+    let cases: [(&str, &str, Tags); 2] = [
+        (
+            "python",
+            "exception",
+            &[
+                ("server_name", "capture-host"),
+                ("level", "error"),
+                ("environment", "production"),
+                ("sentry:release", "myapp@1.2.3"),
+                ("mechanism", "generic"),
+                ("handled", "yes"),
+                ("runtime", "CPython 3.11.7"),
+                ("runtime.name", "CPython"),
+            ],
+        ),
+        (
+            "node",
+            "exception.2",
+            &[
+                ("server_name", "capture-host"),
+                ("level", "error"),
+                ("environment", "production"),
+                ("sentry:release", "myapp@1.2.3"),
+                ("mechanism", "generic"),
+                ("handled", "yes"),
+                ("os", "Debian 12.11"),
+                ("os.name", "Debian"),
+                ("runtime", "node v20.20.2"),
+                ("runtime.name", "node"),
+            ],
+        ),
+    ];
+    for (sdk, name, want) in cases {
+        let before = env.messages().await.len();
+        assert_eq!(env.send(&fixture(sdk, name)).await.status, 200, "{sdk}/{name}");
+        let msgs = env.messages().await;
+        assert_eq!(msgs.len(), before + 1, "{sdk}/{name}");
+        let want: Vec<serde_json::Value> = want.iter().map(|(k, v)| json!([k, v])).collect();
+        assert_eq!(msgs[before][2]["data"]["tags"], json!(want), "{sdk}/{name}");
+    }
+}

@@ -13,14 +13,29 @@
 //! [`EventUser::tag_value`] is the first of `id:`, `username:`, `email:`, `ip:` that is set, where the
 //! IP only counts when it parses as an IPv4/IPv6 address (`test_event_user_invalid_ip`).
 //!
-//! Not ported here: plugin tag derivers and interface tags (`_derive_interface_tags_many`, e.g.
-//! `mechanism`, `handled`, `runtime`, `os.name`, `url`).
+//! Then, in the same step and order as Sentry's `save` (for errors, default events and transactions):
+//! * `_derive_plugin_tags_many` — of the default plugins only `sentry_urls` adds a tag once the event
+//!   has contexts (the user-agent plugins return nothing then, and Relay always leaves a trace
+//!   context): `url` = `request.url` (`truncatechars` to 200), unless a `url` tag exists;
+//! * `_derive_interface_tags_many` — interfaces by score, so the exception's before the contexts':
+//!   the **last** exception's mechanism gives `mechanism` (its type) and `handled` (`yes`/`no`);
+//!   each context (in Relay's order: sorted by alias) gives the tags of its type's
+//!   `context_to_tag_mapping` under its alias — `runtime`/`browser`/`os` = `"{name} {version}"`,
+//!   `{alias}.name`, `os.rooted`; `device` = model, `device.family`; `app.device` =
+//!   `device_app_hash`; `gpu.name`, `gpu.vendor`; `monitor.id`, `monitor.slug`. A field that is
+//!   missing or `null` skips that tag, booleans are `yes`/`no`, and an empty result is skipped. These
+//!   overwrite (move to the end) a tag the client sent with the same key.
+//!
+//! Sources: `src/sentry/event_manager.py` (`set_tag`, `_derive_plugin_tags_many`,
+//! `_derive_interface_tags_many`), `src/sentry/interfaces/contexts.py` (`ContextType.iter_tags`,
+//! `format_index_expr`), `src/sentry/interfaces/exception.py` (`Exception.iter_tags`,
+//! `Mechanism.iter_tags`), `src/sentry_plugins`' `UrlsPlugin`.
 
 use std::net::IpAddr;
 
 use serde_json::Value;
 
-use super::compat::{py_str, str_at, truncatechars, truthy_str_at};
+use super::compat::{py_str, py_strip, str_at, truncatechars, truthy_str_at};
 
 /// `MAX_TAG_VALUE_LENGTH`.
 pub const MAX_TAG_VALUE_LENGTH: usize = 200;
@@ -134,4 +149,84 @@ pub fn apply_save_tags(event: &mut Value, release_version: Option<&str>, dist: O
             set_tag(event, "sentry:user", &tag_value);
         }
     }
+    derive_plugin_tags(event);
+    for (key, value) in interface_tags(event) {
+        match value {
+            Some(value) => set_tag(event, &key, &value),
+            None => pop_tag(event, &key),
+        }
+    }
+}
+
+/// `_derive_plugin_tags_many` with Sentry's default plugins (see the module docs): `url`.
+fn derive_plugin_tags(event: &mut Value) {
+    if get_tag(event, "url").is_some() {
+        return;
+    }
+    if let Some(url) = truthy_str_at(event, &["request", "url"]) {
+        let value = truncatechars(url, MAX_TAG_VALUE_LENGTH).into_owned();
+        set_tag(event, "url", &value);
+    }
+}
+
+/// The `(key, value)` pairs of `_derive_interface_tags_many`, in order; `None` removes the key (a
+/// mechanism without a type).
+pub fn interface_tags(event: &Value) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    // Exception (score 2000): the last exception's mechanism.
+    let last =
+        event.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last());
+    if let Some(mechanism) =
+        last.and_then(|e| e.get("mechanism")).and_then(Value::as_object).filter(|m| !m.is_empty())
+    {
+        out.push(("mechanism".to_owned(), mechanism.get("type").and_then(Value::as_str).map(str::to_owned)));
+        if let Some(handled) = mechanism.get("handled").and_then(Value::as_bool) {
+            out.push(("handled".to_owned(), Some(if handled { "yes" } else { "no" }.to_owned())));
+        }
+    }
+    // Contexts (score 800), by alias as Relay orders them.
+    if let Some(contexts) = event.get("contexts").and_then(Value::as_object) {
+        let mut aliases: Vec<&String> = contexts.keys().collect();
+        aliases.sort();
+        for alias in aliases {
+            let Some(ctx) = contexts[alias].as_object() else { continue };
+            let ty = ctx.get("type").and_then(Value::as_str).unwrap_or(alias);
+            for (field, format) in context_tag_mapping(ty) {
+                let Some(value) = format_context(format, ctx) else { continue };
+                let key = if field.is_empty() { alias.clone() } else { format!("{alias}.{field}") };
+                out.push((key, Some(value)));
+            }
+        }
+    }
+    out
+}
+
+/// `context_to_tag_mapping` of each `ContextType`: (tag suffix, format of context fields).
+fn context_tag_mapping(ty: &str) -> &'static [(&'static str, &'static [&'static str])] {
+    match ty {
+        "app" => &[("device", &["device_app_hash"])],
+        "device" => &[("", &["model"]), ("family", &["family"])],
+        "runtime" | "browser" => &[("", &["name", "version"]), ("name", &["name"])],
+        "os" => &[("", &["name", "version"]), ("name", &["name"]), ("rooted", &["rooted"])],
+        "gpu" => &[("name", &["name"]), ("vendor", &["vendor_name"])],
+        "monitor" => &[("id", &["id"]), ("slug", &["slug"])],
+        _ => &[],
+    }
+}
+
+/// `format_index_expr("{a} {b}", data)`: the fields joined by a space, stripped; `None` when a field
+/// is missing or `null` (Sentry's `KeyError`) or the result is empty. Booleans are `yes`/`no`.
+fn format_context(fields: &[&str], ctx: &serde_json::Map<String, Value>) -> Option<String> {
+    let mut parts = Vec::with_capacity(fields.len());
+    for field in fields {
+        let part = match ctx.get(*field)? {
+            Value::Null => return None,
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+            other => py_str(other).into_owned(),
+        };
+        parts.push(part);
+    }
+    let joined = parts.join(" ");
+    let value = py_strip(&joined);
+    (!value.is_empty()).then(|| value.to_owned())
 }

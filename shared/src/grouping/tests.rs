@@ -888,6 +888,9 @@ fn save_tags_order_and_values() {
             ["environment", "production"],
             ["sentry:release", "myapp@1.2.3"],
             ["sentry:user", "id:42"],
+            // The runtime context's tags (`RuntimeContextType`: "{name} {version}", name).
+            ["runtime", "CPython 3.11.7"],
+            ["runtime.name", "CPython"],
         ])
     );
     // The empty logger is not a tag; applying twice changes nothing.
@@ -1217,4 +1220,139 @@ fn record_bytes_are_compact_ascii() {
     assert!(text.starts_with(r#"[2,"insert",{"group_id":5,"group_ids":[5],"event_id":"#), "{text}");
     assert!(text.contains(r#""message":"h\u00e9llo w\u00f6rld""#));
     assert!(!text.contains(": ") && !text.contains(", "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interface and plugin tags (`_derive_plugin_tags_many`, `_derive_interface_tags_many`)
+// ---------------------------------------------------------------------------------------------
+
+fn sorted_interface_tags(event: Value) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> =
+        tags::interface_tags(&event).into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    tags.sort();
+    tags
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// Sentry's `tests/sentry/interfaces/test_contexts.py` (`sorted(ctx.iter_tags())`), and the mappings of
+/// `app`, `gpu` and `monitor` from `contexts.py`.
+#[test]
+fn context_tags_as_sentrys_context_types() {
+    let ctx = |c: Value| sorted_interface_tags(json!({ "contexts": c }));
+    assert_eq!(
+        ctx(json!({"os": {"type": "os", "name": "Windows", "version": "95", "rooted": true}})),
+        pairs(&[("os", "Windows 95"), ("os.name", "Windows"), ("os.rooted", "yes")])
+    );
+    assert_eq!(
+        ctx(json!({"runtime": {"type": "runtime", "name": "Java", "version": "1.2.3", "build": "BLAH"}})),
+        pairs(&[("runtime", "Java 1.2.3"), ("runtime.name", "Java")])
+    );
+    let device = json!({"name": "My iPad", "model": "iPad", "model_id": "1234AB", "version": "1.2.3", "arch": "arm64"});
+    let mut typed = device.clone();
+    typed["type"] = json!("device");
+    assert_eq!(ctx(json!({ "device": typed.clone() })), pairs(&[("device", "iPad")]));
+    typed["title"] = json!("My Title");
+    assert_eq!(ctx(json!({ "my_device": typed })), pairs(&[("my_device", "iPad")]));
+    assert_eq!(
+        ctx(
+            json!({"whatever": {"type": "default", "foo": "bar", "blub": "blah", "biz": [1, 2, 3], "baz": {"foo": "bar"}}})
+        ),
+        vec![]
+    );
+    assert_eq!(
+        ctx(json!({"app": {"type": "app", "app_id": "1234", "device_app_hash": "5678"}})),
+        pairs(&[("app.device", "5678")])
+    );
+    assert_eq!(
+        ctx(
+            json!({"gpu": {"type": "gpu", "name": "AMD Radeon Pro 560", "vendor_name": "Apple", "memory_size": 4096}})
+        ),
+        pairs(&[("gpu.name", "AMD Radeon Pro 560"), ("gpu.vendor", "Apple")])
+    );
+    assert_eq!(
+        ctx(json!({"monitor": {"type": "monitor", "id": "abc123", "slug": "my-monitor"}})),
+        pairs(&[("monitor.id", "abc123"), ("monitor.slug", "my-monitor")])
+    );
+    // `format_index_expr`: a missing or null field skips the tag (KeyError), an empty one does not
+    // (the result is stripped), an empty result is skipped; `client_os` is an alias of type `os`.
+    assert_eq!(
+        ctx(
+            json!({"client_os": {"type": "os", "name": "Windows", "version": null}, "browser": {"type": "browser", "name": "Chrome", "version": ""}, "device": {"type": "device", "model": " "}})
+        ),
+        pairs(&[("browser", "Chrome"), ("browser.name", "Chrome"), ("client_os.name", "Windows")])
+    );
+    assert_eq!(ctx(json!({"trace": {"type": "trace", "trace_id": "a", "span_id": "b"}})), vec![]);
+}
+
+/// `Exception.iter_tags`: the last exception's mechanism (`Mechanism.iter_tags`: type, then handled as
+/// yes/no when set).
+#[test]
+fn mechanism_tags_come_from_the_last_exception() {
+    let event = json!({"exception": {"values": [
+        {"type": "KeyError", "mechanism": {"type": "first", "handled": false}},
+        {"type": "ValueError", "mechanism": {"type": "django", "handled": false}},
+    ]}});
+    assert_eq!(sorted_interface_tags(event), pairs(&[("handled", "no"), ("mechanism", "django")]));
+    let no_handled = json!({"exception": {"values": [{"type": "E", "mechanism": {"type": "generic"}}]}});
+    assert_eq!(sorted_interface_tags(no_handled), pairs(&[("mechanism", "generic")]));
+    let no_mechanism =
+        json!({"exception": {"values": [{"type": "E", "mechanism": {"type": "x"}}, {"type": "F"}]}});
+    assert_eq!(sorted_interface_tags(no_mechanism), vec![]);
+}
+
+/// The order of `save` (walked through from `event_manager.py`): `_pull_out_data`'s attribute tags,
+/// the release, the user, the `url` plugin, then the exception's tags before the contexts' (score 2000
+/// before 800), contexts by alias; a client tag with a derived key moves to the end.
+#[test]
+fn save_tags_in_sentrys_order() {
+    let mut event = json!({
+        "tags": [["custom", "x"], ["server_name", "web-1"], ["runtime", "client-sent"]],
+        "level": "error", "logger": "", "environment": "prod", "transaction": "/api/x", "release": "app@1",
+        "user": {"id": "42"},
+        "request": {"url": "https://example.com/api/x"},
+        "contexts": {
+            "runtime": {"type": "runtime", "name": "CPython", "version": "3.11.4"},
+            "trace": {"type": "trace", "trace_id": "a", "span_id": "b"},
+            "client_os": {"type": "os", "name": "Windows", "version": "10"},
+            "browser": {"type": "browser", "name": "Chrome", "version": "120.0.0"},
+        },
+        "exception": {"values": [{"type": "ValueError", "mechanism": {"type": "django", "handled": false}}]},
+    });
+    apply_save_tags(&mut event, Some("app@1"), None);
+    let keys: Vec<&str> = event["tags"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "custom",
+            "server_name",
+            "level",
+            "environment",
+            "transaction",
+            "sentry:release",
+            "sentry:user",
+            "url",
+            "mechanism",
+            "handled",
+            "browser",
+            "browser.name",
+            "client_os",
+            "client_os.name",
+            "runtime",
+            "runtime.name",
+        ]
+    );
+    assert_eq!(get_tag(&event, "runtime"), Some("CPython 3.11.4"));
+    assert_eq!(get_tag(&event, "url"), Some("https://example.com/api/x"));
+    // The url plugin does not override a url tag the client sent, and trims to 200 characters.
+    let mut sent = json!({"tags": [["url", "mine"]], "request": {"url": "https://example.com/"}});
+    apply_save_tags(&mut sent, None, None);
+    assert_eq!(get_tag(&sent, "url"), Some("mine"));
+    let long = format!("https://example.com/{}", "a".repeat(300));
+    let mut long_event = json!({"request": {"url": long}});
+    apply_save_tags(&mut long_event, None, None);
+    let tag = get_tag(&long_event, "url").unwrap();
+    assert_eq!((tag.chars().count(), tag.ends_with("...")), (200, true));
 }
