@@ -484,8 +484,17 @@ async fn aggregation_under_faults() {
         *figures.entry(outcome).or_default() += 1;
         *figures.entry("faults injected").or_default() += e.faults.injected().len();
         e.faults.reset();
-        // The mapping delivers the batch again (from the last committed position) until it succeeds.
-        pump.drain(now).await.unwrap_or_else(|err| panic!("{label}: re-delivery failed: {err}"));
+        // The mapping delivers the batch again (from the last committed position) until it succeeds. An
+        // abandoned call's write may still land after the abandonment (the request was already sent),
+        // so the first re-delivery can find an aggregate item changed under it and fail the batch, as
+        // on AWS; the mapping then delivers it again. Five deliveries are far more than that needs.
+        let mut delivery = 1;
+        while let Err(err) = pump.drain(now).await {
+            assert!(delivery < 5, "{label}: re-delivery {delivery} failed: {err}");
+            *figures.entry("re-deliveries after a late write").or_default() += 1;
+            delivery += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let items = postflow::invariants::scan_table(&e.dynamodb, &e.table_name).await.unwrap();
         let records = read_all_records(&e.kinesis, &e.stream).await.unwrap();
         let report = postflow::invariants::check(&items, &records);

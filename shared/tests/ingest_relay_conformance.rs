@@ -255,6 +255,7 @@ const FULL_EDGE_CASES: &[&str] = &[
     "empty_breadcrumbs_list",
     "transaction_empty_measurements",
     "exception_null_fields",
+    "exception_single_object",
     "transaction_span_same_process",
 ];
 

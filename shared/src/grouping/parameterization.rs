@@ -7,9 +7,10 @@
 //!
 //! The pattern is the single alternation from Sentry's `grouping/strategies/message.py`
 //! (2023/24 revision): `<email>`, `<url>`, `<ip>`, `<uuid>`, `<sha1>`, `<md5>`, `<date>`, `<hex>`,
-//! `<float>`, `<int>` and `=<quoted_str>` (only the value half of `key='value'`). Sentry's newest
-//! `parameterization.py` adds more placeholders (hostname, duration, traceparent, kitchen times,
-//! booleans …); those are deliberately not ported, so messages containing them can hash differently
+//! `<float>`, `<int>`, `=<quoted_str>` (only the value half of `key='value'` or `key="value"`) and
+//! `=<bool>` (`key=True`, `key=false`, …), as at the corpus commit (2024-08). Sentry's newest
+//! `parameterization.py` adds more placeholders (hostname, duration, traceparent, kitchen times …);
+//! those are deliberately not ported, so messages containing them can hash differently
 //! from current Sentry. Alternatives are tried in the same order (leftmost-first, as Python's `re`),
 //! and the regex is compiled once.
 
@@ -23,8 +24,8 @@ const IPV4_OCTET: &str = r"(25[0-5]|(2[0-4]|1{0,1}[0-9]){0,1}[0-9])";
 
 /// The named alternatives, in Sentry's order; the replacement is `<name>` (`=<quoted_str>` for the
 /// last one, which keeps its `=`).
-const GROUP_NAMES: [&str; 11] =
-    ["email", "url", "ip", "uuid", "sha1", "md5", "date", "hex", "float", "int", "quoted_str"];
+const GROUP_NAMES: [&str; 12] =
+    ["email", "url", "ip", "uuid", "sha1", "md5", "date", "hex", "float", "int", "quoted_str", "bool"];
 
 fn pattern() -> String {
     let ipv4 = format!(r"({IPV4_OCTET}\.){{3,3}}{IPV4_OCTET}");
@@ -65,7 +66,9 @@ fn pattern() -> String {
         r"(?P<hex>\b0[xX][0-9a-fA-F]+\b)".to_owned(),
         r"(?P<float>-\d+\.\d+\b|\b\d+\.\d+\b)".to_owned(),
         r"(?P<int>-\d+\b|\b\d+\b)".to_owned(),
-        r"(?P<quoted_str>='([\w\s]+)')".to_owned(),
+        // The value half of `key='value'` / `key="value"` and `key=True` (Sentry keeps the `=`).
+        r#"(?P<quoted_str>='([^']+)'|="([^"]+)")"#.to_owned(),
+        r"(?P<bool>=True|=true|=False|=false)".to_owned(),
     ]
     .join("|")
 }
@@ -87,6 +90,7 @@ fn placeholder(caps: &Captures<'_>) -> &'static str {
                 "hex" => "<hex>",
                 "float" => "<float>",
                 "int" => "<int>",
+                "bool" => "=<bool>",
                 _ => "=<quoted_str>",
             };
         }
@@ -164,6 +168,12 @@ mod tests {
             ("::ffff:192.168.1.1", "<ip>.<float>.<int>"),
             ("b='1'", "b=<quoted_str>"),
             ("b = '1'", "b = '<int>'"),
+            ("key1='Some_str123'", "key1=<quoted_str>"),
+            ("key5=\"double-quoted\"", "key5=<quoted_str>"),
+            ("a='x-y z'", "a=<quoted_str>"),
+            ("flag=False", "flag=<bool>"),
+            ("flag=true", "flag=<bool>"),
+            ("is True", "is True"),
             ("A quick brown fox", "A quick brown fox"),
             ("0.0.0.0:80", "<ip>:<int>"),
         ];

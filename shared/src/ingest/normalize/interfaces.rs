@@ -62,7 +62,9 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
     let mut exception = match event.remove("exception") {
         None | Some(Value::Null) => None,
         Some(Value::Array(values)) => Some(values_object(values)),
-        Some(Value::Object(obj)) => Some(Value::Object(obj)),
+        Some(Value::Object(obj)) if obj.contains_key("values") => Some(Value::Object(obj)),
+        // A single exception object (no `values`): Relay's `Values` reads it as a list of one.
+        Some(Value::Object(obj)) => Some(values_object(vec![Value::Object(obj)])),
         Some(other) => {
             errors.invalid("exception", Some(other), Some("expected exceptions"));
             None
