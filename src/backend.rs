@@ -226,6 +226,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Where the local CLI delivers enrollment texts (printed by `replay`, read by `{{sms}}`).
     pub outbox: Arc<MemorySmsOutbox>,
+    /// The embedded stream, when there is one (`postflow serve`'s `/_postflow/stats`).
+    pub memory_stream: Option<Arc<MemoryStream>>,
 }
 
 impl App {
@@ -270,6 +272,7 @@ impl App {
             pump: Pump::new(backend.table.clone(), backend.feed.clone()),
             config,
             outbox,
+            memory_stream: backend.memory_stream.clone(),
         }
     }
 
@@ -277,6 +280,28 @@ impl App {
     pub async fn aggregate(&self) {
         if let Err(e) = self.pump.drain(shared::ports::Clock::now_secs(&SystemClock)).await {
             tracing::warn!(error = %e, "aggregation failed; retried after the next request");
+        }
+    }
+
+    /// The handler's answer to a request already in the form handlers see (what `postflow serve` uses:
+    /// no API Gateway event is built and parsed back).
+    pub async fn invoke_api(
+        &self,
+        function: Function,
+        req: &shared::http::ApiRequest,
+    ) -> shared::http::Reply {
+        use shared::http::ApiHandler;
+        if req.token_rejected {
+            return shared::http::Reply::json(401, serde_json::json!({"message": "Unauthorized"}));
+        }
+        match function {
+            Function::AcceptInvite => self.accept.handle_api(req).await,
+            Function::EnrollAuthenticator => self.enroll.handle_api(req).await,
+            Function::SaveEvent => {
+                let res = ApiHandler::handle_api(&self.save, req).await;
+                self.aggregate().await;
+                res
+            }
         }
     }
 

@@ -23,8 +23,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::apigw::request_from_event;
 use crate::backend::{App, route};
+use shared::http::ApiRequest;
 
 /// API Gateway's payload limit is 10 MB; SDK envelopes are bounded well below.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -65,6 +65,11 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     };
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
+    if method == "GET" && path == "/_postflow/stats" {
+        // Local only: what the embedded stream holds, for benchmarks to check every 200 was streamed.
+        let appended = app.memory_stream.as_ref().map(|s| s.sink().appended());
+        return text(StatusCode::OK, &json!({ "stream_records": appended }).to_string());
+    }
     let Some((function, params)) = route(&method, &path) else {
         // API Gateway's answer for an unknown route.
         return text(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
@@ -72,16 +77,11 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     if function.requires_jwt(&method) && local_claims(&parts.headers).is_none() {
         return text(StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#);
     }
-    let event = build_event(&parts, &body, &params, peer);
-    let lambda_req = match request_from_event(&event) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not build an API Gateway event");
-            return text(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
-        }
-    };
+    // The request as the handlers see it, built directly (the same fields `ApiRequest::from_lambda`
+    // reads from the payload-2.0 event `build_event` describes; `tests::direct_request_equals_the_event_path`).
+    let api = api_request(&parts, body.to_vec(), &params, peer, &app.config.superuser_claim);
     let texts_before = app.outbox.sent().len();
-    let resp = app.invoke(function, lambda_req).await;
+    let resp = app.invoke_api(function, &api).await.into_response();
     // The local SMS outbox is the console's: print what this request texted (like a console mail
     // backend), so a developer can type the code. Nothing is sent anywhere.
     for m in app.outbox.sent().iter().skip(texts_before) {
@@ -98,6 +98,69 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     *out.status_mut() = rparts.status;
     *out.headers_mut() = rparts.headers;
     out
+}
+
+/// The [`ApiRequest`] a handler gets for this HTTP request: what [`build_event`]'s payload-2.0 event
+/// becomes through `ApiRequest::from_lambda`, without building and parsing that event (headers
+/// lower-cased, repeated ones joined with commas as API Gateway does, cookies from the `Cookie`
+/// headers, the query percent-decoded, the local claims).
+pub fn api_request(
+    parts: &hyper::http::request::Parts,
+    body: Vec<u8>,
+    params: &[(String, String)],
+    peer: SocketAddr,
+    superuser_claim: &str,
+) -> ApiRequest {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len());
+    let mut cookie_values: Vec<String> = Vec::new();
+    for (k, v) in &parts.headers {
+        let (k, v) = (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default());
+        if k == "cookie" {
+            cookie_values.extend(v.split(';').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()));
+            continue;
+        }
+        match headers.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, prev)) => {
+                prev.push(',');
+                prev.push_str(v);
+            }
+            None => headers.push((k, v.to_owned())),
+        }
+    }
+    if !cookie_values.is_empty() {
+        headers.push(("cookie".to_owned(), cookie_values.join("; ")));
+    }
+    let cookies =
+        shared::http::parse_cookies(headers.iter().filter(|(k, _)| k == "cookie").map(|(_, v)| v.as_str()));
+    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+    let mut query: Vec<(String, String)> = Vec::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        query.push((percent_decode(k), percent_decode(v)));
+    }
+    let claims = local_claims(&parts.headers).and_then(|c| {
+        let map: std::collections::HashMap<String, String> =
+            c.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned())).collect();
+        shared::http::Claims::from_map(&map, superuser_claim)
+    });
+    let user_agent =
+        headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.clone()).unwrap_or_default();
+    ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        path_params: params.iter().cloned().collect(),
+        raw_query,
+        query,
+        headers,
+        cookies,
+        body,
+        claims,
+        token_rejected: false,
+        source_ip: Some(peer.ip().to_string()),
+        user_agent: Some(user_agent),
+        request_id: Some(format!("local-{}", shared::ports::random_hex_id(&shared::ports::OsRandom))),
+        deadline_ms: None,
+    }
 }
 
 /// The payload-2.0 event API Gateway would deliver for this request.
@@ -217,6 +280,55 @@ fn local_claims(headers: &hyper::HeaderMap) -> Option<Map<String, Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request `serve` hands the handlers directly equals the one the handlers would read from the
+    /// payload-2.0 event of the same HTTP request (`build_event` → `ApiRequest::from_lambda`), but for
+    /// the request id, which is fresh each time.
+    #[test]
+    fn direct_request_equals_the_event_path() {
+        let claims = r#"{"sub": "42", "email": "a@b.c", "email_verified": true, "auth_time": 1700000000}"#;
+        let requests = [
+            hyper::Request::builder()
+                .method("POST")
+                .uri("/api/42/envelope/?sentry_key=abc&sentry_version=7&x=%2Fa+b&x=2")
+                .header("Content-Type", "application/x-sentry-envelope")
+                .header("Content-Encoding", "gzip")
+                .header("X-Forwarded-For", "203.0.113.9")
+                .header("X-Forwarded-For", "10.0.0.1")
+                .header("User-Agent", "sentry.python/2.75.0")
+                .body(())
+                .unwrap(),
+            hyper::Request::builder()
+                .method("GET")
+                .uri("/api/0/accept-invite/acme/10/abc/")
+                .header("Cookie", "postflow-invite=xyz; other=1")
+                .header("Cookie", "third=3")
+                .header("X-Postflow-Claims", claims)
+                .body(())
+                .unwrap(),
+            hyper::Request::builder().method("POST").uri("/api/42/store/").body(()).unwrap(),
+        ];
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        for req in requests {
+            let (parts, ()) = req.into_parts();
+            let params = vec![("project_id".to_owned(), "42".to_owned())];
+            let body = br#"{"a": 1}"#.to_vec();
+            let event = build_event(&parts, &body, &params, peer);
+            let via_event = ApiRequest::from_lambda(
+                &crate::apigw::request_from_event(&event).unwrap(),
+                "postflow:superuser",
+            );
+            let direct = api_request(&parts, body, &params, peer, "postflow:superuser");
+            let normalized = |r: &ApiRequest| {
+                let mut r = r.clone();
+                r.request_id = None;
+                r.query.sort();
+                r.headers.sort();
+                format!("{r:?}")
+            };
+            assert_eq!(normalized(&direct), normalized(&via_event), "{} {}", parts.method, parts.uri);
+        }
+    }
 
     #[test]
     fn decoding() {

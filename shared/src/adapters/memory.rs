@@ -99,6 +99,11 @@ impl MemorySink {
         self.log.lock().map(|l| l.records.iter().cloned().collect()).unwrap_or_default()
     }
 
+    /// Records appended since the stream began (retention does not lower it).
+    pub fn appended(&self) -> usize {
+        self.log.lock().map(|l| l.first + l.records.len()).unwrap_or(0)
+    }
+
     /// The records from position `from` on (positions count every record since the stream began; a
     /// reader that remembers how far it read copies only the new ones). Records past the retention are
     /// gone: a position before the oldest retained record starts there.
