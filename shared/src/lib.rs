@@ -24,9 +24,12 @@ pub mod adapters;
 pub mod aws_model;
 pub mod config;
 pub mod domain;
+#[cfg(any(test, feature = "aws-model"))]
+pub mod doubles;
 pub mod error;
 #[cfg(feature = "testing")]
 pub mod faults;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod grouping;
 pub mod http;

@@ -2,12 +2,14 @@
 //! adapter and an in-memory adapter in [`crate::adapters`], and one contract test suite
 //! (`shared/tests/contract_*.rs`) runs against both.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+
+// Test doubles live in `crate::doubles` (tests, benches and the AWS limits model only); re-exported
+// here, where the traits they implement are.
+#[cfg(any(test, feature = "aws-model"))]
+pub use crate::doubles::{ManualClock, SeqRandom};
 
 /// Wall-clock time, injectable so tests can cross rate-limit buckets and token expiries.
 pub trait Clock: Send + Sync {
@@ -26,39 +28,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_millis(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
-
-impl ManualClock {
-    pub fn at_secs(secs: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(secs * 1000)))
-    }
-
-    pub fn set_secs(&self, secs: i64) {
-        self.0.store(secs * 1000, Ordering::SeqCst);
-    }
-
-    pub fn advance_secs(&self, secs: i64) {
-        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
-    }
-
-    /// Sets the time in milliseconds (benches that simulate sub-second arrival times).
-    pub fn set_millis(&self, millis: i64) {
-        self.0.store(millis, Ordering::SeqCst);
-    }
-
-    pub fn advance_millis(&self, millis: i64) {
-        self.0.fetch_add(millis, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_millis(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -94,19 +63,6 @@ pub fn random_hex_id(rng: &dyn Random) -> String {
     let mut b = [0u8; 16];
     rng.fill(&mut b);
     hex::encode(b)
-}
-
-/// Deterministic bytes for tests (a counter-based stream; never use outside tests and replays).
-#[derive(Debug, Default)]
-pub struct SeqRandom(std::sync::atomic::AtomicU64);
-
-impl Random for SeqRandom {
-    fn fill(&self, buf: &mut [u8]) {
-        for b in buf.iter_mut() {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            *b = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
-        }
-    }
 }
 
 /// Outcome of one rate-limited call.
