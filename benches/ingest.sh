@@ -31,14 +31,19 @@ trap cleanup EXIT INT TERM
 
 python3 benches/ingest/make_payloads.py "$TMP" >&2
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-POSTFLOW_STREAM_RETENTION=100000000 RUST_LOG=warn "$BIN" serve --port "$PORT" --seed events/seed.json >"$TMP/serve.log" 2>&1 &
+RUST_LOG=warn "$BIN" serve --port "$PORT" --seed events/seed.json >"$TMP/serve.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/_postflow/stats" && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }     # utime + stime, clock ticks
 hz=$(getconf CLK_TCK)
-records() { curl -s "$URL/_postflow/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_records"])'; }
+# Events on the embedded stream (-1 when the server has no stats endpoint, e.g. an older build).
+records() {
+    curl -s "$URL/_postflow/stats" | python3 -c 'import json,sys
+try: print(int(json.load(sys.stdin)["stream_records"]))
+except Exception: print(-1)'
+}
 
 run_wrk() {  # url conns secs payload -> wrk output
     local url=$1 conns=$2 secs=$3 payload=$4
@@ -69,7 +74,9 @@ for payload in stackpit sdk; do
             # Every 2xx wrk counted is on the stream; up to one request per connection may have been
             # answered after wrk stopped counting (streamed, not counted).
             verdict="ok ($ok 2xx, $streamed streamed)"
-            if ((streamed < ok || streamed > ok + conns)); then
+            if ((r0 < 0 || r1 < 0)); then
+                verdict="unverified ($ok 2xx; no stats endpoint)"
+            elif ((streamed < ok || streamed > ok + conns)); then
                 verdict="MISMATCH: $ok answered 2xx, $streamed streamed"
                 failed=1
             fi
