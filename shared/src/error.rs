@@ -154,6 +154,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain::enroll::FieldErrors> for ApiError {
+    /// A body that failed the domain's validation: 400 with DRF's field-error map.
+    fn from(e: crate::domain::enroll::FieldErrors) -> Self {
+        Self::FieldErrors(e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -251,8 +251,8 @@ pub trait EnrollmentStore: Send + Sync {
     /// The enrollment transaction (see `storage::enroll`).
     async fn enroll(
         &self,
-        enrollment: &crate::storage::enroll::Enrollment,
-    ) -> Result<crate::storage::enroll::EnrollOutcome, StoreError>;
+        enrollment: &crate::domain::enroll::Enrollment,
+    ) -> Result<crate::domain::enroll::EnrollOutcome, StoreError>;
 }
 
 /// One text message to a phone number (E.164). The text carries a one-time code, so it is a

@@ -26,6 +26,7 @@ use shared::domain::enroll::{
     SecurityActivity, SmsBody, U2fBody, new_authenticator, new_recovery_codes, recovery_codes_needed,
     validate_sms_body, validate_totp_body, validate_u2f_body,
 };
+use shared::domain::enroll::{Consume, EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 use shared::domain::interfaces::{EnrollmentStatus, info, serialize, sms_form, totp_form, u2f_form};
 use shared::domain::invite::{
     Acceptance, InviteHelper, InviteLookup, PostDecision, post_decision, resolve_context,
@@ -41,7 +42,6 @@ use shared::ports::{
     Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, TextMessage, random_hex_id,
 };
 use shared::secret::Secret;
-use shared::storage::enroll::{Consume, EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 
 pub struct EnrollAuthenticator {
     pub enrollment: Arc<dyn EnrollmentStore>,

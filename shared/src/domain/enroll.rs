@@ -4,10 +4,12 @@
 
 use serde_json::{Map, Value, json};
 
+use super::invite::Acceptance;
+use super::org::Member;
 use super::otp::RecoveryCodes;
 use super::user::{Authenticator, InterfaceType, UserState};
-use crate::error::ApiError;
 use crate::ports::Random;
+use crate::secret::Secret;
 
 /// Sentry's 429 sentence (a plain-text body).
 pub const RATE_LIMITED: &str =
@@ -51,12 +53,23 @@ pub fn char_field(
     }
 }
 
+/// An enrollment body that failed validation: DRF's field errors (every field is validated and every
+/// error reported), answered 400 with the map as the body (`error.rs` maps it to HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldErrors(pub std::collections::BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    fn one(field: &str, message: &str) -> Self {
+        Self(std::collections::BTreeMap::from([(field.to_owned(), vec![message.to_owned()])]))
+    }
+}
+
 /// Validates the TOTP enrollment body: `otp` (required, ≤ 20). All field errors are reported together.
-pub fn validate_totp_body(body: &Map<String, Value>) -> Result<String, ApiError> {
+pub fn validate_totp_body(body: &Map<String, Value>) -> Result<String, FieldErrors> {
     match char_field(body, "otp", true, 20) {
         Ok(Some(otp)) => Ok(otp),
-        Ok(None) => Err(ApiError::field_error("otp", "This field is required.")),
-        Err((f, m)) => Err(ApiError::field_error(&f, &m)),
+        Ok(None) => Err(FieldErrors::one("otp", "This field is required.")),
+        Err((f, m)) => Err(FieldErrors::one(&f, &m)),
     }
 }
 
@@ -77,10 +90,10 @@ impl Fields {
         }
     }
 
-    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+    fn finish<T>(self, value: Option<T>) -> Result<T, FieldErrors> {
         match value {
             Some(v) if self.errors.is_empty() => Ok(v),
-            _ => Err(ApiError::FieldErrors(self.errors)),
+            _ => Err(FieldErrors(self.errors)),
         }
     }
 }
@@ -108,7 +121,7 @@ pub struct SmsBody {
     pub otp: Option<Option<String>>,
 }
 
-pub fn validate_sms_body(body: &Map<String, Value>) -> Result<SmsBody, ApiError> {
+pub fn validate_sms_body(body: &Map<String, Value>) -> Result<SmsBody, FieldErrors> {
     let mut f = Fields::default();
     let phone = f.take(char_field(body, "phone", true, 20)).flatten();
     let otp = f.take(nullable_char_field(body, "otp", 20));
@@ -128,7 +141,7 @@ pub struct U2fBody {
     pub response: String,
 }
 
-pub fn validate_u2f_body(body: &Map<String, Value>) -> Result<U2fBody, ApiError> {
+pub fn validate_u2f_body(body: &Map<String, Value>) -> Result<U2fBody, FieldErrors> {
     let mut f = Fields::default();
     let device_name = f.take(nullable_char_field(body, "deviceName", 60));
     let challenge = f.take(char_field(body, "challenge", true, usize::MAX)).flatten();
@@ -204,7 +217,7 @@ mod tests {
 
     #[test]
     fn drf_messages() {
-        let e = |v: Value| validate_totp_body(&body(v)).unwrap_err().body().unwrap();
+        let e = |v: Value| validate_totp_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
         assert_eq!(e(json!({})), json!({"otp": ["This field is required."]}));
         assert_eq!(e(json!({"otp": null})), json!({"otp": ["This field may not be null."]}));
         assert_eq!(e(json!({"otp": ""})), json!({"otp": ["This field may not be blank."]}));
@@ -224,7 +237,7 @@ mod tests {
     #[test]
     fn sms_body_as_drf() {
         let ok = |v: Value| validate_sms_body(&body(v)).unwrap();
-        let e = |v: Value| validate_sms_body(&body(v)).unwrap_err().body().unwrap();
+        let e = |v: Value| validate_sms_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
         assert_eq!(ok(json!({"phone": "2345678900"})), SmsBody { phone: "2345678900".into(), otp: None });
         assert_eq!(ok(json!({"phone": "1", "otp": null})).otp, Some(None));
         assert_eq!(ok(json!({"phone": "1", "otp": ""})).otp, Some(Some(String::new())));
@@ -239,7 +252,7 @@ mod tests {
     #[test]
     fn u2f_body_as_drf() {
         let ok = |v: Value| validate_u2f_body(&body(v)).unwrap();
-        let e = |v: Value| validate_u2f_body(&body(v)).unwrap_err().body().unwrap();
+        let e = |v: Value| validate_u2f_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
         let b = ok(json!({"deviceName": "device name", "challenge": "c", "response": "r"}));
         assert_eq!(b.device_name.as_deref(), Some("device name"));
         assert_eq!(ok(json!({"challenge": "c", "response": "r"})).device_name, None);
@@ -276,4 +289,81 @@ mod tests {
             assert!((1..(1 << 53)).contains(&id));
         }
     }
+}
+
+// --- The enrollment command and its outcome (what `ports::EnrollmentStore` takes and returns) ---
+
+#[derive(Clone, Debug)]
+pub enum Mode {
+    New,
+    /// Rotation in place of the authenticator read at `version`.
+    Rotate {
+        version: i64,
+    },
+    /// A multi-enrollment interface (u2f): the config read at `version` gains a device; `created_at`
+    /// and `last_used_at` stay.
+    Append {
+        version: i64,
+    },
+}
+
+/// What GET issued that this enrollment consumes.
+#[derive(Clone, Debug)]
+pub enum Consume {
+    /// The TOTP/SMS secret; for SMS the number (E.164) the code was texted to.
+    Secret { interface: InterfaceType, secret: Secret, phone: Option<String> },
+    /// The WebAuthn registration state (its stored text).
+    WebAuthnState(String),
+}
+
+/// What to do with a pending invite (the `postflow-invite` cookie) in the same transaction.
+#[derive(Clone, Debug)]
+pub enum InviteAction {
+    None,
+    Accept(Acceptance),
+    /// The user is already a member: delete the still-pending invite row.
+    DropPending(Member),
+}
+
+#[derive(Clone, Debug)]
+pub struct Enrollment {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub authenticator: Authenticator,
+    pub mode: Mode,
+    /// What GET issued, consumed by this enrollment.
+    pub consume: Option<Consume>,
+    /// u2f: the new credential's id (base64url), claimed once across all users.
+    pub credential: Option<String>,
+    /// `(interface id, counter, expires_at)` of the accepted OTP.
+    pub otp_counter: Option<(String, i64, i64)>,
+    pub recovery: Option<Authenticator>,
+    pub activity: SecurityActivity,
+    pub invite: InviteAction,
+    pub now_secs: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InviteResult {
+    None,
+    Accepted(Member),
+    Dropped,
+    /// The invite could not be completed (it changed concurrently); left as it is.
+    NotCompleted,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnrollOutcome {
+    Enrolled {
+        recovery_added: bool,
+        invite: InviteResult,
+    },
+    /// An authenticator of this type exists (a concurrent enrollment won) or the rotated one changed.
+    AlreadyEnrolled,
+    /// The pending secret (or WebAuthn state) was consumed or expired in the meantime.
+    SecretGone,
+    /// The WebAuthn credential is already registered (to this or another account).
+    CredentialTaken,
+    /// The OTP counter was used in the meantime.
+    OtpReplayed,
 }

@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
+use super::identity::Claims;
 use super::org::{Member, Organization, hash_token};
 use super::user::{InterfaceType, UserState};
-use crate::http::Claims;
 use crate::secret::constant_time_eq;
 
 /// What the store returns for one accept-invite request (read in one round trip).

@@ -1,5 +1,8 @@
 //! Domain types and rules. No `lambda_http`, no AWS SDK: handlers feed it plain data, stores persist it.
 //!
+//! - [`identity`]: the caller's verified claims (user id, e-mail, sudo, superuser).
+//! - [`enroll`]: enrollment body validation, security activity, and the enrollment command/outcome the
+//!   enrollment store takes and returns.
 //! - [`org`]: organizations, auth providers, members and invites.
 //! - [`user`]: what Postflow knows about a user (profile, authenticators, memberships, identities).
 //! - [`invite`]: the `ApiInviteHelper` rules (pending, approved, token, onboarding steps, SSO) and the
@@ -10,6 +13,7 @@
 
 pub mod cookie;
 pub mod enroll;
+pub mod identity;
 pub mod interfaces;
 pub mod invite;
 pub mod org;

@@ -26,87 +26,14 @@ use super::orgs::{acceptance_ops, acceptance_outcome, delete_pending_ops, profil
 use super::table::{Cond, Table, TxOutcome, Update, WriteOp};
 use super::users::{authenticator_item, load_user};
 use crate::domain::enroll::SecurityActivity;
-use crate::domain::invite::{AcceptOutcome, Acceptance};
-use crate::domain::org::Member;
-use crate::domain::user::{Authenticator, InterfaceType, UserState};
+use crate::domain::invite::AcceptOutcome;
+use crate::domain::user::{InterfaceType, UserState};
 use crate::error::StoreError;
 use crate::ports::EnrollmentStore;
 use crate::secret::Secret;
 
-#[derive(Clone, Debug)]
-pub enum Mode {
-    New,
-    /// Rotation in place of the authenticator read at `version`.
-    Rotate {
-        version: i64,
-    },
-    /// A multi-enrollment interface (u2f): the config read at `version` gains a device; `created_at`
-    /// and `last_used_at` stay.
-    Append {
-        version: i64,
-    },
-}
-
-/// What GET issued that this enrollment consumes.
-#[derive(Clone, Debug)]
-pub enum Consume {
-    /// The TOTP/SMS secret; for SMS the number (E.164) the code was texted to.
-    Secret { interface: InterfaceType, secret: Secret, phone: Option<String> },
-    /// The WebAuthn registration state (its stored text).
-    WebAuthnState(String),
-}
-
-/// What to do with a pending invite (the `postflow-invite` cookie) in the same transaction.
-#[derive(Clone, Debug)]
-pub enum InviteAction {
-    None,
-    Accept(Acceptance),
-    /// The user is already a member: delete the still-pending invite row.
-    DropPending(Member),
-}
-
-#[derive(Clone, Debug)]
-pub struct Enrollment {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub authenticator: Authenticator,
-    pub mode: Mode,
-    /// What GET issued, consumed by this enrollment.
-    pub consume: Option<Consume>,
-    /// u2f: the new credential's id (base64url), claimed once across all users.
-    pub credential: Option<String>,
-    /// `(interface id, counter, expires_at)` of the accepted OTP.
-    pub otp_counter: Option<(String, i64, i64)>,
-    pub recovery: Option<Authenticator>,
-    pub activity: SecurityActivity,
-    pub invite: InviteAction,
-    pub now_secs: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum InviteResult {
-    None,
-    Accepted(Member),
-    Dropped,
-    /// The invite could not be completed (it changed concurrently); left as it is.
-    NotCompleted,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum EnrollOutcome {
-    Enrolled {
-        recovery_added: bool,
-        invite: InviteResult,
-    },
-    /// An authenticator of this type exists (a concurrent enrollment won) or the rotated one changed.
-    AlreadyEnrolled,
-    /// The pending secret (or WebAuthn state) was consumed or expired in the meantime.
-    SecretGone,
-    /// The WebAuthn credential is already registered (to this or another account).
-    CredentialTaken,
-    /// The OTP counter was used in the meantime.
-    OtpReplayed,
-}
+// The command and outcome types are the domain's (the port speaks them); re-exported for callers.
+pub use crate::domain::enroll::{Consume, EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 
 fn activity_item(a: &SecurityActivity) -> super::item::Item {
     let mut i = item(&keys::security_activity(&a.user_id, a.at_millis, &a.id));

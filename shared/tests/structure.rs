@@ -1,0 +1,62 @@
+//! The house rule that dependencies point one way: the domain (`src/domain/`) and the ports
+//! (`src/ports.rs`) use nothing of the storage, the adapters, the HTTP layer or its error type — the
+//! types a port takes and returns are the domain's, and `error.rs` maps domain errors to HTTP. A source
+//! scan (comments and doc links are not dependencies, so comment lines are skipped).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+const FORBIDDEN: &[&str] = &[
+    "crate::storage",
+    "crate::adapters",
+    "crate::http",
+    "crate::error::ApiError",
+    "lambda_http",
+    "aws_sdk_",
+    "super::super::storage",
+    "super::super::adapters",
+    "super::super::http",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn domain_and_ports_depend_on_no_outer_layer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("ports.rs")];
+    rust_files(&src.join("domain"), &mut files);
+    assert!(files.len() > 5, "{files:?}");
+    let mut violations = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for needle in FORBIDDEN {
+                if code.contains(needle) {
+                    violations.push(format!("{}:{}: {}", file.display(), n + 1, code));
+                }
+            }
+        }
+    }
+    assert!(violations.is_empty(), "the domain/ports use an outer layer:\n{}", violations.join("\n"));
+}
+
+/// The scan itself catches a use of an outer layer (so the test above cannot pass by reading nothing).
+#[test]
+fn the_scan_sees_a_violation() {
+    let line = "use crate::storage::enroll::Enrollment;";
+    assert!(FORBIDDEN.iter().any(|n| line.contains(n)));
+}
