@@ -7,7 +7,8 @@
 //!
 //! The rules live in [`shared::domain::invite`]; this handler parses the request, reads once
 //! ([`InviteStore::lookup_invite`]), decides with the domain, writes once, and renders the answer.
-//! Sequential DynamoDB round trips: GET 1, POST 2 (read + transaction); see `tests/round_trips.rs`.
+//! Sequential DynamoDB round trips: GET 1, POST 2 (read + transaction); counted by
+//! `tests/concurrency.rs::round_trips_dynamodb`.
 
 use std::sync::Arc;
 

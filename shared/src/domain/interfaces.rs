@@ -1,8 +1,9 @@
 //! The authenticator interface registry (Sentry's `AUTHENTICATOR_INTERFACES`): static attributes of each
 //! interface, availability, and the GET serialization (`AuthenticatorInterfaceSerializer`).
 //!
-//! Interfaces are data, not a trait hierarchy: adding SMS or WebAuthn means adding their enrollment
-//! steps in `domain::enroll` and turning on availability, without reshaping this registry.
+//! Interfaces are data, not a trait hierarchy: each interface (`totp`, `sms`, `u2f`, `recovery`) is one
+//! entry of this registry; its enrollment steps live in `domain::enroll`, `domain::sms` and
+//! `domain::webauthn`, and its availability comes from the configuration.
 
 use serde_json::{Value, json};
 
