@@ -60,3 +60,32 @@ fn the_scan_sees_a_violation() {
     let line = "use crate::storage::enroll::Enrollment;";
     assert!(FORBIDDEN.iter().any(|n| line.contains(n)));
 }
+
+/// The key schema is documented in one place: every key prefix (`"XXX#`) the crate or the invariant
+/// checker builds or matches appears in the table of `storage/mod.rs`.
+#[test]
+fn every_key_prefix_is_in_the_key_schema_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = std::fs::read_to_string(root.join("src/storage/mod.rs")).unwrap();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.push(root.join("../src/invariants.rs"));
+    let mut prefixes = std::collections::BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let bytes = text.as_bytes();
+        for (i, _) in text.match_indices('"') {
+            let rest = &bytes[i + 1..];
+            let n = rest.iter().take_while(|b| b.is_ascii_uppercase() || **b == b'_').count();
+            if n >= 2 && rest.get(n) == Some(&b'#') {
+                prefixes.insert(String::from_utf8(rest[..=n].to_vec()).unwrap());
+            }
+        }
+    }
+    assert!(prefixes.len() > 15, "{prefixes:?}");
+    let missing: Vec<_> = prefixes.iter().filter(|p| !table.contains(&format!("`{p}"))).collect();
+    assert!(
+        missing.is_empty(),
+        "key prefixes missing from the key schema table in storage/mod.rs: {missing:?}"
+    );
+}

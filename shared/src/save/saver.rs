@@ -132,10 +132,6 @@ pub mod keys {
     pub fn agg_prefix(base: &Key) -> String {
         base.sk.clone()
     }
-    /// Per-shard checkpoint of the aggregation (the stream's last sequence number counted there).
-    pub fn shard_checkpoint(shard: &str) -> Key {
-        Key::new(format!("AGGSHARD#{shard}"), "CHECKPOINT")
-    }
 }
 
 /// Which `EventManager.save` branch.
