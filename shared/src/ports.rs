@@ -264,8 +264,9 @@ pub struct TextMessage {
 }
 
 /// Sends text messages (Sentry's `send_sms` over Twilio). Adapters: Amazon SNS
-/// ([`crate::adapters::sns::SnsSmsSender`]) and the in-memory outbox
-/// ([`crate::adapters::memory::MemorySmsOutbox`]).
+/// ([`crate::adapters::sns::SnsSmsSender`]), the in-memory outbox
+/// ([`crate::adapters::memory::MemorySmsOutbox`], the local CLI's) and the null sender of a deployment
+/// without texts ([`crate::adapters::disabled::DisabledSms`]).
 #[async_trait]
 pub trait SmsSender: Send + Sync {
     /// Delivers one message or reports why not. Errors never carry the text.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use enroll_authenticator::EnrollAuthenticator;
 use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, sdk_config};
+use shared::adapters::disabled::DisabledSms;
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::MemorySmsOutbox;
 use shared::adapters::sns::{SnsSmsSender, sns_client};
@@ -33,8 +34,10 @@ async fn main() -> Result<(), lambda_http::Error> {
                     .with_max_price(config.sms_max_price.clone()),
             )
         }
-        // Unavailable interface (or the local outbox): nothing is ever sent through it.
-        Some(SmsDelivery::Outbox) | None => Arc::new(MemorySmsOutbox::default()),
+        // The local outbox (`SMS_SENDER=outbox`): texts are kept in memory, never delivered.
+        Some(SmsDelivery::Outbox) => Arc::new(MemorySmsOutbox::default()),
+        // No texts: the sms interface is unavailable, and a send would be refused.
+        None => Arc::new(DisabledSms),
     };
     let webauthn = match &config.webauthn {
         Some(rp) => Some(Arc::new(Registrar::new(rp)?)),

@@ -8,6 +8,7 @@
 //! - [`sns`]: Amazon SNS text messages (the enrollment SMS).
 
 pub mod aws;
+pub mod disabled;
 pub mod dynamo_table;
 pub mod memory;
 pub mod publisher;
