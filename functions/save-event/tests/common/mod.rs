@@ -80,9 +80,18 @@ fn build(
 }
 
 pub async fn memory_env_with(config: Config) -> Env {
+    memory_env_on_with(Arc::new(MemoryTable::default()), config).await
+}
+
+/// The in-memory stream over `table` (e.g. a call-counting wrapper of a memory table), seeded.
+pub async fn memory_env_on(table: Arc<dyn Table>) -> Env {
+    memory_env_on_with(table, Config::for_local("t", "s")).await
+}
+
+async fn memory_env_on_with(table: Arc<dyn Table>, config: Config) -> Env {
     let stream = Arc::new(memory_stream(3));
     let env = build(
-        Arc::new(MemoryTable::default()),
+        table,
         stream.clone(),
         StreamSide::Memory(stream),
         Arc::new(MemoryRateLimiter::default()),
@@ -93,23 +102,8 @@ pub async fn memory_env_with(config: Config) -> Env {
     env
 }
 
-/// The in-memory stream over `table` (e.g. a call-counting wrapper of a memory table), seeded.
-pub async fn memory_env_on(table: Arc<dyn Table>) -> Env {
-    let stream = Arc::new(memory_stream(3));
-    let env = build(
-        table,
-        stream.clone(),
-        StreamSide::Memory(stream),
-        Arc::new(MemoryRateLimiter::default()),
-        None,
-        Config::for_local("t", "s"),
-    );
-    env.seed().await;
-    env
-}
-
 /// An event of about `bytes` bytes of JSON, almost all of it `extra.a`, an array of zeros: the
-/// shape that costs the most memory once parsed (about 16 bytes of tree per byte of JSON).
+/// shape that costs the most memory once parsed (about 40 bytes of tree per byte of JSON).
 pub fn zeros_event(bytes: usize) -> Value {
     let mut e = make_event(json!({"message": "zeros"}));
     let base = e.to_string().len() + r#","extra":{"a":[]}"#.len();
