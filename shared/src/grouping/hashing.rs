@@ -22,7 +22,7 @@
 //! Where hashes differ from Sentry's on purpose (see also [`super::strategies`]): server-side
 //! fingerprinting rules (project rules and Sentry's built-in JavaScript rules) are not applied,
 //! stack-trace enhancement rules are reduced to a few default `-group` rules, native/C# function
-//! trimming and the template strategy are not ported, and message parameterization uses the
+//! trimming is not ported, and message parameterization uses the
 //! 2023/24 pattern. The grouping config emulated is `newstyle:2023-01-11` (the one Relay stamps into
 //! `grouping_config`), including its legacy fingerprint-variable handling (unknown `{{ vars }}` stay
 //! as written).

@@ -6,7 +6,7 @@
 //! - every strategy turns one interface of the event into a tree of [`Component`]s per *variant*
 //!   (`app`: only in-app frames contribute; `system`: all frames; `default`: message and security
 //!   reports);
-//! - strategies run by score (chained exception 2000 > threads 1900 > stacktrace 1800 > csp 1003 >
+//! - strategies run by score (chained exception 2000 > threads 1900 > stacktrace 1800 > template 1100 > csp 1003 >
 //!   hpkp 1002 > expect-staple 1001 > expect-ct 1000 > message 0) and only the first one that
 //!   contributes counts; the others are marked non-contributing;
 //! - a variant's hash is the MD5 of the contributing leaf values, concatenated in tree order.
@@ -20,7 +20,6 @@
 //!   non-native platforms ([`ungrouped_by_default_rules`]); native/Java category rules, `+app/-app`
 //!   rules and project rules are not applied, the SDK's `in_app` is trusted;
 //! - native and C# function-name trimming (`trim_function_name`) is not ported;
-//! - the template strategy (Django template frames) is not ported;
 //! - exception-group de-duplication compares a structural rendering of the exception components
 //!   instead of Python's component `repr`s.
 
@@ -804,6 +803,20 @@ fn security_report(id: &'static str, report: &Value) -> Component {
     )
 }
 
+/// `template:v1`: the template's file name (its basename) and context line; a missing one is an
+/// empty component that does not contribute.
+fn template_component(template: &Value) -> Component {
+    let filename = match fs(template, "filename") {
+        Some(f) => Component::leaf("filename", f.rsplit('/').next().unwrap_or(f)),
+        None => Component::empty("filename"),
+    };
+    let context_line = match fs(template, "context_line") {
+        Some(line) => Component::leaf("context-line", line),
+        None => Component::empty("context-line"),
+    };
+    Component::new("template", vec![Node::Child(filename), Node::Child(context_line)])
+}
+
 /// `message:v1` with message normalization: the template (`logentry.message`) else `formatted`.
 fn message(event: &Value) -> Option<Component> {
     let logentry = get_path(event, &["logentry"])?;
@@ -871,6 +884,10 @@ pub(crate) fn variants_from_strategies(event: &Value) -> StrategyVariants {
     }
     if let Some(frames) = stacktrace_frames(get_path(event, &["stacktrace"])) {
         results.push(("stacktrace", finalize(stacktrace_variants(frames, event_platform), true)));
+    }
+    // `template:v1` (score 1100): before the security reports.
+    if let Some(template) = get_path(event, &["template"]).filter(|t| t.is_object()) {
+        results.push(("template", finalize(vec![("default", template_component(template))], false)));
     }
     for (key, id) in
         [("csp", "csp"), ("hpkp", "hpkp"), ("expectstaple", "expect-staple"), ("expectct", "expect-ct")]

@@ -1356,3 +1356,20 @@ fn save_tags_in_sentrys_order() {
     let tag = get_tag(&long_event, "url").unwrap();
     assert_eq!((tag.chars().count(), tag.ends_with("...")), (200, true));
 }
+
+/// `template:v1`: the template's file basename and context line (the corpus' `template-compute-hashes`
+/// gives `826f66ef602835f68030c04c634df320` = md5("foo.html" + "hello world")).
+#[test]
+fn template_strategy() {
+    let mut event = json!({"template": {"lineno": 1, "context_line": "hello world", "filename": "templates/foo.html"}, "type": "default"});
+    let hashes = calculate_hashes(&mut event);
+    assert_eq!(hashes.primary(), Some("826f66ef602835f68030c04c634df320"));
+    assert_eq!(hashes.primary().map(str::to_owned), Some(hash_from_values(["foo.html", "hello world"])));
+    // A message does not win over the template (score 1100 > 0).
+    let mut with_message =
+        json!({"template": {"context_line": "x", "filename": "a.html"}, "logentry": {"formatted": "m"}});
+    assert_eq!(
+        calculate_hashes(&mut with_message).primary().map(str::to_owned),
+        Some(hash_from_values(["a.html", "x"]))
+    );
+}
