@@ -620,7 +620,10 @@ fn filter_exception_groups(
         }
     }
     if top_level.is_empty() {
-        return (all, None);
+        // No top-level exception (every child is a group, or the chain below the root is a cycle that
+        // does not reach it): the 2024 code (the corpus' commit) then keeps the root alone — its empty
+        // list of distinct exceptions plus the root. (Newer Sentry returns the whole list instead.)
+        return (vec![root], None);
     }
     let type_key = |index: usize| py_str(exceptions[index].get("type").unwrap_or(&Value::Null)).into_owned();
     top_level.sort_by_key(|index| std::cmp::Reverse(type_key(*index)));
