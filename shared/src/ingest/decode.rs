@@ -190,20 +190,7 @@ fn stream_decoder<'a>(
 
 /// Undoes one coding, bounded by `limit` bytes of output.
 pub fn decode_one(input: &[u8], coding: ContentEncoding, limit: usize) -> Result<Vec<u8>, DecodeError> {
-    match coding {
-        ContentEncoding::Identity => bounded(input, limit, coding),
-        ContentEncoding::Gzip => bounded(flate2::read::MultiGzDecoder::new(input), limit, coding),
-        ContentEncoding::Deflate if looks_like_zlib(input) => {
-            bounded(flate2::read::ZlibDecoder::new(input), limit, coding)
-        }
-        ContentEncoding::Deflate => bounded(flate2::read::DeflateDecoder::new(input), limit, coding),
-        ContentEncoding::Brotli => bounded(brotli::Decompressor::new(input, 4096), limit, coding),
-        ContentEncoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(input)
-                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
-            bounded(decoder, limit, coding)
-        }
-    }
+    bounded(stream_decoder(Box::new(input), coding)?, limit, coding)
 }
 
 /// Inflates a zlib stream (legacy store bodies), bounded by `limit`.

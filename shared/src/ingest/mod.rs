@@ -248,9 +248,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// parsed or normalized, so the caller can refuse an unknown key before paying for any of it.
 /// Gives the same [`Auth`] (or error) as [`ingest`] for the same request.
 pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
-    let project_id =
-        request.project_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or(IngestError::BadProject)?;
-    let request_auth = auth::from_request(request.headers, request.query)?;
+    let (project_id, request_auth) = project_and_request_auth(request)?;
     match request.endpoint {
         Endpoint::Store => Ok((project_id, request_auth.ok_or(AuthError::Missing)?)),
         Endpoint::Envelope => {
@@ -281,14 +279,21 @@ pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
     }
 }
 
-/// Authenticates, decodes, parses and normalizes one ingest request.
-pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, IngestError> {
+/// The project id from the path and the request-level authentication (headers, query); the store
+/// endpoint has no other source, so there it must be present.
+fn project_and_request_auth(request: &Request<'_>) -> Result<(u64, Option<Auth>), IngestError> {
     let project_id =
         request.project_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or(IngestError::BadProject)?;
     let request_auth = auth::from_request(request.headers, request.query)?;
     if request.endpoint == Endpoint::Store && request_auth.is_none() {
         return Err(AuthError::Missing.into());
     }
+    Ok((project_id, request_auth))
+}
+
+/// Authenticates, decodes, parses and normalizes one ingest request.
+pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, IngestError> {
+    let (project_id, request_auth) = project_and_request_auth(request)?;
     if request.body.is_empty() {
         return Err(IngestError::EmptyBody);
     }

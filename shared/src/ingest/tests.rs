@@ -18,14 +18,14 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn run(
+fn request<'a>(
     endpoint: Endpoint,
-    project: &str,
-    headers: &[(String, String)],
-    query: &str,
-    body: &[u8],
-) -> Result<Ingested, IngestError> {
-    let request = Request {
+    project: &'a str,
+    headers: &'a [(String, String)],
+    query: &'a str,
+    body: &'a [u8],
+) -> Request<'a> {
+    Request {
         endpoint,
         project_id: project,
         headers,
@@ -33,8 +33,17 @@ fn run(
         body,
         received_at: Utc.timestamp_opt(1_717_243_200, 0).unwrap(),
         client_ip: None,
-    };
-    ingest(&request, &Limits::default())
+    }
+}
+
+fn run(
+    endpoint: Endpoint,
+    project: &str,
+    headers: &[(String, String)],
+    query: &str,
+    body: &[u8],
+) -> Result<Ingested, IngestError> {
+    ingest(&request(endpoint, project, headers, query, body), &Limits::default())
 }
 
 fn envelope(body: &[u8]) -> Result<Ingested, IngestError> {
@@ -258,16 +267,7 @@ fn client_ip_from_forwarded_for() {
 }
 
 fn auth_only(headers: &[(String, String)], body: &[u8]) -> Result<(u64, Auth), IngestError> {
-    let request = Request {
-        endpoint: Endpoint::Envelope,
-        project_id: "42",
-        headers,
-        query: "",
-        body,
-        received_at: Utc.timestamp_opt(1_717_243_200, 0).unwrap(),
-        client_ip: None,
-    };
-    authenticate(&request)
+    authenticate(&request(Endpoint::Envelope, "42", headers, "", body))
 }
 
 /// [`authenticate`] reads only the envelope header — a body whose items are garbage authenticates —
