@@ -284,37 +284,27 @@ impl App {
     }
 
     /// The handler's answer to a request already in the form handlers see (what `postflow serve` uses:
-    /// no API Gateway event is built and parsed back).
+    /// no API Gateway event is built and parsed back); after save-event, the aggregation runs.
     pub async fn invoke_api(
         &self,
         function: Function,
         req: &shared::http::ApiRequest,
     ) -> shared::http::Reply {
-        use shared::http::ApiHandler;
-        if req.token_rejected {
-            return shared::http::Reply::json(401, serde_json::json!({"message": "Unauthorized"}));
-        }
         match function {
-            Function::AcceptInvite => self.accept.handle_api(req).await,
-            Function::EnrollAuthenticator => self.enroll.handle_api(req).await,
+            Function::AcceptInvite => self.accept.answer(req).await,
+            Function::EnrollAuthenticator => self.enroll.answer(req).await,
             Function::SaveEvent => {
-                let res = ApiHandler::handle_api(&self.save, req).await;
+                let res = self.save.answer(req).await;
                 self.aggregate().await;
                 res
             }
         }
     }
 
+    /// The same for an API Gateway event (replay, invoke): the request as the Lambda would read it.
     pub async fn invoke(&self, function: Function, req: Request) -> Response<Body> {
-        match function {
-            Function::AcceptInvite => self.accept.handle(req).await,
-            Function::EnrollAuthenticator => self.enroll.handle(req).await,
-            Function::SaveEvent => {
-                let res = self.save.handle(req).await;
-                self.aggregate().await;
-                res
-            }
-        }
+        let api = shared::http::ApiRequest::from_lambda(&req, &self.config.superuser_claim);
+        self.invoke_api(function, &api).await.into_response()
     }
 }
 

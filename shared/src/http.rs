@@ -273,13 +273,19 @@ pub trait ApiHandler: Send + Sync + 'static {
     /// Routes and answers one request; every outcome is a [`Reply`].
     async fn handle_api(&self, req: &ApiRequest) -> Reply;
 
+    /// What the function answers to a request: a token the optional authorizer refused gets the JWT
+    /// authorizer's 401 before the handler runs; everything else is [`ApiHandler::handle_api`]'s.
+    async fn answer(&self, api: &ApiRequest) -> Reply {
+        if api.token_rejected {
+            return Reply::json(401, serde_json::json!({"message": "Unauthorized"}));
+        }
+        self.handle_api(api).await
+    }
+
     /// The Lambda entry: never fails; every outcome is a response.
     async fn handle(&self, req: Request) -> Response<Body> {
         let api = ApiRequest::from_lambda(&req, self.superuser_claim());
-        if api.token_rejected {
-            return Reply::json(401, serde_json::json!({"message": "Unauthorized"})).into_response();
-        }
-        self.handle_api(&api).await.into_response()
+        self.answer(&api).await.into_response()
     }
 }
 

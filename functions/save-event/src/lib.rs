@@ -198,9 +198,8 @@ impl SaveEvent {
                 _ => self.pipeline.saver.prefetch(job.project.id, &job.hashes).await.map(Some),
             }
         });
-        let prefetch =
-            futures::future::join_all(reads).await.into_iter().collect::<Result<Vec<_>, StoreError>>();
-        let prefetched = prefetch?;
+        let prefetched =
+            futures::future::join_all(reads).await.into_iter().collect::<Result<Vec<_>, StoreError>>()?;
 
         for ((mut job, mut event), pre) in prepared.into_iter().zip(prefetched) {
             job.project = key.project.clone();
