@@ -78,7 +78,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         return text(StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#);
     }
     // The request as the handlers see it, built directly (the same fields `ApiRequest::from_lambda`
-    // reads from the payload-2.0 event `build_event` describes; `tests::direct_request_equals_the_event_path`).
+    // reads from the payload-2.0 event API Gateway would deliver; `tests::direct_request_equals_the_event_path`).
     let api = api_request(&parts, body.to_vec(), &params, peer, &app.config.superuser_claim);
     let texts_before = app.outbox.sent().len();
     let resp = app.invoke_api(function, &api).await.into_response();
@@ -100,7 +100,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     out
 }
 
-/// The [`ApiRequest`] a handler gets for this HTTP request: what [`build_event`]'s payload-2.0 event
+/// The [`ApiRequest`] a handler gets for this HTTP request: what the payload-2.0 event API Gateway would deliver
 /// becomes through `ApiRequest::from_lambda`, without building and parsing that event (headers
 /// lower-cased, repeated ones joined with commas as API Gateway does, cookies from the `Cookie`
 /// headers, the query percent-decoded, the local claims).
@@ -163,70 +163,6 @@ pub fn api_request(
     }
 }
 
-/// The payload-2.0 event API Gateway would deliver for this request.
-pub fn build_event(
-    parts: &hyper::http::request::Parts,
-    body: &[u8],
-    params: &[(String, String)],
-    peer: SocketAddr,
-) -> Value {
-    let mut headers = Map::new();
-    let mut cookies = Vec::new();
-    for (k, v) in &parts.headers {
-        let (k, v) = (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned());
-        if k == "cookie" {
-            cookies.extend(v.split(';').map(|c| Value::String(c.trim().to_owned())).filter(|c| c != ""));
-            continue;
-        }
-        // API Gateway joins repeated headers with commas.
-        match headers.get_mut(&k) {
-            Some(Value::String(prev)) => {
-                prev.push(',');
-                prev.push_str(&v);
-            }
-            _ => {
-                headers.insert(k, Value::String(v));
-            }
-        }
-    }
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
-    let mut query = Map::new();
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query.insert(percent_decode(k), Value::String(percent_decode(v)));
-    }
-    let method = parts.method.as_str();
-    let path = parts.uri.path();
-    let user_agent = headers.get("user-agent").cloned().unwrap_or(Value::String(String::new()));
-    let mut ctx = json!({
-        "accountId": "local", "apiId": "postflow-serve", "domainName": "127.0.0.1", "domainPrefix": "local",
-        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": peer.ip().to_string(), "userAgent": user_agent},
-        "requestId": format!("local-{}", shared::ports::random_hex_id(&shared::ports::OsRandom)), "routeKey": format!("{method} {path}"), "stage": "$default",
-        "time": "", "timeEpoch": crate::scenario::now_secs() * 1000
-    });
-    if let Some(claims) = local_claims(&parts.headers) {
-        ctx["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
-    }
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": ctx,
-        "pathParameters": params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
-        "isBase64Encoded": true,
-        "body": base64::engine::general_purpose::STANDARD.encode(body),
-    });
-    if !query.is_empty() {
-        event["queryStringParameters"] = Value::Object(query);
-    }
-    if !cookies.is_empty() {
-        event["cookies"] = Value::Array(cookies);
-    }
-    event
-}
-
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -280,6 +216,70 @@ fn local_claims(headers: &hyper::HeaderMap) -> Option<Map<String, Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload-2.0 event API Gateway would deliver for this request.
+    fn build_event(
+        parts: &hyper::http::request::Parts,
+        body: &[u8],
+        params: &[(String, String)],
+        peer: SocketAddr,
+    ) -> Value {
+        let mut headers = Map::new();
+        let mut cookies = Vec::new();
+        for (k, v) in &parts.headers {
+            let (k, v) = (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned());
+            if k == "cookie" {
+                cookies.extend(v.split(';').map(|c| Value::String(c.trim().to_owned())).filter(|c| c != ""));
+                continue;
+            }
+            // API Gateway joins repeated headers with commas.
+            match headers.get_mut(&k) {
+                Some(Value::String(prev)) => {
+                    prev.push(',');
+                    prev.push_str(&v);
+                }
+                _ => {
+                    headers.insert(k, Value::String(v));
+                }
+            }
+        }
+        let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+        let mut query = Map::new();
+        for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            query.insert(percent_decode(k), Value::String(percent_decode(v)));
+        }
+        let method = parts.method.as_str();
+        let path = parts.uri.path();
+        let user_agent = headers.get("user-agent").cloned().unwrap_or(Value::String(String::new()));
+        let mut ctx = json!({
+            "accountId": "local", "apiId": "postflow-serve", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": peer.ip().to_string(), "userAgent": user_agent},
+            "requestId": format!("local-{}", shared::ports::random_hex_id(&shared::ports::OsRandom)), "routeKey": format!("{method} {path}"), "stage": "$default",
+            "time": "", "timeEpoch": crate::scenario::now_secs() * 1000
+        });
+        if let Some(claims) = local_claims(&parts.headers) {
+            ctx["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": format!("{method} {path}"),
+            "rawPath": path,
+            "rawQueryString": raw_query,
+            "headers": headers,
+            "requestContext": ctx,
+            "pathParameters": params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
+            "isBase64Encoded": true,
+            "body": base64::engine::general_purpose::STANDARD.encode(body),
+        });
+        if !query.is_empty() {
+            event["queryStringParameters"] = Value::Object(query);
+        }
+        if !cookies.is_empty() {
+            event["cookies"] = Value::Array(cookies);
+        }
+        event
+    }
 
     /// The request `serve` hands the handlers directly equals the one the handlers would read from the
     /// payload-2.0 event of the same HTTP request (`build_event` → `ApiRequest::from_lambda`), but for
