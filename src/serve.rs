@@ -200,17 +200,7 @@ fn local_claims(headers: &hyper::HeaderMap) -> Option<Map<String, Value>> {
         serde_json::from_slice(&bytes).ok()?
     };
     let obj = raw.as_object()?;
-    Some(
-        obj.iter()
-            .map(|(k, v)| {
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), Value::String(s))
-            })
-            .collect(),
-    )
+    Some(obj.iter().map(|(k, v)| (k.clone(), Value::String(shared::http::claim_string(v)))).collect())
 }
 
 #[cfg(test)]

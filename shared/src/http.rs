@@ -27,6 +27,12 @@ pub const LAMBDA_AUTHORIZER_TOKEN_MARK: &str = "postflow_token";
 
 pub use crate::domain::identity::Claims;
 
+/// A JWT claim as API Gateway's authorizers deliver it: a string as it is, anything else as its JSON
+/// text (`true`, `1700000000`).
+pub fn claim_string(value: &serde_json::Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
 /// A request as the domain-facing part of a handler sees it.
 #[derive(Clone, Debug, Default)]
 pub struct ApiRequest {
@@ -68,10 +74,7 @@ impl ApiRequest {
             .and_then(|jwt| Claims::from_map(&jwt.claims, superuser_claim))
             .or_else(|| {
                 let fields = lambda_context.filter(|_| !token_rejected)?;
-                let strings = fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                    .collect();
+                let strings = fields.iter().map(|(k, v)| (k.clone(), claim_string(v))).collect();
                 Claims::from_map(&strings, superuser_claim)
             });
         let headers: Vec<(String, String)> = req

@@ -161,7 +161,7 @@ impl Authorizer {
 
     /// Verifies `token`; its claims as strings.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenKeys> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.kind_name()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(kind_name(&e)))?;
         let alg = header.alg;
         if !matches!(alg, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) {
             return Err(TokenError::Invalid(format!("algorithm {alg:?} not accepted")).into());
@@ -173,7 +173,7 @@ impl Authorizer {
             None => None,
         }
         .ok_or(TokenError::UnknownKey)?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(kind_name(&e)))?;
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[self.config.issuer.as_str()]);
         validation.set_audience(&self.config.audiences);
@@ -182,8 +182,12 @@ impl Authorizer {
         // As API Gateway's JWT authorizer: no leeway on `exp` and `nbf`.
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key, &validation)
-            .map_err(|e| TokenError::Invalid(e.kind_name()))?;
-        Ok(data.claims.into_iter().map(|(k, v)| (k, Value::String(claim_string(v)))).collect())
+            .map_err(|e| TokenError::Invalid(kind_name(&e)))?;
+        Ok(data
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(shared::http::claim_string(v))))
+            .collect())
     }
 }
 
@@ -196,24 +200,10 @@ pub enum TokenKeys {
     Keys(KeyError),
 }
 
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for jsonwebtoken::errors::Error {
-    /// The error's kind without any token content (`ExpiredSignature`, `InvalidAudience`, …).
-    fn kind_name(&self) -> String {
-        let kind = format!("{:?}", self.kind());
-        kind.split(['(', ' ']).next().unwrap_or_default().to_owned()
-    }
-}
-
-/// A claim as API Gateway's JWT authorizer delivers it: strings as they are, anything else as JSON.
-fn claim_string(v: Value) -> String {
-    match v {
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
+/// A `jsonwebtoken` error's kind without any token content (`ExpiredSignature`, `InvalidAudience`, …).
+fn kind_name(e: &jsonwebtoken::errors::Error) -> String {
+    let kind = format!("{:?}", e.kind());
+    kind.split(['(', ' ']).next().unwrap_or_default().to_owned()
 }
 
 /// The bearer token of the event's `Authorization` header, if any (the scheme is optional, as for
