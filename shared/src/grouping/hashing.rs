@@ -31,6 +31,8 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at, truthy_str_at, urlsplit};
+use super::enhancers::{Enhancements, ExceptionData, set_in_app};
+use super::functions::trim_function_name;
 use super::strategies::variants_from_strategies;
 
 /// The fingerprint entry that stands for "Sentry's default grouping".
@@ -163,16 +165,20 @@ pub fn resolve_fingerprint_values(fingerprint: &[String], event: &Value) -> Vec<
         .collect()
 }
 
-/// Sentry's `normalize_stacktraces_for_grouping` as far as it changes the payload without
-/// enhancement rules: `in_app` defaults to `false`, JavaScript file names lose their query string,
-/// and `metadata.in_app_frame_mix` records `in-app-only` / `system-only` / `mixed`.
-pub fn normalize_stacktraces_for_grouping(event: &mut Value) {
-    let javascript = str_at(event, &["platform"]) == Some("javascript");
+/// Sentry's `normalize_stacktraces_for_grouping`, which changes the saved payload: native and C#
+/// function names are trimmed (the original kept in `raw_function`), JavaScript file names lose
+/// their query string, the modifier stack-trace rules set `in_app` and `data.category`, `in_app`
+/// defaults to `false` (both recording `data.orig_in_app`), and `metadata.in_app_frame_mix` records
+/// `in-app-only` / `system-only` / `mixed`.
+pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enhancements) {
+    let platform = str_at(event, &["platform"]).filter(|p| !p.is_empty()).map(str::to_owned);
+    let platform = platform.as_deref();
     let Some(data) = event.as_object_mut() else {
         return;
     };
-    // `find_stacktraces_in_data`: exceptions, the top-level stack trace, threads, and the raw stack
-    // traces of exceptions and threads. Only the set of per-stacktrace mixes matters.
+    // `find_stacktraces_in_data(include_raw=True)`: exceptions (with their exception as the rules'
+    // `error.*` data), the top-level stack trace, threads, then the raw stack traces of exceptions and
+    // threads. Only the set of per-stacktrace mixes matters.
     let mut mixes: Vec<&'static str> = Vec::new();
     for container_key in ["exception", "threads"] {
         let Some(values) =
@@ -180,13 +186,44 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value) {
         else {
             continue;
         };
-        for container in values.iter_mut().filter_map(Value::as_object_mut) {
-            for key in ["stacktrace", "raw_stacktrace"] {
-                mixes.extend(normalize_frames(container.get_mut(key), javascript));
-            }
+        for container in values.iter_mut().filter(|c| c.is_object()) {
+            let exception = if container_key == "exception" {
+                ExceptionData::of(container)
+            } else {
+                ExceptionData::default()
+            };
+            let Some(container) = container.as_object_mut() else {
+                continue;
+            };
+            mixes.extend(normalize_frames(
+                container.get_mut("stacktrace"),
+                platform,
+                enhancements,
+                &exception,
+            ));
         }
     }
-    mixes.extend(normalize_frames(data.get_mut("stacktrace"), javascript));
+    mixes.extend(normalize_frames(
+        data.get_mut("stacktrace"),
+        platform,
+        enhancements,
+        &ExceptionData::default(),
+    ));
+    for container_key in ["exception", "threads"] {
+        let Some(values) =
+            data.get_mut(container_key).and_then(|c| c.get_mut("values")).and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for container in values.iter_mut().filter_map(Value::as_object_mut) {
+            mixes.extend(normalize_frames(
+                container.get_mut("raw_stacktrace"),
+                platform,
+                enhancements,
+                &ExceptionData::default(),
+            ));
+        }
+    }
     if mixes.is_empty() {
         return;
     }
@@ -207,22 +244,34 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value) {
 }
 
 /// Normalizes one stack trace's frames; returns its in-app mix when it has frames.
-fn normalize_frames(stacktrace: Option<&mut Value>, javascript: bool) -> Option<&'static str> {
+fn normalize_frames(
+    stacktrace: Option<&mut Value>,
+    platform: Option<&str>,
+    enhancements: &Enhancements,
+    exception: &ExceptionData,
+) -> Option<&'static str> {
     let frames = stacktrace?.get_mut("frames")?.as_array_mut()?;
-    let (mut has_in_app, mut has_system) = (false, false);
+    if !frames.iter().any(Value::is_object) {
+        return None;
+    }
     for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
-        if javascript {
+        trim_frame_function(frame, platform);
+        // A stack trace normalized before keeps its original `in_app` for the rules to start from.
+        let orig = frame.get("data").and_then(|d| d.get("orig_in_app")).and_then(Value::as_i64);
+        if let Some(orig) = orig {
+            frame.insert("in_app".to_owned(), if orig == -1 { Value::Null } else { Value::Bool(orig != 0) });
+        }
+        if platform == Some("javascript") {
             strip_filename_query(frame);
         }
-        let in_app = match frame.get("in_app") {
-            Some(Value::Bool(b)) => *b,
-            None | Some(Value::Null) => {
-                frame.insert("in_app".to_owned(), Value::Bool(false));
-                false
-            }
-            Some(_) => false,
-        };
-        if in_app {
+    }
+    enhancements.apply_modifications(frames, platform, exception);
+    let (mut has_in_app, mut has_system) = (false, false);
+    for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
+        if frame.get("in_app").is_none_or(Value::is_null) {
+            set_in_app(frame, false);
+        }
+        if frame.get("in_app").and_then(Value::as_bool) == Some(true) {
             has_in_app = true;
         } else {
             has_system = true;
@@ -233,6 +282,24 @@ fn normalize_frames(stacktrace: Option<&mut Value>, javascript: bool) -> Option<
         (true, true) => Some("mixed"),
         (true, false) => Some("in-app-only"),
         (false, true) => Some("system-only"),
+    }
+}
+
+/// `_trim_function_name`: the trimmed name replaces `function` (the original moves to
+/// `raw_function`) when trimming changes it and no raw name was recorded yet.
+fn trim_frame_function(frame: &mut Map<String, Value>, platform: Option<&str>) {
+    if frame.get("raw_function").is_some_and(|r| !r.is_null()) {
+        return;
+    }
+    let Some(function) = frame.get("function").and_then(Value::as_str).filter(|f| !f.is_empty()) else {
+        return;
+    };
+    let frame_platform = frame.get("platform").and_then(Value::as_str).or(platform);
+    let trimmed = trim_function_name(function, frame_platform);
+    if trimmed != function {
+        let raw = function.to_owned();
+        frame.insert("raw_function".to_owned(), Value::String(raw));
+        frame.insert("function".to_owned(), Value::String(trimmed));
     }
 }
 
@@ -268,10 +335,16 @@ fn event_type(event: &Value) -> &str {
 /// `hashes`, `metadata.in_app_frame_mix`, `_fingerprint_info` and `main_exception_id` into it as
 /// Sentry does. Transactions and generic events are left untouched and get no hashes.
 pub fn calculate_hashes(event: &mut Value) -> Hashes {
+    calculate_hashes_with(event, Enhancements::builtin())
+}
+
+/// [`calculate_hashes`] with the given stack-trace rules (a project's rules appended to the
+/// built-in ones, [`Enhancements::with_project_rules`]).
+pub fn calculate_hashes_with(event: &mut Value, enhancements: &Enhancements) -> Hashes {
     if matches!(event_type(event), "transaction" | "generic") || !event.is_object() {
         return Hashes::default();
     }
-    normalize_stacktraces_for_grouping(event);
+    normalize_stacktraces_for_grouping(event, enhancements);
 
     let mut fingerprint = fingerprint_of(event);
     if fingerprint.is_empty() {
@@ -289,7 +362,8 @@ pub fn calculate_hashes(event: &mut Value) -> Hashes {
         data.insert("fingerprint".to_owned(), json!(fingerprint));
     }
 
-    let (hashes, contributing_variant) = compute_variants(event, &fingerprint, fingerprint_type);
+    let (hashes, contributing_variant) =
+        compute_variants(event, &fingerprint, fingerprint_type, enhancements);
     if let Some(data) = event.as_object_mut() {
         data.insert("hashes".to_owned(), json!(hashes));
     }
@@ -308,6 +382,7 @@ fn compute_variants(
     event: &mut Value,
     fingerprint: &[String],
     fingerprint_type: FingerprintType,
+    enhancements: &Enhancements,
 ) -> (Vec<String>, String) {
     if let Some(checksum) = get_path(event, &["checksum"]).filter(|c| super::compat::is_truthy(c)) {
         let checksum = super::compat::py_str(checksum);
@@ -324,7 +399,7 @@ fn compute_variants(
         FingerprintType::Default => Vec::new(),
         _ => resolve_fingerprint_values(fingerprint, event),
     };
-    let strategy = variants_from_strategies(event);
+    let strategy = variants_from_strategies(event, enhancements);
     if let (Some(id), Some(data)) = (strategy.main_exception_id, event.as_object_mut()) {
         data.insert("main_exception_id".to_owned(), json!(id));
     }

@@ -13,11 +13,16 @@
 //!   `sentry:user`).
 //! - [`spans`]: span grouping hashes of transactions (`default:2022-10-27`).
 //! - [`parameterization`]: message normalization used by grouping.
+//! - [`enhancers`]: stack-trace rules (the built-in set of `newstyle:2023-01-11` and project rules):
+//!   in-app, categories and which frames contribute.
+//! - [`functions`]: native and C# function-name trimming.
 //!
 //! The save pipeline that calls them in order lives in [`crate::save`] (`save::prepare`, then the
 //! saver and `save::record::insert_message` for the eventstream record).
 
 pub(crate) mod compat;
+pub mod enhancers;
+pub mod functions;
 pub mod hashing;
 pub mod metadata;
 pub mod parameterization;

@@ -16,10 +16,8 @@
 //! lines for `javascript`, `node`, `python`, `php` and `ruby` only.
 //!
 //! Deliberate approximations (hashes of such events can differ from Sentry's):
-//! - stack-trace *enhancement rules* are not ported except a handful of default `-group` rules for
-//!   non-native platforms ([`ungrouped_by_default_rules`]); native/Java category rules, `+app/-app`
-//!   rules and project rules are not applied, the SDK's `in_app` is trusted;
-//! - native and C# function-name trimming (`trim_function_name`) is not ported;
+//! - stack-trace rules ([`super::enhancers`]): the modifier pass has run over the event before
+//!   (`hashing::normalize_stacktraces_for_grouping`); the updater pass runs here per variant;
 //! - exception-group de-duplication compares a structural rendering of the exception components
 //!   instead of Python's component `repr`s.
 
@@ -30,6 +28,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::compat::{collapse_whitespace, get_path, is_truthy, list_at, py_str, str_at};
+use super::enhancers::{Enhancements, ExceptionData};
 use super::parameterization::normalize_message_for_grouping;
 
 /// Platforms whose context lines are trusted for grouping (config `contextline_platforms`).
@@ -397,53 +396,17 @@ fn is_recursive_frame(frame: &Value, previous: Option<&Value>) -> bool {
     })
 }
 
-/// Default enhancement rules with `-group` that apply to non-native platforms
-/// (`all-platforms@2023-01-11`: node internals, transpiler helpers, Sentry Dart SDK frames,
-/// third-party telemetry). Everything else in the enhancement configs is not ported.
-fn ungrouped_by_default_rules(frame: &Value, event_platform: Option<&str>) -> bool {
-    let platform = fs_truthy(frame, "platform").or(event_platform);
-    let function = fs(frame, "function").unwrap_or("");
-    let module = fs(frame, "module").unwrap_or("");
-    let path = fs_truthy(frame, "abs_path").or_else(|| fs(frame, "filename")).unwrap_or("");
-    if ["runMicrotasks", "queueMicrotask", "processTicksAndRejections", "runNextTicks", "nextTick"]
-        .contains(&function)
-    {
-        return true;
-    }
-    if ["@babel/", "core-js/", "regenerator-runtime/", "tslib/"].iter().any(|p| module.starts_with(p))
-        || module == "newrelic"
-        || module.starts_with("io.sentry.")
-    {
-        return true;
-    }
-    let javascript = behavior_family(platform) == "javascript";
-    if javascript && (function == "_callSuper" || path.starts_with("org-dartlang-sdk:///")) {
-        return true;
-    }
-    const DART_SDK_PACKAGES: [&str; 9] = [
-        "sentry",
-        "sentry_flutter",
-        "sentry_logging",
-        "sentry_dio",
-        "sentry_file",
-        "sentry_hive",
-        "sentry_isar",
-        "sentry_sqflite",
-        "sentry_drift",
-    ];
-    if let Some(package_path) = path.strip_prefix("package:")
-        && DART_SDK_PACKAGES.iter().any(|p| package_path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
-    {
-        return true;
-    }
-    let lowered = path.to_lowercase().replace('\\', "/");
-    let mut segments: Vec<&str> = lowered.split('/').collect();
-    segments.pop(); // `**/*newrelic*/**`: a directory, not the file name
-    segments.iter().any(|s| s.contains("newrelic") || s.contains("logrocket"))
+/// What every strategy needs besides the event: its platform and the stack-trace rules.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub platform: Option<&'a str>,
+    pub enhancements: &'a Enhancements,
 }
 
-/// `stacktrace:v1` as a delegate: the `!app` and `system` stacktrace components of `frames`.
-fn stacktrace_variants(frames: &[Value], event_platform: Option<&str>) -> Variants {
+/// `stacktrace:v1` as a delegate: the `!app` and `system` stacktrace components of `frames`, with
+/// the updater stack-trace rules applied per variant (`assemble_stacktrace_component`).
+fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) -> Variants {
+    let event_platform = ctx.platform;
     let empty = Value::Object(Default::default());
     let frames: Vec<&Value> = frames.iter().map(|f| if f.is_object() { f } else { &empty }).collect();
     let mut base = Vec::with_capacity(frames.len());
@@ -456,7 +419,6 @@ fn stacktrace_variants(frames: &[Value], event_platform: Option<&str>) -> Varian
         previous = Some(*frame);
         base.push(component);
     }
-    let ungrouped: Vec<bool> = frames.iter().map(|f| ungrouped_by_default_rules(f, event_platform)).collect();
 
     let build = |mut components: Vec<Component>, app: bool| -> Component {
         if app {
@@ -478,12 +440,18 @@ fn stacktrace_variants(frames: &[Value], event_platform: Option<&str>) -> Varian
                 component.contributes = false;
             }
         }
-        for (component, ungroup) in components.iter_mut().zip(&ungrouped) {
-            if *ungroup {
-                component.contributes = false;
-            }
+        let mut contributes: Vec<bool> = components.iter().map(|c| c.contributes).collect();
+        let rules =
+            ctx.enhancements.update_contributions(&mut contributes, &frames, event_platform, exception);
+        for (component, contributes) in components.iter_mut().zip(&contributes) {
+            component.contributes = *contributes;
         }
-        Component::new("stacktrace", components.into_iter().map(Node::Child).collect())
+        let contributing = contributes.iter().filter(|c| **c).count();
+        let mut stacktrace = Component::new("stacktrace", components.into_iter().map(Node::Child).collect());
+        if rules.discards(contributing) {
+            stacktrace.contributes = false;
+        }
+        stacktrace
     };
     let app = build(base.clone(), true);
     let system = build(base, false);
@@ -496,7 +464,7 @@ fn stacktrace_frames(stacktrace: Option<&Value>) -> Option<&Vec<Value>> {
 }
 
 /// `single-exception:v1`.
-fn single_exception(exception: &Value, event_platform: Option<&str>) -> Variants {
+fn single_exception(exception: &Value, ctx: Ctx) -> Variants {
     let mut type_component = match fs_truthy(exception, "type") {
         Some(ty) => Component::leaf("type", ty),
         None => Component::empty("type"),
@@ -520,7 +488,7 @@ fn single_exception(exception: &Value, event_platform: Option<&str>) -> Variants
         }
     }
     let stacktraces = match stacktrace_frames(exception.get("stacktrace")) {
-        Some(frames) => stacktrace_variants(frames, event_platform),
+        Some(frames) => stacktrace_variants(frames, ctx, &ExceptionData::of(exception)),
         None => vec![("!app", Component::empty("stacktrace"))],
     };
     let normalized_value =
@@ -694,11 +662,10 @@ fn override_main_exception_id(exceptions: &[&Value]) -> Option<u64> {
 
 /// `chained-exception:v1`: per-exception components, exception groups filtered, concatenated per
 /// variant in chain order. Returns the variants and a `main_exception_id` to write into the event.
-fn chained_exception(event: &Value, event_platform: Option<&str>) -> (Variants, Option<u64>) {
+fn chained_exception(event: &Value, ctx: Ctx) -> (Variants, Option<u64>) {
     let exceptions: Vec<&Value> =
         list_at(event, &["exception", "values"]).filter(|e| e.is_object()).collect();
-    let mut components: Vec<Variants> =
-        exceptions.iter().map(|e| single_exception(e, event_platform)).collect();
+    let mut components: Vec<Variants> = exceptions.iter().map(|e| single_exception(e, ctx)).collect();
     let (selected, mut main_exception_id) = filter_exception_groups(event, &exceptions, &components);
     if let [only] = selected.as_slice() {
         return (std::mem::take(&mut components[*only]), main_exception_id);
@@ -724,7 +691,7 @@ fn chained_exception(event: &Value, event_platform: Option<&str>) -> (Variants, 
 }
 
 /// `threads:v1`: the single crashed thread, else the single current thread, else the only thread.
-fn threads(event: &Value, event_platform: Option<&str>) -> Variants {
+fn threads(event: &Value, ctx: Ctx) -> Variants {
     let threads: Vec<&Value> = list_at(event, &["threads", "values"]).filter(|t| t.is_object()).collect();
     let pick = |flag: Option<&str>| -> Vec<&Value> {
         threads.iter().copied().filter(|t| flag.is_none_or(|f| t.get(f).is_some_and(is_truthy))).collect()
@@ -732,7 +699,7 @@ fn threads(event: &Value, event_platform: Option<&str>) -> Variants {
     for flag in [Some("crashed"), Some("current"), None] {
         if let [thread] = pick(flag).as_slice() {
             return match stacktrace_frames(thread.get("stacktrace")) {
-                Some(frames) => stacktrace_variants(frames, event_platform)
+                Some(frames) => stacktrace_variants(frames, ctx, &ExceptionData::default())
                     .into_iter()
                     .map(|(key, stacktrace)| (key, Component::new("threads", vec![Node::Child(stacktrace)])))
                     .collect(),
@@ -872,21 +839,25 @@ pub(crate) struct StrategyVariants {
 }
 
 /// `_get_variants_from_strategies`: runs the strategies by score; the first contributing one wins.
-pub(crate) fn variants_from_strategies(event: &Value) -> StrategyVariants {
+pub(crate) fn variants_from_strategies(event: &Value, enhancements: &Enhancements) -> StrategyVariants {
     let event_platform = str_at(event, &["platform"]).filter(|p| !p.is_empty());
+    let ctx = Ctx { platform: event_platform, enhancements };
     let mut main_exception_id = None;
     let mut results: Vec<(&'static str, Vec<(&'static str, Component)>)> = Vec::new();
 
     if get_path(event, &["exception"]).is_some() {
-        let (variants, main) = chained_exception(event, event_platform);
+        let (variants, main) = chained_exception(event, ctx);
         main_exception_id = main;
         results.push(("exception", finalize(variants, true)));
     }
     if list_at(event, &["threads", "values"]).next().is_some() {
-        results.push(("threads", finalize(threads(event, event_platform), true)));
+        results.push(("threads", finalize(threads(event, ctx), true)));
     }
     if let Some(frames) = stacktrace_frames(get_path(event, &["stacktrace"])) {
-        results.push(("stacktrace", finalize(stacktrace_variants(frames, event_platform), true)));
+        results.push((
+            "stacktrace",
+            finalize(stacktrace_variants(frames, ctx, &ExceptionData::default()), true),
+        ));
     }
     // `template:v1` (score 1100): before the security reports.
     if let Some(template) = get_path(event, &["template"]).filter(|t| t.is_object()) {
@@ -1008,7 +979,9 @@ mod tests {
     #[test]
     fn recursion_ignores_repeated_frames() {
         let frame = json!({"function": "f", "filename": "a.py", "lineno": 3, "in_app": true});
-        let variants = stacktrace_variants(&[frame.clone(), frame.clone(), frame], Some("other"));
+        let ctx = Ctx { platform: Some("other"), enhancements: Enhancements::builtin() };
+        let variants =
+            stacktrace_variants(&[frame.clone(), frame.clone(), frame], ctx, &ExceptionData::default());
         let (_, app) = &variants[0];
         let contributing: Vec<bool> =
             app.values.iter().map(|v| matches!(v, Node::Child(c) if c.contributes)).collect();

@@ -1,0 +1,801 @@
+//! Stack-trace rules ("grouping enhancements"): Sentry's rule language, its built-in rule set of the
+//! `newstyle:2023-01-11` config, and project rules appended to it.
+//!
+//! A rule is matchers followed by actions, one per line (`#` starts a comment):
+//!
+//! ```text
+//! family:native package:/usr/lib/** -app          # frames of system libraries are not in-app
+//! [ category:throw ] | category:throw category=internals
+//! function:wrapped_view ^-group -group
+//! error.type:ValueError stack.module:myapp.* +app
+//! family:native max-frames=3
+//! ```
+//!
+//! - **Matchers** (all must match; `!` negates): `path`/`stack.abs_path`, `package`/`stack.package`
+//!   (case-insensitive, `\` read as `/`, `*` stays within a path segment, `**` crosses segments),
+//!   `function`/`stack.function`, `module`/`stack.module`, `category`, `family`
+//!   (`native`, `javascript`, `other`, `all`, comma-separated), `app` (`yes`/`no`), and on the
+//!   exception the stack trace belongs to, `error.type`/`type`, `error.value`/`value`,
+//!   `error.mechanism`/`mechanism`. A frame matcher in `[ … ] |` before the others applies to the
+//!   caller (the frame before), one in `| [ … ]` after them to the callee (the frame after).
+//!   Arguments with spaces are quoted (`function:"<unknown>"`).
+//! - **Actions**: `+app`/`-app` (in-app), `+group`/`-group` (contributes to grouping), `+prefix`,
+//!   `+sentinel`, each optionally on the frames above (`^`, towards the crash) or below (`v`)
+//!   instead of the matched one; `category=NAME`; `max-frames=N`, `min-frames=N`,
+//!   `invert-stacktrace=yes|no` for the whole stack trace.
+//!
+//! How they run (Sentry's `Enhancements` as of the 2024 grouping corpus, the Python and Rust
+//! implementations agreeing): first the *modifier* rules (`±app`, `category=`) change the frames of
+//! each stack trace in the event — rule by rule, every matching frame found before any is changed —
+//! and the event keeps the result (`in_app`, `data.category`, `data.orig_in_app`); then, for each
+//! grouping variant, the *updater* rules (`±group` and the stack-trace variables) decide which frame
+//! components contribute, `max-frames` keeps the frames closest to the crash, and `min-frames`
+//! discards a stack trace with too few contributing frames.
+//!
+//! The rule text is parsed by hand (a line-oriented grammar of a few tokens, where Sentry uses
+//! `parsimonious`/`nom`); globs are translated to `regex` patterns the way Sentry's `glob_match`
+//! translates them to Python regular expressions.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+/// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
+const NEWSTYLE_2023_01_11: &str = include_str!("newstyle@2023-01-11.txt");
+
+/// A rule that does not parse: the 1-based line in the text it came from and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid stack trace rule on line {line}: {message}")]
+pub struct RuleError {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Path,
+    Package,
+    Function,
+    Module,
+    Category,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offset {
+    Caller,
+    Callee,
+    Same,
+}
+
+#[derive(Clone, Debug)]
+enum FrameTest {
+    Field { field: Field, pattern: Regex },
+    Family { native: bool, javascript: bool, other: bool },
+    InApp(bool),
+}
+
+#[derive(Clone, Debug)]
+struct FrameMatcher {
+    negated: bool,
+    offset: Offset,
+    test: FrameTest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExceptionField {
+    Type,
+    Value,
+    Mechanism,
+}
+
+#[derive(Clone, Debug)]
+struct ExceptionMatcher {
+    negated: bool,
+    field: ExceptionField,
+    pattern: Regex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flag {
+    App,
+    Group,
+    Prefix,
+    Sentinel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Range {
+    /// `^`: the frames after the matched one (towards the crash).
+    Up,
+    /// `v`: the frames before it.
+    Down,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    Flag { flag: Flag, on: bool, range: Option<Range> },
+    Category(String),
+    MaxFrames(usize),
+    MinFrames(usize),
+    InvertStacktrace(bool),
+}
+
+impl Action {
+    /// Changes the frames themselves (`±app`, `category=`).
+    fn is_modifier(&self) -> bool {
+        matches!(self, Action::Flag { flag: Flag::App, .. } | Action::Category(_))
+    }
+
+    /// Changes the grouping components or the stack trace's variables (all but `category=`).
+    fn is_updater(&self) -> bool {
+        !matches!(self, Action::Category(_))
+    }
+}
+
+/// One parsed rule line.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    frame_matchers: Vec<FrameMatcher>,
+    exception_matchers: Vec<ExceptionMatcher>,
+    actions: Vec<Action>,
+}
+
+/// An ordered rule set: the built-in base followed by a project's own rules.
+#[derive(Clone, Debug, Default)]
+pub struct Enhancements {
+    rules: Vec<Rule>,
+}
+
+static DEFAULT: LazyLock<Enhancements> = LazyLock::new(|| {
+    // The built-in file is part of this crate and covered by tests; a parse failure there is a
+    // build defect, answered with no rules rather than a panic in a handler.
+    Enhancements::parse(NEWSTYLE_2023_01_11).unwrap_or_default()
+});
+
+impl Enhancements {
+    /// The built-in rules of the default grouping config.
+    pub fn builtin() -> &'static Enhancements {
+        &DEFAULT
+    }
+
+    /// Parses rule text (one rule per line; blank lines and `#` comments skipped).
+    pub fn parse(text: &str) -> Result<Self, RuleError> {
+        let mut rules = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let rule = parse_rule(line).map_err(|message| RuleError { line: index + 1, message })?;
+            rules.push(rule);
+        }
+        Ok(Self { rules })
+    }
+
+    /// The built-in rules followed by `project_rules` (Sentry appends a project's stack-trace rules
+    /// to its base, so they run last and win).
+    pub fn with_project_rules(project_rules: &str) -> Result<Self, RuleError> {
+        let mut rules = Self::builtin().rules.clone();
+        rules.extend(Self::parse(project_rules)?.rules);
+        Ok(Self { rules })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The modifier pass over one stack trace's frames (`apply_modifications_to_frame`): sets
+    /// `in_app` (recording `data.orig_in_app` as Sentry's `set_in_app` does) and `data.category`.
+    /// Non-object frames are skipped, as Sentry filters `None` frames out.
+    pub fn apply_modifications(
+        &self,
+        frames: &mut [Value],
+        platform: Option<&str>,
+        exception: &ExceptionData,
+    ) {
+        let positions: Vec<usize> = (0..frames.len()).filter(|i| frames[*i].is_object()).collect();
+        if positions.is_empty() {
+            return;
+        }
+        let mut views: Vec<MatchFrame> =
+            positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
+        let mut matching = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_modifier)) {
+            if !rule.matches_exception(exception) {
+                continue;
+            }
+            matching.extend((0..views.len()).filter(|idx| rule.matches_frame(&views, *idx)));
+            for idx in matching.drain(..) {
+                for action in &rule.actions {
+                    match action {
+                        Action::Flag { flag: Flag::App, on, range } => {
+                            for j in range_indices(*range, idx, views.len()) {
+                                if let Some(frame) = frames[positions[j]].as_object_mut() {
+                                    set_in_app(frame, *on);
+                                }
+                                views[j].in_app = *on;
+                            }
+                        }
+                        Action::Category(category) => {
+                            if let Some(frame) = frames[positions[idx]].as_object_mut() {
+                                set_data(frame, "category", Value::String(category.clone()));
+                            }
+                            views[idx].category = Some(category.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The updater pass for one variant's frame components (`assemble_stacktrace_component`):
+    /// `contributes[i]` is the component of `frames[i]`, updated in place. Returns what the rules
+    /// decided for the whole stack trace.
+    pub(crate) fn update_contributions(
+        &self,
+        contributes: &mut [bool],
+        frames: &[&Value],
+        platform: Option<&str>,
+        exception: &ExceptionData,
+    ) -> StacktraceRules {
+        let views: Vec<MatchFrame> = frames.iter().map(|f| MatchFrame::of(f, platform)).collect();
+        let mut state = StacktraceRules::default();
+        for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_updater)) {
+            if !rule.matches_exception(exception) {
+                continue;
+            }
+            for idx in 0..views.len() {
+                if !rule.matches_frame(&views, idx) {
+                    continue;
+                }
+                for action in &rule.actions {
+                    match action {
+                        Action::Flag { flag: Flag::Group, on, range } => {
+                            for j in range_indices(*range, idx, contributes.len()) {
+                                contributes[j] = *on;
+                            }
+                        }
+                        Action::MaxFrames(n) => state.max_frames = *n,
+                        Action::MinFrames(n) => state.min_frames = *n,
+                        Action::InvertStacktrace(b) => state.invert_stacktrace = *b,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if state.max_frames > 0 {
+            let mut counted = 0;
+            for c in contributes.iter_mut().rev().filter(|c| **c) {
+                counted += 1;
+                if counted > state.max_frames {
+                    *c = false;
+                }
+            }
+        }
+        state
+    }
+}
+
+/// The stack-trace variables the rules set (`StacktraceState`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StacktraceRules {
+    pub max_frames: usize,
+    pub min_frames: usize,
+    pub invert_stacktrace: bool,
+}
+
+impl StacktraceRules {
+    /// `min-frames`: a stack trace with some, but fewer than `min_frames`, contributing frames is
+    /// discarded.
+    pub fn discards(&self, contributing_frames: usize) -> bool {
+        self.min_frames > 0 && contributing_frames > 0 && contributing_frames < self.min_frames
+    }
+}
+
+/// The exception a stack trace belongs to, as the `error.*` matchers see it (all `None` for
+/// thread and top-level stack traces, which match as `<unknown>`).
+#[derive(Clone, Debug, Default)]
+pub struct ExceptionData {
+    pub ty: Option<String>,
+    pub value: Option<String>,
+    pub mechanism: Option<String>,
+}
+
+impl ExceptionData {
+    pub fn of(exception: &Value) -> Self {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        Self {
+            ty: text(exception.get("type")),
+            value: text(exception.get("value")),
+            mechanism: text(exception.get("mechanism").and_then(|m| m.get("type"))),
+        }
+    }
+}
+
+fn range_indices(range: Option<Range>, idx: usize, len: usize) -> std::ops::Range<usize> {
+    match range {
+        None => idx..(idx + 1).min(len),
+        Some(Range::Up) => (idx + 1).min(len)..len,
+        Some(Range::Down) => 0..idx,
+    }
+}
+
+/// Sentry's `set_in_app`: records the first original value (`-1` for none) in `data.orig_in_app`.
+pub(crate) fn set_in_app(frame: &mut Map<String, Value>, value: bool) {
+    let current = frame.get("in_app").and_then(Value::as_bool);
+    if current == Some(value) {
+        return;
+    }
+    let orig = match current {
+        Some(b) => i64::from(b),
+        None => -1,
+    };
+    let data = frame.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        data.entry("orig_in_app").or_insert(Value::from(orig));
+    }
+    frame.insert("in_app".to_owned(), Value::Bool(value));
+}
+
+fn set_data(frame: &mut Map<String, Value>, key: &str, value: Value) {
+    let data = frame.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        data.insert(key.to_owned(), value);
+    }
+}
+
+/// The frame values the matchers read (`create_match_frame`).
+#[derive(Clone, Debug)]
+struct MatchFrame {
+    family: &'static str,
+    function: String,
+    module: Option<String>,
+    package: Option<String>,
+    path: Option<String>,
+    category: Option<String>,
+    in_app: bool,
+}
+
+impl MatchFrame {
+    fn of(frame: &Value, platform: Option<&str>) -> Self {
+        let text = |key: &str| frame.get(key).and_then(Value::as_str);
+        let truthy = |key: &str| text(key).filter(|s| !s.is_empty());
+        let frame_platform = truthy("platform").or(platform);
+        // `get_function_name_for_frame`: the stored name when a raw one exists (already trimmed),
+        // else the trimmed name; `<unknown>` when there is none.
+        let function = match (truthy("raw_function"), truthy("function")) {
+            (Some(_), function) => function.unwrap_or("").to_owned(),
+            (None, Some(function)) => super::functions::trim_function_name(function, frame_platform),
+            (None, None) => String::new(),
+        };
+        let function = if function.is_empty() { "<unknown>".to_owned() } else { function };
+        let path_like = |s: &str| s.to_lowercase().replace('\\', "/");
+        Self {
+            family: match frame_platform {
+                Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
+                Some("javascript" | "node") => "javascript",
+                _ => "other",
+            },
+            function,
+            module: text("module").map(str::to_owned),
+            package: text("package").map(path_like),
+            path: truthy("abs_path").or_else(|| text("filename")).map(path_like),
+            category: frame
+                .get("data")
+                .and_then(|d| d.get("category"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            in_app: frame.get("in_app").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
+impl Rule {
+    fn matches_exception(&self, exception: &ExceptionData) -> bool {
+        self.exception_matchers.iter().all(|m| {
+            let value = match m.field {
+                ExceptionField::Type => exception.ty.as_deref(),
+                ExceptionField::Value => exception.value.as_deref(),
+                ExceptionField::Mechanism => exception.mechanism.as_deref(),
+            };
+            let value = value.filter(|v| !v.is_empty()).unwrap_or("<unknown>");
+            m.negated ^ m.pattern.is_match(value)
+        })
+    }
+
+    fn matches_frame(&self, frames: &[MatchFrame], idx: usize) -> bool {
+        self.frame_matchers.iter().all(|m| {
+            let target = match m.offset {
+                Offset::Same => Some(idx),
+                Offset::Caller => idx.checked_sub(1),
+                Offset::Callee => Some(idx + 1),
+            };
+            match target.and_then(|i| frames.get(i)) {
+                // Caller/callee matchers need the neighbour to exist, negated or not.
+                None => false,
+                Some(frame) => m.negated ^ m.test.matches(frame),
+            }
+        })
+    }
+}
+
+impl FrameTest {
+    fn matches(&self, frame: &MatchFrame) -> bool {
+        match self {
+            FrameTest::Field { field, pattern } => {
+                let value = match field {
+                    Field::Function => Some(frame.function.as_str()),
+                    Field::Module => frame.module.as_deref(),
+                    Field::Category => frame.category.as_deref(),
+                    Field::Path => frame.path.as_deref(),
+                    Field::Package => frame.package.as_deref(),
+                };
+                let Some(value) = value else {
+                    return false;
+                };
+                if pattern.is_match(value) {
+                    return true;
+                }
+                // Path-like values also match as if they were absolute.
+                matches!(field, Field::Path | Field::Package)
+                    && !value.starts_with('/')
+                    && pattern.is_match(&format!("/{value}"))
+            }
+            FrameTest::Family { native, javascript, other } => match frame.family {
+                "native" => *native,
+                "javascript" => *javascript,
+                _ => *other,
+            },
+            FrameTest::InApp(expected) => frame.in_app == *expected,
+        }
+    }
+}
+
+/// Sentry's `glob_match` translation: `*` is any run (within one path segment for path-like
+/// fields, where `**` crosses segments), `?` one character, `[…]`/`[!…]` a class, `\x` the literal
+/// `x` (not for path-like fields, whose backslashes are separators). Path-like patterns are
+/// compared lower-cased.
+fn glob(pattern: &str, path_like: bool) -> Result<Regex, String> {
+    let pattern = if path_like { pattern.to_lowercase().replace('\\', "/") } else { pattern.to_owned() };
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::from("(?s)^");
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '\\' if i < chars.len() => {
+                out.push_str(&regex::escape(&chars[i].to_string()));
+                i += 1;
+            }
+            '*' if path_like && chars.get(i) == Some(&'*') => {
+                out.push_str(".*");
+                i += 1;
+            }
+            '*' if path_like => out.push_str("[^/]*"),
+            '*' => out.push_str(".*"),
+            '?' if path_like => out.push_str("[^/]"),
+            '?' => out.push('.'),
+            '[' => {
+                let mut j = i;
+                if chars.get(j) == Some(&'!') {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&']') {
+                    j += 1;
+                }
+                while j < chars.len() && chars[j] != ']' {
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    out.push_str(r"\[");
+                } else {
+                    let mut class: Vec<char> = chars[i..j].to_vec();
+                    i = j + 1;
+                    out.push('[');
+                    if class.first() == Some(&'!') {
+                        out.push('^');
+                        class.remove(0);
+                    } else if class.first() == Some(&'^') {
+                        out.push_str(r"\^");
+                        class.remove(0);
+                    }
+                    for ch in class {
+                        if matches!(ch, '[' | ']' | '\\' | '&' | '~') {
+                            out.push('\\');
+                        }
+                        out.push(ch);
+                    }
+                    out.push(']');
+                }
+            }
+            other => out.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    out.push('$');
+    Regex::new(&out).map_err(|e| format!("invalid pattern `{pattern}`: {e}"))
+}
+
+/// A cursor over one rule line.
+struct Cursor {
+    chars: Vec<char>,
+    pos: usize,
+}
+
+impl Cursor {
+    fn new(line: &str) -> Self {
+        Self { chars: line.chars().collect(), pos: 0 }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn take_while(&mut self, f: impl Fn(char) -> bool) -> String {
+        let start = self.pos;
+        while self.peek().is_some_and(&f) {
+            self.pos += 1;
+        }
+        self.chars[start..self.pos].iter().collect()
+    }
+
+    fn at_end_or_comment(&self) -> bool {
+        matches!(self.peek(), None | Some('#'))
+    }
+
+    fn rest_starts_with(&self, s: &str) -> bool {
+        (self.pos..).zip(s.chars()).all(|(i, c)| self.chars.get(i) == Some(&c))
+    }
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+enum Parsed {
+    Frame(FrameMatcher),
+    Exception(ExceptionMatcher),
+}
+
+/// `[!]type:argument` at the cursor; `None` (cursor restored) when there is none.
+fn parse_matcher(cur: &mut Cursor, offset: Offset) -> Result<Option<Parsed>, String> {
+    let start = cur.pos;
+    cur.skip_spaces();
+    let negated = cur.eat('!');
+    let kind = if cur.eat('"') {
+        let k = cur.take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | ' '));
+        if !cur.eat('"') {
+            cur.pos = start;
+            return Ok(None);
+        }
+        k
+    } else {
+        cur.take_while(is_ident)
+    };
+    if kind.is_empty() || !cur.eat(':') {
+        cur.pos = start;
+        return Ok(None);
+    }
+    let argument = if cur.eat('"') {
+        let a = cur.take_while(|c| c != '"');
+        if a.is_empty() || !cur.eat('"') {
+            return Err(format!("unterminated or empty quoted argument of `{kind}`"));
+        }
+        a
+    } else {
+        cur.take_while(|c| !c.is_whitespace())
+    };
+    if argument.is_empty() {
+        return Err(format!("matcher `{kind}` needs an argument"));
+    }
+    let argument = argument.replace("\\\\", "\\");
+    let field = |field: Field, path_like: bool| -> Result<Option<Parsed>, String> {
+        Ok(Some(Parsed::Frame(FrameMatcher {
+            negated,
+            offset,
+            test: FrameTest::Field { field, pattern: glob(&argument, path_like)? },
+        })))
+    };
+    let exception = |field: ExceptionField| -> Result<Option<Parsed>, String> {
+        if offset != Offset::Same {
+            return Err(format!("`{kind}` matches the exception and cannot apply to a caller or callee"));
+        }
+        Ok(Some(Parsed::Exception(ExceptionMatcher { negated, field, pattern: glob(&argument, false)? })))
+    };
+    match kind.as_str() {
+        "path" | "stack.abs_path" => field(Field::Path, true),
+        "package" | "stack.package" => field(Field::Package, true),
+        "function" | "stack.function" => field(Field::Function, false),
+        "module" | "stack.module" => field(Field::Module, false),
+        "category" => field(Field::Category, false),
+        "family" => {
+            let (mut native, mut javascript, mut other) = (false, false, false);
+            for f in argument.split(',') {
+                match f {
+                    "native" => native = true,
+                    "javascript" => javascript = true,
+                    "other" => other = true,
+                    "all" => (native, javascript, other) = (true, true, true),
+                    _ => {}
+                }
+            }
+            Ok(Some(Parsed::Frame(FrameMatcher {
+                negated,
+                offset,
+                test: FrameTest::Family { native, javascript, other },
+            })))
+        }
+        "app" => {
+            let expected =
+                parse_bool(&argument).ok_or_else(|| format!("invalid value for `app`: `{argument}`"))?;
+            Ok(Some(Parsed::Frame(FrameMatcher { negated, offset, test: FrameTest::InApp(expected) })))
+        }
+        "error.type" | "type" => exception(ExceptionField::Type),
+        "error.value" | "value" => exception(ExceptionField::Value),
+        "error.mechanism" | "mechanism" => exception(ExceptionField::Mechanism),
+        other => Err(format!("unknown matcher `{other}`")),
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `[ matcher ] |` or `| [ matcher ]` at the cursor (after `open`).
+fn parse_neighbour(cur: &mut Cursor, offset: Offset) -> Result<FrameMatcher, String> {
+    match parse_matcher(cur, offset)? {
+        Some(Parsed::Frame(m)) => {
+            cur.skip_spaces();
+            if !cur.eat(']') {
+                return Err("expected `]` after a caller/callee matcher".to_owned());
+            }
+            Ok(m)
+        }
+        Some(Parsed::Exception(_)) | None => Err("expected a frame matcher inside `[ ]`".to_owned()),
+    }
+}
+
+fn parse_action(cur: &mut Cursor) -> Result<Action, String> {
+    for (name, make) in [("max-frames", 0u8), ("min-frames", 1), ("invert-stacktrace", 2), ("category", 3)] {
+        if !cur.rest_starts_with(name) {
+            continue;
+        }
+        let save = cur.pos;
+        cur.pos += name.chars().count();
+        cur.skip_spaces();
+        if !cur.eat('=') {
+            cur.pos = save;
+            continue;
+        }
+        cur.skip_spaces();
+        return match make {
+            0 | 1 => {
+                let digits = cur.take_while(|c| c.is_ascii_digit());
+                let n: usize = digits.parse().map_err(|_| format!("`{name}` needs a number"))?;
+                Ok(if make == 0 { Action::MaxFrames(n) } else { Action::MinFrames(n) })
+            }
+            2 => {
+                let word = cur.take_while(|c| c.is_ascii_alphanumeric());
+                parse_bool(&word)
+                    .map(Action::InvertStacktrace)
+                    .ok_or_else(|| format!("invalid value for `invert-stacktrace`: `{word}`"))
+            }
+            _ => {
+                let category = cur.take_while(is_ident);
+                if category.is_empty() {
+                    return Err("`category` needs a name".to_owned());
+                }
+                Ok(Action::Category(category))
+            }
+        };
+    }
+    let range = if cur.eat('^') {
+        Some(Range::Up)
+    } else if cur.peek() == Some('v') && matches!(cur.chars.get(cur.pos + 1), Some('+' | '-')) {
+        cur.pos += 1;
+        Some(Range::Down)
+    } else {
+        None
+    };
+    let on = if cur.eat('+') {
+        true
+    } else if cur.eat('-') {
+        false
+    } else {
+        return Err(format!("expected an action at `{}`", cur.chars[cur.pos..].iter().collect::<String>()));
+    };
+    for (name, flag) in
+        [("group", Flag::Group), ("app", Flag::App), ("prefix", Flag::Prefix), ("sentinel", Flag::Sentinel)]
+    {
+        if cur.rest_starts_with(name) {
+            cur.pos += name.len();
+            return Ok(Action::Flag { flag, on, range });
+        }
+    }
+    Err(format!("unknown action at `{}`", cur.chars[cur.pos..].iter().collect::<String>()))
+}
+
+fn parse_rule(line: &str) -> Result<Rule, String> {
+    let mut cur = Cursor::new(line);
+    let mut frame_matchers = Vec::new();
+    let mut exception_matchers = Vec::new();
+
+    cur.skip_spaces();
+    if cur.eat('[') {
+        cur.skip_spaces();
+        frame_matchers.push(parse_neighbour(&mut cur, Offset::Caller)?);
+        cur.skip_spaces();
+        if !cur.eat('|') {
+            return Err("expected `|` after a caller matcher `[ … ]`".to_owned());
+        }
+    }
+    let mut own = 0;
+    while let Some(parsed) = parse_matcher(&mut cur, Offset::Same)? {
+        own += 1;
+        match parsed {
+            Parsed::Frame(m) => frame_matchers.push(m),
+            Parsed::Exception(m) => exception_matchers.push(m),
+        }
+    }
+    if own == 0 {
+        return Err("a rule starts with at least one matcher".to_owned());
+    }
+    let save = cur.pos;
+    cur.skip_spaces();
+    if cur.eat('|') {
+        cur.skip_spaces();
+        if !cur.eat('[') {
+            return Err("expected `[` after `|`".to_owned());
+        }
+        frame_matchers.push(parse_neighbour(&mut cur, Offset::Callee)?);
+    } else {
+        cur.pos = save;
+    }
+
+    let mut actions = Vec::new();
+    loop {
+        cur.skip_spaces();
+        if cur.at_end_or_comment() {
+            break;
+        }
+        actions.push(parse_action(&mut cur)?);
+    }
+    if actions.is_empty() {
+        return Err("a rule needs at least one action".to_owned());
+    }
+    Ok(Rule { frame_matchers, exception_matchers, actions })
+}
+
+#[cfg(test)]
+mod tests;
