@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use shared::grouping::config::GroupingConfig;
 use shared::http::ApiRequest;
 use shared::ingest::{self, Endpoint};
 use shared::save::SaveResult;
@@ -89,7 +90,8 @@ fn pipeline_once(api: &ApiRequest) -> usize {
     let Ok(ingested) = ingest_once(api) else { return 0 };
     let mut bytes = 0;
     for ev in ingested.events {
-        let (job, mut event) = shared::save::prepare(ev.payload, ev.kind, ingested.project_id);
+        let (job, mut event) =
+            shared::save::prepare(ev.payload, ev.kind, ingested.project_id, GroupingConfig::builtin());
         let result = SaveResult {
             group: Some(GroupState {
                 id: 1,

@@ -28,7 +28,7 @@ const SHARD: &str = "shardId-000000000000";
 
 fn job(event_id: &str, hash: &str, env: &str, release: Option<&str>, ts: f64) -> SaveJob {
     SaveJob {
-        project: Project { id: 42, organization_id: 1, slug: "backend".into(), platform: None },
+        project: Project { id: 42, organization_id: 1, slug: "backend".into(), ..Default::default() },
         event_id: event_id.into(),
         kind: SaveKind::Error,
         timestamp: ts,

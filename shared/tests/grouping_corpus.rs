@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
-use shared::grouping::enhancers::Enhancements;
+use shared::grouping::config::GroupingConfig;
 use shared::grouping::hashing::calculate_hashes_with;
 use shared::ingest::normalize::{NormalizeConfig, normalize_event};
 
@@ -103,10 +103,10 @@ fn sentrys_grouping_corpus() {
         // Sentry's test appends `_grouping.enhancements` to the built-in rules as project rules.
         let project_rules =
             input.pointer("/_grouping/enhancements").and_then(Value::as_str).unwrap_or("").to_owned();
-        let enhancements = Enhancements::with_project_rules(&project_rules)
+        let config = GroupingConfig::compile(&project_rules, "")
             .unwrap_or_else(|e| panic!("{name}: project rules: {e}"));
         let ours = match normalize_event(input, &NormalizeConfig::new(42, received)) {
-            Ok(mut event) => calculate_hashes_with(&mut event, &enhancements).hashes,
+            Ok(mut event) => calculate_hashes_with(&mut event, &config).hashes,
             Err(e) => {
                 misses.push(format!("{name}: not normalized: {e}"));
                 Vec::new()

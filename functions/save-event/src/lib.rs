@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use shared::config::Config;
 use shared::domain::project::{KeyCheck, ProjectKey, check_key};
 use shared::error::{ApiError, StoreError};
+use shared::grouping::config::GroupingConfigCache;
 use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ingest::{self, Endpoint, IngestError};
 use shared::ports::{Clock, EventStream, Random, RateDecision, RateLimiter, bucket};
@@ -83,6 +84,8 @@ pub struct SaveEvent {
     pub table: Arc<dyn Table>,
     pub pipeline: Pipeline,
     pub keys: KeyCache,
+    /// Compiled grouping rules per project (stack-trace and fingerprinting rules ride on the key).
+    pub grouping: GroupingConfigCache,
     pub limiter: Arc<dyn RateLimiter>,
     pub quota: QuotaBudget,
     pub clock: Arc<dyn Clock>,
@@ -106,6 +109,7 @@ impl SaveEvent {
             },
             table,
             keys: KeyCache::new(Duration::from_secs(60), 10_000),
+            grouping: GroupingConfigCache::default(),
             limiter,
             quota: QuotaBudget::default(),
             clock,
@@ -184,11 +188,15 @@ impl SaveEvent {
             tracing::info!(reason = %d.reason, "event item dropped");
         }
 
-        // Everything CPU-bound happens before any further I/O: prepare the jobs (grouping, tags,
-        // metadata). An envelope carries at most one event (`DropReason::DuplicateItem`).
+        // Everything CPU-bound happens before any further I/O: prepare the jobs (grouping with the
+        // project's rules, tags, metadata). An envelope carries at most one event
+        // (`DropReason::DuplicateItem`).
+        let project = &key.project;
+        let grouping =
+            self.grouping.get(project.id, &project.grouping_enhancements, &project.fingerprinting_rules);
         let mut prepared: Vec<(SaveJob, Value)> = Vec::with_capacity(ingested.events.len());
         for ev in std::mem::take(&mut ingested.events) {
-            prepared.push(prepare(ev.payload, ev.kind, ingested.project_id));
+            prepared.push(prepare(ev.payload, ev.kind, ingested.project_id, &grouping));
         }
 
         // The group-hash reads (a warm Lambda reads none).

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use shared::grouping::config::GroupingConfig;
 use shared::save::aggregate::counter;
 use shared::save::saver::keys;
 
@@ -223,7 +224,8 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         "event_id": id, "type": "generic", "platform": "python", "level": "info", "timestamp": NOW as f64,
         "fingerprint": ["perf-n-plus-one", "checkout"], "message": "N+1 query", "received": NOW as f64,
     });
-    let (mut job, mut event) = shared::save::prepare(ev, shared::ingest::EventKind::Event, 42);
+    let (mut job, mut event) =
+        shared::save::prepare(ev, shared::ingest::EventKind::Event, 42, GroupingConfig::builtin());
     assert_eq!(job.kind, shared::save::SaveKind::Generic);
     assert_eq!(
         job.hashes,
@@ -236,7 +238,7 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         id: 42,
         organization_id: 1,
         slug: "backend".into(),
-        platform: None,
+        ..Default::default()
     };
     let r = match env.handler.pipeline.saver.begin(&job, NOW).await.unwrap() {
         shared::save::Begin::Saved(r) => r,
@@ -253,6 +255,7 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         json!({"event_id": uuid_hex(), "type": "generic", "timestamp": NOW as f64, "fingerprint": ["perf-n-plus-one", "checkout"], "message": "N+1 query"}),
         shared::ingest::EventKind::Event,
         42,
+        GroupingConfig::builtin(),
     );
     job2.project = job.project.clone();
     match env.handler.pipeline.saver.begin(&job2, NOW).await.unwrap() {
@@ -262,3 +265,63 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Per-project grouping settings (Sentry's project options `sentry:grouping_enhancements` and
+/// `sentry:fingerprinting_rules`), stored with the project and applied by save-event before hashing:
+/// project 44 ignores its `helper_*` frames and fingerprints database outages as one issue with a
+/// custom title; project 42, without rules, groups the same events apart.
+async fn project_grouping_rules(env: Env) {
+    let frames = |helper: &str| {
+        json!({"frames": [
+            {"function": "main", "module": "app.main", "filename": "app/main.py", "in_app": true},
+            {"function": helper, "module": "app.util", "filename": "app/util.py", "in_app": true},
+        ]})
+    };
+    let error = |helper: &str| {
+        make_event(
+            json!({"exception": {"values": [{"type": "ValueError", "value": "bad", "stacktrace": frames(helper)}]}}),
+        )
+    };
+    for (project, key) in [(44, RULES_KEY), (42, KEY)] {
+        for helper in ["helper_a", "helper_b"] {
+            let r = env.send(&envelope(project, key, "event", &error(helper))).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    }
+    let msgs = env.messages().await;
+    let group = |i: usize| msgs[i][2]["group_id"].as_u64().unwrap();
+    assert_eq!(group(0), group(1), "project 44's rule ignores the helper frames");
+    assert_ne!(group(2), group(3), "project 42 has no rules: the helpers decide");
+    assert_eq!(
+        msgs[0][2]["data"]["exception"]["values"][0]["stacktrace"]["frames"][1]["function"],
+        "helper_a"
+    );
+
+    // A vendored module is out of app by the project rule (and Sentry records the original).
+    let mut vendored = error("helper_a");
+    vendored["exception"]["values"][0]["stacktrace"]["frames"][0]["module"] = json!("vendored.lib");
+    assert_eq!(env.send(&envelope(44, RULES_KEY, "event", &vendored)).await.status, 200);
+    let msgs = env.messages().await;
+    let frame = &msgs[4][2]["data"]["exception"]["values"][0]["stacktrace"]["frames"][0];
+    assert_eq!((frame["in_app"].clone(), frame["data"]["orig_in_app"].clone()), (json!(false), json!(1)));
+
+    // The fingerprinting rule: one issue for every outage, titled by the rule.
+    for transaction in ["/checkout", "/cart"] {
+        let ev = make_event(json!({
+            "transaction": transaction,
+            "exception": {"values": [{"type": "DatabaseUnavailable", "value": format!("db down in {transaction}")}]},
+        }));
+        assert_eq!(env.send(&envelope(44, RULES_KEY, "event", &ev)).await.status, 200);
+    }
+    let msgs = env.messages().await;
+    let (a, b) = (&msgs[5][2], &msgs[6][2]);
+    assert_eq!(a["group_id"], b["group_id"]);
+    assert_eq!(a["primary_hash"], shared::grouping::hashing::hash_from_values(["system-down"]));
+    assert_eq!(a["data"]["fingerprint"], json!(["system-down"]));
+    assert_eq!(a["data"]["title"], "Database down: /checkout");
+    assert_eq!(b["data"]["title"], "Database down: /cart");
+    assert_eq!(a["data"]["_fingerprint_info"]["matched_rule"]["fingerprint"], json!(["system-down"]));
+    // As in Sentry, the group takes the title of its latest event.
+    assert_eq!(env.group(a["group_id"].as_u64().unwrap()).await.title, "Database down: /cart");
+}
+both_backends!(project_grouping_rules_apply_before_hashing, project_grouping_rules);

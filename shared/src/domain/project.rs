@@ -1,13 +1,21 @@
 //! Projects and their DSN keys (Sentry's `Project`, `ProjectKey`): what save-event authenticates
 //! against.
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Project {
     pub id: u64,
     pub organization_id: u64,
     pub slug: String,
     #[serde(default)]
     pub platform: Option<String>,
+    /// Stack-trace rules (Sentry's project option `sentry:grouping_enhancements`), run after the
+    /// built-in rules of the grouping config; empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub grouping_enhancements: String,
+    /// Server-side fingerprinting rules (`sentry:fingerprinting_rules`); empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprinting_rules: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +54,7 @@ mod tests {
         ProjectKey {
             public_key: "k".into(),
             key_id: 7,
-            project: Project { id: project, organization_id: 1, slug: "p".into(), platform: None },
+            project: Project { id: project, organization_id: 1, slug: "p".into(), ..Default::default() },
             active,
         }
     }

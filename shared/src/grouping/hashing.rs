@@ -31,7 +31,9 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at, truthy_str_at, urlsplit};
+use super::config::GroupingConfig;
 use super::enhancers::{Enhancements, ExceptionData, set_in_app};
+use super::fingerprinting::apply_server_fingerprinting;
 use super::functions::trim_function_name;
 use super::strategies::variants_from_strategies;
 
@@ -110,7 +112,7 @@ pub(crate) fn crash_frame<'a>(event: &'a Value, filter: &dyn Fn(&Value) -> bool)
 
 /// `resolve_fingerprint_variable` with the legacy unknown-variable handling of `newstyle:2023-01-11`
 /// (`None` → the entry is kept as written).
-fn resolve_variable(key: &str, event: &Value) -> Option<String> {
+pub(crate) fn resolve_variable(key: &str, event: &Value) -> Option<String> {
     let or =
         |value: Option<&str>, fallback: &str| value.filter(|s| !s.is_empty()).unwrap_or(fallback).to_owned();
     let crash = || crash_frame(event, &|_| true);
@@ -335,32 +337,34 @@ fn event_type(event: &Value) -> &str {
 /// `hashes`, `metadata.in_app_frame_mix`, `_fingerprint_info` and `main_exception_id` into it as
 /// Sentry does. Transactions and generic events are left untouched and get no hashes.
 pub fn calculate_hashes(event: &mut Value) -> Hashes {
-    calculate_hashes_with(event, Enhancements::builtin())
+    calculate_hashes_with(event, GroupingConfig::builtin())
 }
 
-/// [`calculate_hashes`] with the given stack-trace rules (a project's rules appended to the
-/// built-in ones, [`Enhancements::with_project_rules`]).
-pub fn calculate_hashes_with(event: &mut Value, enhancements: &Enhancements) -> Hashes {
+/// [`calculate_hashes`] with a project's grouping configuration: its stack-trace rules (after the
+/// built-in ones) and its server-side fingerprinting rules, applied as Sentry's save step does —
+/// stack traces normalized first, then the fingerprinting rules, then the hashes.
+pub fn calculate_hashes_with(event: &mut Value, config: &GroupingConfig) -> Hashes {
     if matches!(event_type(event), "transaction" | "generic") || !event.is_object() {
         return Hashes::default();
     }
+    let enhancements = config.enhancements.as_ref();
     normalize_stacktraces_for_grouping(event, enhancements);
 
     let mut fingerprint = fingerprint_of(event);
     if fingerprint.is_empty() {
         fingerprint = vec![DEFAULT_FINGERPRINT_VARIABLE.to_owned()];
     }
+    if let Some(data) = event.as_object_mut() {
+        data.insert("fingerprint".to_owned(), json!(fingerprint));
+    }
+    // Records the client's fingerprint in `_fingerprint_info` and applies the first matching rule.
+    apply_server_fingerprinting(event, &config.fingerprinting);
+    let fingerprint = fingerprint_of(event);
     let fingerprint_type = match fingerprint.as_slice() {
         [only] if is_default_fingerprint_var(only) => FingerprintType::Default,
         entries if entries.iter().any(|e| is_default_fingerprint_var(e)) => FingerprintType::Hybrid,
         _ => FingerprintType::Custom,
     };
-    if let Some(data) = event.as_object_mut() {
-        if fingerprint_type != FingerprintType::Default {
-            data.insert("_fingerprint_info".to_owned(), json!({ "client_fingerprint": fingerprint }));
-        }
-        data.insert("fingerprint".to_owned(), json!(fingerprint));
-    }
 
     let (hashes, contributing_variant) =
         compute_variants(event, &fingerprint, fingerprint_type, enhancements);

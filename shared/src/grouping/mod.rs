@@ -15,14 +15,20 @@
 //! - [`parameterization`]: message normalization used by grouping.
 //! - [`enhancers`]: stack-trace rules (the built-in set of `newstyle:2023-01-11` and project rules):
 //!   in-app, categories and which frames contribute.
+//! - [`fingerprinting`]: server-side fingerprinting rules (a project's rules that set the fingerprint
+//!   and title).
+//! - [`config`]: a project's grouping configuration (both rule sets) and its per-Lambda cache.
 //! - [`functions`]: native and C# function-name trimming.
 //!
 //! The save pipeline that calls them in order lives in [`crate::save`] (`save::prepare`, then the
 //! saver and `save::record::insert_message` for the eventstream record).
 
 pub(crate) mod compat;
+pub mod config;
 pub mod enhancers;
+pub mod fingerprinting;
 pub mod functions;
+mod glob;
 pub mod hashing;
 pub mod metadata;
 pub mod parameterization;

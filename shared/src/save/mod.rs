@@ -23,15 +23,21 @@ pub use saver::{Begin, EventSaver, GroupValues, Prefetch, SaveJob, SaveKind, Sav
 use crate::domain::project::Project;
 use crate::error::{ApiError, StoreError};
 use crate::grouping;
+use crate::grouping::config::GroupingConfig;
 use crate::ingest::EventKind;
 use crate::ports::{EventStream, StreamRecord};
 
 /// Retention reported in eventstream records (Sentry's default plan retention).
 pub const RETENTION_DAYS: u32 = 90;
 
-/// Grouping, tags and metadata for one normalized event: the `SaveJob` and the event as it will be
-/// stored and streamed.
-pub fn prepare(mut event: Value, kind: EventKind, project_id: u64) -> (SaveJob, Value) {
+/// Grouping (with the project's grouping configuration), tags and metadata for one normalized event:
+/// the `SaveJob` and the event as it will be stored and streamed.
+pub fn prepare(
+    mut event: Value,
+    kind: EventKind,
+    project_id: u64,
+    grouping_config: &GroupingConfig,
+) -> (SaveJob, Value) {
     let ty = event.get("type").and_then(Value::as_str).unwrap_or("default").to_owned();
     let kind = match (kind, ty.as_str()) {
         (EventKind::Transaction, _) | (_, "transaction") => SaveKind::Transaction,
@@ -66,7 +72,7 @@ pub fn prepare(mut event: Value, kind: EventKind, project_id: u64) -> (SaveJob, 
                 f.iter().filter_map(Value::as_str).map(|p| grouping::hashing::hash_from_values([p])).collect()
             })
             .unwrap_or_default(),
-        SaveKind::Error => grouping::hashing::calculate_hashes(&mut event).hashes,
+        SaveKind::Error => grouping::hashing::calculate_hashes_with(&mut event, grouping_config).hashes,
     };
     let m = grouping::metadata::materialize_metadata(&event);
     m.write_into(&mut event);
@@ -85,7 +91,7 @@ pub fn prepare(mut event: Value, kind: EventKind, project_id: u64) -> (SaveJob, 
     let timestamp = event.get("timestamp").and_then(Value::as_f64).unwrap_or_default();
     let received = event.get("received").and_then(Value::as_f64).unwrap_or(timestamp);
     let job = SaveJob {
-        project: Project { id: project_id, organization_id: 0, slug: String::new(), platform: None },
+        project: Project { id: project_id, ..Default::default() },
         event_id,
         kind,
         timestamp,

@@ -27,6 +27,13 @@ fn put_project(i: &mut Item, p: &Project) {
     if let Some(pl) = &p.platform {
         i.insert("platform".into(), Val::S(pl.clone()));
     }
+    // Grouping rules ride on the key item too, so authenticating loads them (absent = none).
+    if !p.grouping_enhancements.is_empty() {
+        i.insert("grouping_enhancements".into(), Val::S(p.grouping_enhancements.clone()));
+    }
+    if !p.fingerprinting_rules.is_empty() {
+        i.insert("fingerprinting_rules".into(), Val::S(p.fingerprinting_rules.clone()));
+    }
 }
 
 pub fn project_item(p: &Project) -> Item {
@@ -50,6 +57,8 @@ fn parse_project(i: &Item) -> Result<Project, StoreError> {
         organization_id: i.n("org_id")? as u64,
         slug: i.s("project_slug")?.to_owned(),
         platform: i.opt_s("platform").map(str::to_owned),
+        grouping_enhancements: i.opt_s("grouping_enhancements").unwrap_or_default().to_owned(),
+        fingerprinting_rules: i.opt_s("fingerprinting_rules").unwrap_or_default().to_owned(),
     })
 }
 

@@ -9,10 +9,14 @@
 //!   "members": [{"id": 10, "organization_id": 1, "email": "new@example.com", "role": "member",
 //!                "token": "<64 hex>", "invite_status": "approved", "expires_in_days": 30}],
 //!   "identities": [{"organization_id": 1, "user_id": "42"}],
-//!   "projects": [{"id": 42, "organization_id": 1, "slug": "backend", "platform": "python"}],
+//!   "projects": [{"id": 42, "organization_id": 1, "slug": "backend", "platform": "python",
+//!                 "grouping_enhancements": "stack.module:myapp.* +app",
+//!                 "fingerprinting_rules": "error.type:DatabaseUnavailable -> system-down"}],
 //!   "keys": [{"public_key": "<32 hex>", "project_id": 42, "id": 7, "active": true}]
 //! }
 //! ```
+//! A project's `grouping_enhancements` (stack-trace rules) and `fingerprinting_rules` are Sentry's
+//! project grouping settings, in Sentry's syntax (see `grouping::enhancers`, `grouping::fingerprinting`).
 //! A member with `user_id` is an accepted membership. `token_expires_at` (epoch seconds) overrides
 //! `expires_in_days` (default 30, Sentry's `INVITE_DAYS_VALID`). Loading is idempotent for the same ids;
 //! a second member claiming the same `(org, email)` or `(org, user)` is an error.
@@ -148,8 +152,13 @@ impl SeedMember {
     }
 }
 
-/// Loads a seed; returns the number of items written.
+/// Loads a seed; returns the number of items written. A project's grouping rules are checked before
+/// anything is written: an invalid rule is an error naming the project, the rule set and the line.
 pub async fn load_seed(table: &dyn Table, seed: &Seed, now_millis: i64) -> Result<usize, SeedError> {
+    for p in &seed.projects {
+        crate::grouping::config::GroupingConfig::compile(&p.grouping_enhancements, &p.fingerprinting_rules)
+            .map_err(|e| SeedError::Invalid(format!("project {}: {e}", p.id)))?;
+    }
     let now_secs = now_millis.div_euclid(1000);
     let mut written = 0;
     for u in &seed.users {
@@ -222,4 +231,56 @@ pub async fn load_seed(table: &dyn Table, seed: &Seed, now_millis: i64) -> Resul
         written += 1;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::MemoryTable;
+
+    fn seed_with(project: serde_json::Value) -> Seed {
+        serde_json::from_value(serde_json::json!({
+            "projects": [project],
+            "keys": [{"public_key": "0123456789abcdef0123456789abcdef", "project_id": 42}],
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn grouping_rules_load_with_the_project_and_ride_on_its_key() {
+        let table = MemoryTable::default();
+        let seed = seed_with(serde_json::json!({
+            "id": 42, "organization_id": 1, "slug": "backend",
+            "grouping_enhancements": "stack.module:myapp.* +app",
+            "fingerprinting_rules": "error.type:DatabaseUnavailable -> system-down",
+        }));
+        load_seed(&table, &seed, 0).await.unwrap();
+        let key = super::super::projects::KeyCache::new(std::time::Duration::from_secs(60), 10)
+            .get(&table, "0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.project.grouping_enhancements, "stack.module:myapp.* +app");
+        assert_eq!(key.project.fingerprinting_rules, "error.type:DatabaseUnavailable -> system-down");
+    }
+
+    #[tokio::test]
+    async fn invalid_grouping_rules_are_refused_naming_the_line_and_nothing_is_written() {
+        let table = MemoryTable::default();
+        for (field, rules, expected) in [
+            ("grouping_enhancements", "stack.module:a.* +app\nstack.module:b.* +frobnicate", "line 2"),
+            ("fingerprinting_rules", "\n\nerror.type:Foo => bar", "line 3"),
+        ] {
+            let mut project = serde_json::json!({"id": 42, "organization_id": 1, "slug": "backend"});
+            project[field] = serde_json::json!(rules);
+            let err = load_seed(&table, &seed_with(project), 0).await.unwrap_err().to_string();
+            assert!(err.contains("project 42") && err.contains(field) && err.contains(expected), "{err}");
+        }
+        assert!(table.get(&super::super::projects::project_key(42)).await.unwrap().is_none());
+        // A misspelled setting is refused rather than silently ignored.
+        let bad: Result<Seed, _> = serde_json::from_value(serde_json::json!({
+            "projects": [{"id": 42, "organization_id": 1, "slug": "b", "fingerprint_rules": "x"}]
+        }));
+        assert!(bad.is_err());
+    }
 }

@@ -39,14 +39,24 @@ pub struct Env {
     pub pump: Pump,
 }
 
+/// The DSN key of project 44, whose grouping settings carry stack-trace and fingerprinting rules.
+pub const RULES_KEY: &str = "44444444444444444444444444444444";
+
 pub fn seed_json() -> Value {
     json!({
         "organizations": [{"id": 1, "slug": "acme", "name": "Acme"}],
-        "projects": [{"id": 42, "organization_id": 1, "slug": "backend", "platform": "python"}, {"id": 43, "organization_id": 1, "slug": "other"}],
+        "projects": [
+            {"id": 42, "organization_id": 1, "slug": "backend", "platform": "python"},
+            {"id": 43, "organization_id": 1, "slug": "other"},
+            {"id": 44, "organization_id": 1, "slug": "rules", "platform": "python",
+             "grouping_enhancements": "# helpers are noise\nstack.function:helper_* -group\nstack.module:vendored.* -app",
+             "fingerprinting_rules": "error.type:DatabaseUnavailable -> system-down title=\"Database down: {{ transaction }}\""}
+        ],
         "keys": [
             {"public_key": KEY, "project_id": 42, "id": 7},
             {"public_key": "0123456789abcdef0123456789abcdef", "project_id": 43, "id": 8},
-            {"public_key": "disabled0disabled0disabled0disab", "project_id": 42, "id": 9, "active": false}
+            {"public_key": "disabled0disabled0disabled0disab", "project_id": 42, "id": 9, "active": false},
+            {"public_key": RULES_KEY, "project_id": 44, "id": 10}
         ]
     })
 }

@@ -41,6 +41,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::glob::{Glob, glob};
+
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
 const NEWSTYLE_2023_01_11: &str = include_str!("newstyle@2023-01-11.txt");
 
@@ -463,71 +465,6 @@ impl FrameTest {
     }
 }
 
-/// Sentry's `glob_match` translation: `*` is any run (within one path segment for path-like
-/// fields, where `**` crosses segments), `?` one character, `[…]`/`[!…]` a class, `\x` the literal
-/// `x` (not for path-like fields, whose backslashes are separators). Path-like patterns are
-/// compared lower-cased.
-fn glob(pattern: &str, path_like: bool) -> Result<Regex, String> {
-    let pattern = if path_like { pattern.to_lowercase().replace('\\', "/") } else { pattern.to_owned() };
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = String::from("(?s)^");
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        i += 1;
-        match c {
-            '\\' if i < chars.len() => {
-                out.push_str(&regex::escape(&chars[i].to_string()));
-                i += 1;
-            }
-            '*' if path_like && chars.get(i) == Some(&'*') => {
-                out.push_str(".*");
-                i += 1;
-            }
-            '*' if path_like => out.push_str("[^/]*"),
-            '*' => out.push_str(".*"),
-            '?' if path_like => out.push_str("[^/]"),
-            '?' => out.push('.'),
-            '[' => {
-                let mut j = i;
-                if chars.get(j) == Some(&'!') {
-                    j += 1;
-                }
-                if chars.get(j) == Some(&']') {
-                    j += 1;
-                }
-                while j < chars.len() && chars[j] != ']' {
-                    j += 1;
-                }
-                if j >= chars.len() {
-                    out.push_str(r"\[");
-                } else {
-                    let mut class: Vec<char> = chars[i..j].to_vec();
-                    i = j + 1;
-                    out.push('[');
-                    if class.first() == Some(&'!') {
-                        out.push('^');
-                        class.remove(0);
-                    } else if class.first() == Some(&'^') {
-                        out.push_str(r"\^");
-                        class.remove(0);
-                    }
-                    for ch in class {
-                        if matches!(ch, '[' | ']' | '\\' | '&' | '~') {
-                            out.push('\\');
-                        }
-                        out.push(ch);
-                    }
-                    out.push(']');
-                }
-            }
-            other => out.push_str(&regex::escape(&other.to_string())),
-        }
-    }
-    out.push('$');
-    Regex::new(&out).map_err(|e| format!("invalid pattern `{pattern}`: {e}"))
-}
-
 /// A cursor over one rule line.
 struct Cursor {
     chars: Vec<char>,
@@ -620,14 +557,21 @@ fn parse_matcher(cur: &mut Cursor, offset: Offset) -> Result<Option<Parsed>, Str
         Ok(Some(Parsed::Frame(FrameMatcher {
             negated,
             offset,
-            test: FrameTest::Field { field, pattern: glob(&argument, path_like)? },
+            test: FrameTest::Field {
+                field,
+                pattern: glob(&argument, if path_like { Glob::Path } else { Glob::Exact })?,
+            },
         })))
     };
     let exception = |field: ExceptionField| -> Result<Option<Parsed>, String> {
         if offset != Offset::Same {
             return Err(format!("`{kind}` matches the exception and cannot apply to a caller or callee"));
         }
-        Ok(Some(Parsed::Exception(ExceptionMatcher { negated, field, pattern: glob(&argument, false)? })))
+        Ok(Some(Parsed::Exception(ExceptionMatcher {
+            negated,
+            field,
+            pattern: glob(&argument, Glob::Exact)?,
+        })))
     };
     match kind.as_str() {
         "path" | "stack.abs_path" => field(Field::Path, true),
