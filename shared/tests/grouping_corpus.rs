@@ -1,13 +1,15 @@
 //! Sentry's own grouping corpus (`../shared/sentry-grouping-corpus/`, read in place, never copied into
 //! this repository): 161 inputs of Sentry's `tests/sentry/grouping/grouping_inputs/` with the hashes
 //! of the default config `newstyle:2023-01-11` (`test_variants` snapshots). Each input is built as
-//! Sentry's test builds it — normalized (our Relay-compatible normalizer), then hashed — and our
-//! `hashes` list is compared with Sentry's: the non-null variant hashes of the snapshot in its order,
-//! `system` last, duplicates dropped (`get_hashes`); its first entry is the primary hash.
+//! Sentry's test builds it — normalized (our Relay-compatible normalizer), its `_grouping.enhancements`
+//! appended to the built-in stack-trace rules as project rules, then hashed — and compared with the
+//! snapshot three ways: the primary hash; the `hashes` list (the non-null variant hashes in order,
+//! `system` last, duplicates dropped: `get_hashes`); and every variant by name (`app`, `system`,
+//! `default`, `fallback`, `custom-fingerprint`), non-contributing (`null`) ones included.
 //!
-//! The result per platform is printed; the test fails when fewer inputs match than the floor below (a
-//! ratchet: raise it when grouping gets closer to Sentry's). What does not match yet, by class, is
-//! listed in the README ("Known limits"). Under CI a missing corpus fails the test.
+//! The result per platform is printed; the test fails when fewer inputs match than the floors below
+//! (a ratchet). The inputs that differ by decision are listed in [`DECIDED`] and in the README. Under
+//! CI a missing corpus fails the test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +24,9 @@ use shared::ingest::normalize::{NormalizeConfig, normalize_event};
 
 /// Inputs whose primary hash must equal Sentry's (raise as grouping improves).
 const PRIMARY_FLOOR: usize = 159;
+
+/// Inputs whose every variant (name and hash, non-contributing ones included) equals Sentry's.
+const VARIANT_FLOOR: usize = 159;
 
 /// Inputs that differ by decision, with why (counted apart from the rest).
 const DECIDED: &[(&str, &str)] = &[
@@ -89,8 +94,8 @@ fn sentrys_grouping_corpus() {
     inputs.sort();
     assert_eq!(inputs.len(), 161, "the corpus has 161 inputs");
 
-    // platform → (inputs, primary matches, full hash-list matches)
-    let mut per_platform: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    // platform → (inputs, primary matches, hash-list matches, every-variant matches)
+    let mut per_platform: BTreeMap<String, (usize, usize, usize, usize)> = BTreeMap::new();
     let mut misses = Vec::new();
     let received = Utc.timestamp_opt(1_717_243_200, 0).unwrap();
     for path in &inputs {
@@ -98,18 +103,22 @@ fn sentrys_grouping_corpus() {
         let input: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let snap_path = dir.join("expected").join(format!("{}.pysnap", name.replace('-', "_")));
         let snap = std::fs::read_to_string(&snap_path).unwrap_or_else(|e| panic!("{snap_path:?}: {e}"));
-        let expected = expected_hashes(&snapshot_variants(&snap));
+        let snapshot = snapshot_variants(&snap);
+        let expected = expected_hashes(&snapshot);
         let platform = input.get("platform").and_then(Value::as_str).unwrap_or("(none)").to_owned();
         // Sentry's test appends `_grouping.enhancements` to the built-in rules as project rules.
         let project_rules =
             input.pointer("/_grouping/enhancements").and_then(Value::as_str).unwrap_or("").to_owned();
         let config = GroupingConfig::compile(&project_rules, "")
             .unwrap_or_else(|e| panic!("{name}: project rules: {e}"));
-        let ours = match normalize_event(input, &NormalizeConfig::new(42, received)) {
-            Ok(mut event) => calculate_hashes_with(&mut event, &config).hashes,
+        let (ours, our_variants) = match normalize_event(input, &NormalizeConfig::new(42, received)) {
+            Ok(mut event) => {
+                let h = calculate_hashes_with(&mut event, &config);
+                (h.hashes, h.variants)
+            }
             Err(e) => {
                 misses.push(format!("{name}: not normalized: {e}"));
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         let entry = per_platform.entry(platform).or_default();
@@ -124,26 +133,47 @@ fn sentrys_grouping_corpus() {
         if ours == expected {
             entry.2 += 1;
         }
+        // Every variant of the snapshot (`app`, `system`, `default`, `fallback`,
+        // `custom-fingerprint`, null hashes included) against ours, by name.
+        let mut theirs: Vec<(String, Option<String>)> = snapshot;
+        let mut mine: Vec<(String, Option<String>)> =
+            our_variants.into_iter().map(|(n, h)| (n.replace('_', "-"), h)).collect();
+        theirs.sort();
+        mine.sort();
+        if theirs == mine {
+            entry.3 += 1;
+        } else if !DECIDED.iter().any(|(n, _)| *n == name) {
+            misses.push(format!("{name}: variants {mine:?} != Sentry's {theirs:?}"));
+        }
     }
-    let total: (usize, usize, usize) =
-        per_platform.values().fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    let total: (usize, usize, usize, usize) =
+        per_platform.values().fold((0, 0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3));
     use std::io::Write;
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,
-        "Sentry's grouping corpus (newstyle:2023-01-11): primary hash / every hash, per platform"
+        "Sentry's grouping corpus (newstyle:2023-01-11): primary hash / hash list / every variant, per platform"
     );
-    for (platform, (n, primary, full)) in &per_platform {
-        let _ = writeln!(err, "  {platform:<12} {primary:>3}/{n:<3} primary   {full:>3}/{n:<3} all hashes");
+    for (platform, (n, primary, full, variants)) in &per_platform {
+        let _ = writeln!(
+            err,
+            "  {platform:<12} {primary:>3}/{n:<3} primary   {full:>3}/{n:<3} all hashes   {variants:>3}/{n:<3} every variant"
+        );
     }
     let _ = writeln!(
         err,
-        "  {:<12} {:>3}/{:<3} primary   {:>3}/{:<3} all hashes",
-        "total", total.1, total.0, total.2, total.0
+        "  {:<12} {:>3}/{:<3} primary   {:>3}/{:<3} all hashes   {:>3}/{:<3} every variant",
+        "total", total.1, total.0, total.2, total.0, total.3, total.0
     );
     for m in &misses {
         let _ = writeln!(err, "  miss {m}");
     }
+    assert!(
+        total.3 >= VARIANT_FLOOR,
+        "{} of {} inputs match Sentry's in every variant (floor {VARIANT_FLOOR})",
+        total.3,
+        total.0
+    );
     assert!(
         total.1 >= PRIMARY_FLOOR,
         "{} of {} primary hashes match Sentry's (floor {PRIMARY_FLOOR})",

@@ -48,6 +48,9 @@ pub struct Hashes {
     /// The variant that produced `hashes[0]`: `checksum`, `hashed_checksum`, `custom_fingerprint`,
     /// `app`, `system`, `default` or `fallback` (empty for transactions).
     pub contributing_variant: String,
+    /// Every grouping variant with its hash (`None` when it does not contribute), `system` last —
+    /// what Sentry's grouping-info view and snapshot tests list.
+    pub variants: Vec<(String, Option<String>)>,
 }
 
 impl Hashes {
@@ -366,12 +369,11 @@ pub fn calculate_hashes_with(event: &mut Value, config: &GroupingConfig) -> Hash
         _ => FingerprintType::Custom,
     };
 
-    let (hashes, contributing_variant) =
-        compute_variants(event, &fingerprint, fingerprint_type, enhancements);
+    let result = compute_variants(event, &fingerprint, fingerprint_type, enhancements);
     if let Some(data) = event.as_object_mut() {
-        data.insert("hashes".to_owned(), json!(hashes));
+        data.insert("hashes".to_owned(), json!(result.hashes));
     }
-    Hashes { hashes, contributing_variant }
+    result
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,15 +389,20 @@ fn compute_variants(
     fingerprint: &[String],
     fingerprint_type: FingerprintType,
     enhancements: &Enhancements,
-) -> (Vec<String>, String) {
+) -> Hashes {
     if let Some(checksum) = get_path(event, &["checksum"]).filter(|c| super::compat::is_truthy(c)) {
         let checksum = super::compat::py_str(checksum);
         let is_hash = checksum.len() == 32
             && checksum.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        return if is_hash {
-            (vec![checksum.into_owned()], "checksum".to_owned())
+        let (hash, name) = if is_hash {
+            (checksum.into_owned(), "checksum")
         } else {
-            (vec![hash_from_values([checksum.as_ref()])], "hashed_checksum".to_owned())
+            (hash_from_values([checksum.as_ref()]), "hashed_checksum")
+        };
+        return Hashes {
+            hashes: vec![hash.clone()],
+            contributing_variant: name.to_owned(),
+            variants: vec![(name.to_owned(), Some(hash))],
         };
     }
 
@@ -440,6 +447,7 @@ fn compute_variants(
     // Stable sort: the system variant last.
     variants.sort_by_key(|(name, _)| *name == "system");
     let contributing = variants.iter().find(|(_, h)| h.is_some()).map_or("", |(name, _)| *name).to_owned();
-    let hashes = variants.into_iter().filter_map(|(_, hash)| hash).collect();
-    (hashes, contributing)
+    let hashes = variants.iter().filter_map(|(_, hash)| hash.clone()).collect();
+    let variants = variants.into_iter().map(|(name, hash)| (name.to_owned(), hash)).collect();
+    Hashes { hashes, contributing_variant: contributing, variants }
 }

@@ -28,7 +28,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::compat::{collapse_whitespace, get_path, is_truthy, list_at, py_str, str_at};
-use super::enhancers::{Enhancements, ExceptionData};
+use super::enhancers::{Enhancements, ExceptionData, FrameViews};
 use super::parameterization::normalize_message_for_grouping;
 
 /// Platforms whose context lines are trusted for grouping (config `contextline_platforms`).
@@ -420,6 +420,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
         base.push(component);
     }
 
+    let views = FrameViews::of(&frames, event_platform);
     let build = |mut components: Vec<Component>, app: bool| -> Component {
         if app {
             for component in &mut components {
@@ -441,8 +442,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
             }
         }
         let mut contributes: Vec<bool> = components.iter().map(|c| c.contributes).collect();
-        let rules =
-            ctx.enhancements.update_contributions(&mut contributes, &frames, event_platform, exception);
+        let rules = ctx.enhancements.update_contributions(&mut contributes, &views, exception);
         for (component, contributes) in components.iter_mut().zip(&contributes) {
             component.contributes = *contributes;
         }
@@ -797,22 +797,19 @@ fn message(event: &Value) -> Option<Component> {
 /// `Strategy.get_grouping_components`: strips the `!` priority marker, drops a non-priority variant
 /// whose hash equals a priority one, and optionally applies `remove_non_stacktrace_variants`.
 fn finalize(variants: Variants, remove_non_stacktrace: bool) -> Vec<(&'static str, Component)> {
-    let mut priority_hashes = Vec::new();
     let mut out: Vec<(&'static str, Component, bool)> = variants
         .into_iter()
-        .map(|(key, component)| {
-            let priority = key.starts_with('!');
-            if priority && component.contributes {
-                priority_hashes.extend(component.hash());
-            }
-            (key.trim_start_matches('!'), component, priority)
-        })
+        .map(|(key, component)| (key.trim_start_matches('!'), component, key.starts_with('!')))
+        .collect();
+    // The priority variant (`!app`) is ignored when its hash equals another variant's (Sentry's hint
+    // "ignored because hash matches system variant"): the other one keeps the hash.
+    let other_hashes: Vec<String> = out
+        .iter()
+        .filter(|(_, c, priority)| !priority && c.contributes)
+        .filter_map(|(_, c, _)| c.hash())
         .collect();
     for (_, component, priority) in &mut out {
-        if !*priority
-            && component.contributes
-            && component.hash().is_some_and(|h| priority_hashes.contains(&h))
-        {
+        if *priority && component.contributes && component.hash().is_some_and(|h| other_hashes.contains(&h)) {
             component.contributes = false;
         }
     }
@@ -853,7 +850,11 @@ pub(crate) fn variants_from_strategies(event: &Value, enhancements: &Enhancement
     if list_at(event, &["threads", "values"]).next().is_some() {
         results.push(("threads", finalize(threads(event, ctx), true)));
     }
-    if let Some(frames) = stacktrace_frames(get_path(event, &["stacktrace"])) {
+    // A top-level stack trace is an interface even with no frames (its variants exist and contribute
+    // nothing, as in Sentry's `frame-empty-list` case).
+    let top_level_frames =
+        get_path(event, &["stacktrace"]).and_then(|s| s.get("frames")).and_then(Value::as_array);
+    if let Some(frames) = top_level_frames {
         results.push((
             "stacktrace",
             finalize(stacktrace_variants(frames, ctx, &ExceptionData::default()), true),

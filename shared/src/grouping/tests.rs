@@ -327,8 +327,8 @@ fn exception_value_is_ignored_when_the_stacktrace_contributes() {
 
 /// The Python SDK's chained exception: per exception (payload order) the contributing frame values
 /// (module, function, context line) and then the type — `newstyle:2023-01-11`'s legacy
-/// sub-component order. All frames are in-app, so the system variant equals the app variant and
-/// is dropped.
+/// sub-component order. All frames are in-app, so the app variant equals the system variant and is
+/// ignored ("ignored because hash matches system variant"): the system variant carries the hash.
 #[test]
 fn python_sdk_exception_hash_components() {
     let mut event = relay("sdk_python_exception");
@@ -350,7 +350,7 @@ fn python_sdk_exception_hash_components() {
         "ValueError",
     ]);
     assert_eq!(hashes.hashes, [expected]);
-    assert_eq!(hashes.contributing_variant, "app");
+    assert_eq!(hashes.contributing_variant, "system");
     assert_eq!(event["metadata"]["in_app_frame_mix"], "in-app-only");
     assert!(event.get("main_exception_id").is_none());
 }

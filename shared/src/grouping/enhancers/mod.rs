@@ -141,6 +141,26 @@ pub struct Rule {
     frame_matchers: Vec<FrameMatcher>,
     exception_matchers: Vec<ExceptionMatcher>,
     actions: Vec<Action>,
+    /// The frame families the rule can match at all (its positive `family:` matchers on the frame
+    /// itself; every family when it has none): most built-in rules are native-only, and a stack
+    /// trace without native frames skips them without looking at a frame.
+    families: u8,
+    /// The rule has a positive `category:` matcher on the frame itself, so it cannot match a stack
+    /// trace without categorized frames.
+    needs_category: bool,
+}
+
+const NATIVE: u8 = 1;
+const JAVASCRIPT: u8 = 2;
+const OTHER: u8 = 4;
+const ALL_FAMILIES: u8 = NATIVE | JAVASCRIPT | OTHER;
+
+fn family_bit(family: &str) -> u8 {
+    match family {
+        "native" => NATIVE,
+        "javascript" => JAVASCRIPT,
+        _ => OTHER,
+    }
 }
 
 /// An ordered rule set: the built-in base followed by a project's own rules.
@@ -206,9 +226,11 @@ impl Enhancements {
         }
         let mut views: Vec<MatchFrame> =
             positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
+        let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
+        let mut any_category = views.iter().any(|v| v.category.is_some());
         let mut matching = Vec::new();
         for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_modifier)) {
-            if !rule.matches_exception(exception) {
+            if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
                 continue;
             }
             matching.extend((0..views.len()).filter(|idx| rule.matches_frame(&views, *idx)));
@@ -228,6 +250,7 @@ impl Enhancements {
                                 set_data(frame, "category", Value::String(category.clone()));
                             }
                             views[idx].category = Some(category.clone());
+                            any_category = true;
                         }
                         _ => {}
                     }
@@ -242,18 +265,19 @@ impl Enhancements {
     pub(crate) fn update_contributions(
         &self,
         contributes: &mut [bool],
-        frames: &[&Value],
-        platform: Option<&str>,
+        frames: &FrameViews,
         exception: &ExceptionData,
     ) -> StacktraceRules {
-        let views: Vec<MatchFrame> = frames.iter().map(|f| MatchFrame::of(f, platform)).collect();
+        let views = &frames.0;
+        let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
+        let any_category = views.iter().any(|v| v.category.is_some());
         let mut state = StacktraceRules::default();
         for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_updater)) {
-            if !rule.matches_exception(exception) {
+            if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
                 continue;
             }
             for idx in 0..views.len() {
-                if !rule.matches_frame(&views, idx) {
+                if !rule.matches_frame(views, idx) {
                     continue;
                 }
                 for action in &rule.actions {
@@ -358,6 +382,15 @@ fn set_data(frame: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// The frames of one stack trace as the matchers read them, built once for both variants.
+pub(crate) struct FrameViews(Vec<MatchFrame>);
+
+impl FrameViews {
+    pub(crate) fn of(frames: &[&Value], platform: Option<&str>) -> Self {
+        Self(frames.iter().map(|f| MatchFrame::of(f, platform)).collect())
+    }
+}
+
 /// The frame values the matchers read (`create_match_frame`).
 #[derive(Clone, Debug)]
 struct MatchFrame {
@@ -405,6 +438,12 @@ impl MatchFrame {
 }
 
 impl Rule {
+    /// A cheap pre-check: whether any frame of a stack trace with these families (and categorized
+    /// frames or not) could match.
+    fn can_match(&self, families: u8, any_category: bool) -> bool {
+        self.families & families != 0 && (any_category || !self.needs_category)
+    }
+
     fn matches_exception(&self, exception: &ExceptionData) -> bool {
         self.exception_matchers.iter().all(|m| {
             let value = match m.field {
@@ -738,7 +777,21 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
     if actions.is_empty() {
         return Err("a rule needs at least one action".to_owned());
     }
-    Ok(Rule { frame_matchers, exception_matchers, actions })
+    let mut families = ALL_FAMILIES;
+    let mut needs_category = false;
+    for m in frame_matchers.iter().filter(|m| m.offset == Offset::Same && !m.negated) {
+        match &m.test {
+            FrameTest::Family { native, javascript, other } => {
+                let bits = (if *native { NATIVE } else { 0 })
+                    | (if *javascript { JAVASCRIPT } else { 0 })
+                    | (if *other { OTHER } else { 0 });
+                families &= bits;
+            }
+            FrameTest::Field { field: Field::Category, .. } => needs_category = true,
+            _ => {}
+        }
+    }
+    Ok(Rule { frame_matchers, exception_matchers, actions, families, needs_category })
 }
 
 #[cfg(test)]

@@ -206,8 +206,11 @@ fn contributions(rules: &str, frames: Value, start: &[bool]) -> (Vec<bool>, Stac
     let rules = Enhancements::parse(rules).unwrap();
     let frames: Vec<&Value> = frames.as_array().unwrap().iter().collect();
     let mut contributes = start.to_vec();
-    let state =
-        rules.update_contributions(&mut contributes, &frames, Some("native"), &ExceptionData::default());
+    let state = rules.update_contributions(
+        &mut contributes,
+        &FrameViews::of(&frames, Some("native")),
+        &ExceptionData::default(),
+    );
     (contributes, state)
 }
 
