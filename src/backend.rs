@@ -12,14 +12,13 @@ use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{
     MemoryRateLimiter, MemorySmsOutbox, MemoryStream, MemoryTable, memory_stream_with_retention,
 };
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::webauthn::Registrar;
 use shared::http::ApiHandler;
-use shared::ports::{Clock, OsRandom, RateLimiter, SystemClock};
 use shared::ports::{EventStream, StoredRecord};
+use shared::ports::{RateLimiter, SystemClock};
 use shared::save::aggregate::{MemoryFeed, Pump, StreamFeed};
-use shared::storage::enroll::TableEnrollmentStore;
-use shared::storage::orgs::TableInviteStore;
 use shared::storage::table::Table;
 
 /// The functions of the bundle (crate = binary = SAM `BuildProperties.Binary` = `events/` prefix).
@@ -233,10 +232,10 @@ pub struct App {
 impl App {
     pub fn new(backend: &Backend, config: Config) -> Self {
         let config = Arc::new(config);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let outbox = Arc::new(MemorySmsOutbox::default());
-        // The configuration was validated with the same rules; a failure here only disables u2f (its
-        // requests then answer 500 and the log says why).
+        let backends = Backends::new(backend.table.clone(), backend.limiter.clone());
+        // The configuration was validated with the same rules; a WebAuthn relying party that still
+        // fails only disables u2f (its requests then answer 500 and the log says why).
         let webauthn = config.webauthn.as_ref().and_then(|rp| match Registrar::new(rp) {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
@@ -245,30 +244,14 @@ impl App {
             }
         });
         Self {
-            accept: AcceptInvite {
-                store: Arc::new(TableInviteStore::new(backend.table.clone())),
-                clock: clock.clone(),
-                random: Arc::new(OsRandom),
-                config: config.clone(),
-            },
-            enroll: EnrollAuthenticator {
-                enrollment: Arc::new(TableEnrollmentStore::new(backend.table.clone())),
-                invites: Arc::new(TableInviteStore::new(backend.table.clone())),
-                limiter: backend.limiter.clone(),
-                sms: outbox.clone(),
-                webauthn,
-                clock: clock.clone(),
-                random: Arc::new(OsRandom),
-                config: config.clone(),
-            },
-            save: SaveEvent::new(
-                backend.table.clone(),
-                backend.stream.clone(),
-                backend.limiter.clone(),
-                clock,
-                Arc::new(OsRandom),
+            accept: AcceptInvite::build(config.clone(), &backends),
+            enroll: EnrollAuthenticator::with_relying_party(
                 config.clone(),
+                &backends,
+                outbox.clone(),
+                webauthn,
             ),
+            save: SaveEvent::build(config.clone(), &backends, backend.stream.clone()),
             pump: Pump::new(backend.table.clone(), backend.feed.clone()),
             config,
             outbox,

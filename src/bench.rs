@@ -221,13 +221,10 @@ pub async fn growth(events_per_round: usize) -> Result<(), String> {
         shared::storage::seed::load_seed(table.as_ref(), &seed, crate::scenario::now_secs() * 1000)
             .await
             .map_err(|e| e.to_string())?;
-        let handler = save_event::SaveEvent::new(
-            table.clone(),
-            Arc::new(memory_stream(3)),
-            Arc::new(MemoryRateLimiter::default()),
-            Arc::new(shared::ports::SystemClock),
-            Arc::new(shared::ports::OsRandom),
+        let handler = save_event::SaveEvent::build(
             Arc::new(shared::config::Config::for_local("t", "s")),
+            &shared::backends::Backends::new(table.clone(), Arc::new(MemoryRateLimiter::default())),
+            Arc::new(memory_stream(3)),
         );
         let now = crate::scenario::now_secs() as f64;
         let req = |i: usize| {

@@ -30,13 +30,10 @@ async fn handler() -> Result<save_event::SaveEvent, String> {
     shared::storage::seed::load_seed(table.as_ref(), &seed, crate::scenario::now_secs() * 1000)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(save_event::SaveEvent::new(
-        table,
-        Arc::new(memory_stream(3)),
-        Arc::new(MemoryRateLimiter::default()),
-        Arc::new(shared::ports::SystemClock),
-        Arc::new(shared::ports::OsRandom),
+    Ok(save_event::SaveEvent::build(
         Arc::new(shared::config::Config::for_local("t", "s")),
+        &shared::backends::Backends::new(table, Arc::new(MemoryRateLimiter::default())),
+        Arc::new(memory_stream(3)),
     ))
 }
 

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use shared::adapters::memory::{MemoryRateLimiter, MemorySink, MemoryTable};
 use shared::adapters::publisher::Publisher;
 use shared::aws_model::{ModelSink, ModelStats, ModelTable, SinkStats, shard_id};
+use shared::backends::Backends;
 use shared::http::ApiRequest;
 use shared::ports::{Clock, ManualClock, OsRandom, Random};
 use shared::save::aggregate::{MemoryFeed, Pump, group_view};
@@ -181,13 +182,11 @@ pub async fn run_storm(options: StormOptions) -> Result<StormReport, String> {
     let sink = ModelSink::new(MemorySink::default(), Arc::new(clock.clone()), options.shards.max(1));
     // As the embedded backend (5 attempts), without real-time backoff: retries do not move model time.
     let stream = Arc::new(Publisher::new(sink, 5).with_base_delay(Duration::ZERO));
-    let handler = Arc::new(save_event::SaveEvent::new(
-        model.clone(),
-        stream.clone(),
-        Arc::new(MemoryRateLimiter::default()),
-        Arc::new(clock.clone()),
-        Arc::new(OsRandom),
+    let handler = Arc::new(save_event::SaveEvent::build(
         Arc::new(shared::config::Config::for_local("t", "s")),
+        &Backends::new(model.clone(), Arc::new(MemoryRateLimiter::default()))
+            .with_clock(Arc::new(clock.clone())),
+        stream.clone(),
     ));
     let template = template_event(options.transactions)?;
     // The aggregation over the modelled stream's shards, writing through the table model.

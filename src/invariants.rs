@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use shared::ports::StoredRecord;
 use shared::storage::item::{Item, ItemExt};
+use shared::storage::keys::{self, Row};
 use shared::storage::orgs::parse_member;
 
 /// What the check counted, and what it found wrong.
@@ -48,14 +49,20 @@ fn pk(it: &Item) -> &str {
     it.s("pk").unwrap_or_default()
 }
 
+/// What the item is, by its key (`storage::keys` reads keys back; nothing here spells one).
+fn row(it: &Item) -> Option<Row<'_>> {
+    keys::classify(pk(it), sk(it))
+}
+
 pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
     let mut r = Report::default();
 
     // 1. Recovery codes.
     let mut auths: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for it in items.iter().filter(|i| pk(i).starts_with("USER#") && sk(i).starts_with("AUTH#")) {
-        let user = &pk(it)[5..];
-        auths.entry(user).or_default().push(it.n("type").unwrap_or(-1));
+    for it in items {
+        if let Some(Row::Authenticator { user }) = row(it) {
+            auths.entry(user).or_default().push(it.n("type").unwrap_or(-1));
+        }
     }
     for (user, types) in &auths {
         let recovery = types.iter().filter(|t| **t == 0).count();
@@ -68,7 +75,7 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
 
     // 2-3. Members, memberships, invite e-mails.
     let mut members = Vec::new();
-    for it in items.iter().filter(|i| pk(i).starts_with("MEMBER#") && sk(i) == "MEMBER") {
+    for it in items.iter().filter(|i| row(i) == Some(Row::Member)) {
         match parse_member(it) {
             Ok(m) => members.push(m),
             Err(e) => r.fail(format!("{}: unreadable member row ({e})", pk(it))),
@@ -92,21 +99,21 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
         if ids.len() > 1 {
             r.fail(format!("org {org}, user {user}: {} accepted member rows {ids:?}", ids.len()));
         }
-        let key_sk = format!("MEMBERSHIP#{org:020}");
-        let unique = items.iter().find(|i| pk(i) == format!("USER#{user}") && sk(i) == key_sk);
+        let key = keys::membership(user, *org);
+        let unique = items.iter().find(|i| pk(i) == key.pk && sk(i) == key.sk);
         match unique.and_then(|i| i.n("member_id").ok()) {
             Some(id) if ids.contains(&(id as u64)) => {}
             other => r.fail(format!("org {org}, user {user}: membership item {other:?} vs rows {ids:?}")),
         }
     }
-    for it in items.iter().filter(|i| pk(i).starts_with("USER#") && sk(i).starts_with("MEMBERSHIP#")) {
-        let user = &pk(it)[5..];
+    for it in items {
+        let Some(Row::Membership { user }) = row(it) else { continue };
         let org = it.n("org_id").unwrap_or(-1) as u64;
         if !accepted_pairs.contains_key(&(org, user)) {
             r.fail(format!("user {user}: membership item for org {org} without an accepted member row"));
         }
     }
-    for it in items.iter().filter(|i| pk(i).starts_with("ORG#") && sk(i).starts_with("EMAIL#")) {
+    for it in items.iter().filter(|i| row(i) == Some(Row::InviteEmail)) {
         let member = it.n("member_id").ok().and_then(|id| by_id.get(&(id as u64)));
         if !member.is_some_and(|m| m.is_pending()) {
             r.fail(format!("{} {}: reserved for a member that is not pending", pk(it), sk(it)));
@@ -115,8 +122,7 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
 
     // 4. Audit entries and member_joined.
     let mut audited: BTreeMap<u64, usize> = BTreeMap::new();
-    let audits: Vec<&Item> =
-        items.iter().filter(|i| pk(i).starts_with("ORG#") && sk(i).starts_with("AUDIT#")).collect();
+    let audits: Vec<&Item> = items.iter().filter(|i| row(i) == Some(Row::Audit)).collect();
     for a in &audits {
         let member = a.n("target_object").unwrap_or(-1) as u64;
         *audited.entry(member).or_default() += 1;
@@ -132,8 +138,10 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
     }
     let joined: BTreeSet<u64> = items
         .iter()
-        .filter(|i| pk(i).starts_with("ORG#") && sk(i).starts_with("JOINED#"))
-        .filter_map(|i| sk(i)[7..].parse().ok())
+        .filter_map(|i| match row(i) {
+            Some(Row::MemberJoined { member }) => Some(member),
+            _ => None,
+        })
         .collect();
     r.count("audit entries", audits.len());
     r.count("member_joined", joined.len());
@@ -168,7 +176,6 @@ pub fn check(items: &[Item], records: &[StoredRecord]) -> Report {
 /// Invariant 5: the aggregated counters against the stream (each event id counted once).
 fn check_aggregates(items: &[Item], records: &[StoredRecord], r: &mut Report) {
     use shared::save::aggregate::merge_group;
-    use shared::save::saver::keys;
     #[derive(Default)]
     struct Seen {
         events: BTreeSet<String>,
@@ -216,7 +223,9 @@ fn check_aggregates(items: &[Item], records: &[StoredRecord], r: &mut Report) {
         }
     }
     let mut by_pk: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
-    for it in items.iter().filter(|i| pk(i).starts_with("GROUP#") || pk(i).starts_with("PROJECT#")) {
+    for it in
+        items.iter().filter(|i| matches!(row(i), Some(Row::Group { .. } | Row::GroupOrProjectPartition)))
+    {
         by_pk.entry(pk(it)).or_default().push(it.clone());
     }
     let sum = |base: &shared::storage::item::Key, attr: &str| -> i64 {
@@ -228,8 +237,8 @@ fn check_aggregates(items: &[Item], records: &[StoredRecord], r: &mut Report) {
             .filter_map(|i| i.opt_n(attr))
             .sum()
     };
-    for it in items.iter().filter(|i| pk(i).starts_with("GROUP#") && sk(i) == "GROUP") {
-        let id: u64 = pk(it)[6..].parse().unwrap_or(0);
+    for it in items {
+        let Some(Row::Group { id }) = row(it) else { continue };
         r.count("groups", 1);
         let Some(view) = merge_group(id, by_pk.get(pk(it)).map(Vec::as_slice).unwrap_or_default()) else {
             continue;

@@ -22,6 +22,7 @@
 pub mod adapters;
 #[cfg(feature = "aws-model")]
 pub mod aws_model;
+pub mod backends;
 pub mod config;
 pub mod domain;
 #[cfg(any(test, feature = "aws-model"))]

@@ -17,9 +17,9 @@ use shared::error::StoreError;
 use shared::ports::{OsRandom, StoredRecord};
 use shared::save::aggregate::{Aggregator, counter, group_view};
 use shared::save::record::GroupState;
-use shared::save::saver::keys;
 use shared::save::{Begin, EventSaver, GroupValues, SaveJob, SaveKind, SaveResult, stream_record};
 use shared::storage::item::{Item, ItemExt, Key, Val, item};
+use shared::storage::keys;
 use shared::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
 use shared::testing::aws_env;
 

@@ -89,3 +89,28 @@ fn every_key_prefix_is_in_the_key_schema_table() {
         "key prefixes missing from the key schema table in storage/mod.rs: {missing:?}"
     );
 }
+
+/// Keys are spelled and read back in one place: outside `storage/keys.rs` (and tests), no code of
+/// the crate or the invariant checker writes a key prefix (`"XXX#`) itself.
+#[test]
+fn keys_are_spelled_only_in_storage_keys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.push(root.join("../src/invariants.rs"));
+    let mut spelled = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("storage/keys.rs") && !f.ends_with("tests.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        // Test modules (fixtures build raw items on purpose) are not scanned.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let bytes = code.as_bytes();
+        for (i, _) in code.match_indices('"') {
+            let rest = &bytes[i + 1..];
+            let n = rest.iter().take_while(|b| b.is_ascii_uppercase() || **b == b'_').count();
+            if n >= 2 && rest.get(n) == Some(&b'#') {
+                spelled.push(format!("{}: {}", file.display(), String::from_utf8_lossy(&rest[..=n])));
+            }
+        }
+    }
+    assert!(spelled.is_empty(), "keys spelled outside storage/keys.rs: {spelled:#?}");
+}

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::cookie::{InviteCookie, MAX_AGE_SECS};
 use shared::domain::invite::{
@@ -23,6 +24,7 @@ use shared::domain::user::UserState;
 use shared::error::ApiError;
 use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ports::{Clock, InviteStore, Random, random_hex_id};
+use shared::storage::orgs::TableInviteStore;
 
 const INVALID_INVITE: &str = "Invalid invite code";
 const UNABLE: &str = "unable to accept organization invite";
@@ -38,6 +40,16 @@ pub struct AcceptInvite {
 }
 
 impl AcceptInvite {
+    /// The composition root: the invite store over the table, the clock and the random source.
+    pub fn build(config: Arc<Config>, backends: &Backends) -> Self {
+        Self {
+            store: Arc::new(TableInviteStore::new(backends.table.clone())),
+            clock: backends.clock.clone(),
+            random: backends.random.clone(),
+            config,
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(method = %req.method))]
     pub async fn handle_api(&self, req: &ApiRequest) -> Reply {
         match self.route(req).await {

@@ -10,8 +10,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use shared::adapters::memory::MemoryTable;
 use shared::ports::ManualClock;
 use shared::save::aggregate::group_view;
-use shared::save::saver::keys;
 use shared::storage::item::ItemExt;
+use shared::storage::keys;
 use shared::storage::table::Table;
 
 const NOW: i64 = 1_795_677_180;

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
 use shared::domain::enroll::{
@@ -42,6 +43,8 @@ use shared::ports::{
     Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, TextMessage, random_hex_id,
 };
 use shared::secret::Secret;
+use shared::storage::enroll::TableEnrollmentStore;
+use shared::storage::orgs::TableInviteStore;
 
 pub struct EnrollAuthenticator {
     pub enrollment: Arc<dyn EnrollmentStore>,
@@ -80,6 +83,37 @@ enum Target {
 }
 
 impl EnrollAuthenticator {
+    /// The composition root: the enrollment and invite stores over the table, the limiter, the
+    /// clock and random source, `sms` for texts, and the WebAuthn relying party when the configuration
+    /// names one (an invalid one is an error here, at cold start).
+    pub fn build(config: Arc<Config>, backends: &Backends, sms: Arc<dyn SmsSender>) -> Result<Self, String> {
+        let webauthn = match &config.webauthn {
+            Some(rp) => Some(Arc::new(Registrar::new(rp)?)),
+            None => None,
+        };
+        Ok(Self::with_relying_party(config, backends, sms, webauthn))
+    }
+
+    /// [`EnrollAuthenticator::build`] with the WebAuthn relying party already built (or `None`: u2f
+    /// unavailable).
+    pub fn with_relying_party(
+        config: Arc<Config>,
+        backends: &Backends,
+        sms: Arc<dyn SmsSender>,
+        webauthn: Option<Arc<Registrar>>,
+    ) -> Self {
+        Self {
+            enrollment: Arc::new(TableEnrollmentStore::new(backends.table.clone())),
+            invites: Arc::new(TableInviteStore::new(backends.table.clone())),
+            limiter: backends.limiter.clone(),
+            sms,
+            webauthn,
+            clock: backends.clock.clone(),
+            random: backends.random.clone(),
+            config,
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(method = %req.method))]
     pub async fn handle_api(&self, req: &ApiRequest) -> Reply {
         match self.route(req).await {

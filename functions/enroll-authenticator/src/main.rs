@@ -8,11 +8,9 @@ use shared::adapters::disabled::DisabledSms;
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::MemorySmsOutbox;
 use shared::adapters::sns::{SnsSmsSender, sns_client};
+use shared::backends::Backends;
 use shared::config::{Config, Requirements, SmsDelivery};
-use shared::domain::webauthn::Registrar;
-use shared::ports::{OsRandom, SmsSender, SystemClock};
-use shared::storage::enroll::TableEnrollmentStore;
-use shared::storage::orgs::TableInviteStore;
+use shared::ports::SmsSender;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -21,7 +19,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     // DynamoDB (+ SNS when texts are enabled): the Kinesis client is not built (nor linked in).
     let sdk = sdk_config().await;
     let dynamodb = dynamodb_client(&sdk, None);
-    let table = Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name));
+    let backends = Backends::new(
+        Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name)),
+        Arc::new(DynamoRateLimiter::new(dynamodb, &config.table_name)),
+    );
     let sms: Arc<dyn SmsSender> = match config.sms_sender {
         Some(SmsDelivery::Sns) => {
             if config.sms_allowed_countries == shared::domain::sms::AllowedCountries::All {
@@ -39,19 +40,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         // No texts: the sms interface is unavailable, and a send would be refused.
         None => Arc::new(DisabledSms),
     };
-    let webauthn = match &config.webauthn {
-        Some(rp) => Some(Arc::new(Registrar::new(rp)?)),
-        None => None,
-    };
-    let handler = Arc::new(EnrollAuthenticator {
-        enrollment: Arc::new(TableEnrollmentStore::new(table.clone())),
-        invites: Arc::new(TableInviteStore::new(table)),
-        limiter: Arc::new(DynamoRateLimiter::new(dynamodb, &config.table_name)),
-        sms,
-        webauthn,
-        clock: Arc::new(SystemClock),
-        random: Arc::new(OsRandom),
-        config: Arc::new(config),
-    });
+    let handler = Arc::new(EnrollAuthenticator::build(Arc::new(config), &backends, sms)?);
     shared::http::run(handler).await
 }

@@ -23,13 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::project::{KeyCheck, ProjectKey, check_key};
 use shared::error::{ApiError, StoreError};
 use shared::grouping::config::GroupingConfigCache;
 use shared::http::{ApiHandler, ApiRequest, Reply};
 use shared::ingest::{self, Endpoint, IngestError};
-use shared::ports::{Clock, EventStream, Random, RateDecision, RateLimiter, bucket};
+use shared::ports::{Clock, EventStream, RateDecision, RateLimiter, bucket};
 use shared::save::{EventSaver, Pipeline, SaveJob, SaveKind, prepare};
 use shared::storage::projects::KeyCache;
 use shared::storage::table::Table;
@@ -94,25 +95,21 @@ pub struct SaveEvent {
 }
 
 impl SaveEvent {
-    pub fn new(
-        table: Arc<dyn Table>,
-        stream: Arc<dyn EventStream>,
-        limiter: Arc<dyn RateLimiter>,
-        clock: Arc<dyn Clock>,
-        random: Arc<dyn Random>,
-        config: Arc<Config>,
-    ) -> Self {
+    /// The composition root: the saver over the table, the stream records go to, the limiter for
+    /// ingest quotas, the clock and random source.
+    pub fn build(config: Arc<Config>, backends: &Backends, stream: Arc<dyn EventStream>) -> Self {
         Self {
             pipeline: Pipeline {
-                saver: EventSaver::new(table.clone(), random).with_lease_secs(config.event_lease_secs),
+                saver: EventSaver::new(backends.table.clone(), backends.random.clone())
+                    .with_lease_secs(config.event_lease_secs),
                 stream,
             },
-            table,
+            table: backends.table.clone(),
             keys: KeyCache::new(Duration::from_secs(60), 10_000),
             grouping: GroupingConfigCache::default(),
-            limiter,
+            limiter: backends.limiter.clone(),
             quota: QuotaBudget::default(),
-            clock,
+            clock: backends.clock.clone(),
             config,
             limits: ingest::envelope::Limits::default(),
         }

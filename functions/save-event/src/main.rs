@@ -5,23 +5,20 @@ use std::sync::Arc;
 use save_event::SaveEvent;
 use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream};
 use shared::adapters::dynamo_table::DynamoTable;
+use shared::backends::Backends;
 use shared::config::{Config, Requirements};
-use shared::ports::{OsRandom, SystemClock};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: true, invite_cookie_key: false })?;
     let clients = AwsClients::load(None).await;
-    let table = Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name));
-    let stream_name = config.stream_name.clone().unwrap_or_default();
-    let handler = Arc::new(SaveEvent::new(
-        table,
-        Arc::new(kinesis_stream(clients.kinesis, &stream_name, config.stream_max_attempts)),
+    let backends = Backends::new(
+        Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name)),
         Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-        Arc::new(config),
-    ));
+    );
+    let stream_name = config.stream_name.clone().unwrap_or_default();
+    let stream = Arc::new(kinesis_stream(clients.kinesis, &stream_name, config.stream_max_attempts));
+    let handler = Arc::new(SaveEvent::build(Arc::new(config), &backends, stream));
     shared::http::run(handler).await
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use shared::adapters::memory::SinkFault;
 use shared::error::StoreError;
 use shared::save::aggregate::counter;
-use shared::save::saver::keys;
+use shared::storage::keys;
 
 /// The stream fails once after the table writes → 503 with Retry-After; the SDK's retry → exactly one
 /// record and `times_seen` 1.
@@ -142,13 +142,14 @@ async fn round_trips_per_event() {
 
     // A fresh Lambda for an existing group: the key; the hashes; the marker ‖ the group environment
     // (put-if-absent, answered with the existing item) ‖ the group's status ‖ release/environment rows.
-    let fresh = save_event::SaveEvent::new(
-        env.table.clone(),
-        std::sync::Arc::new(shared::adapters::memory::memory_stream(3)),
-        std::sync::Arc::new(shared::adapters::memory::MemoryRateLimiter::default()),
-        std::sync::Arc::new(env.clock.clone()),
-        std::sync::Arc::new(shared::ports::OsRandom),
+    let fresh = save_event::SaveEvent::build(
         std::sync::Arc::new(shared::config::Config::for_local("t", "s")),
+        &shared::backends::Backends::new(
+            env.table.clone(),
+            std::sync::Arc::new(shared::adapters::memory::MemoryRateLimiter::default()),
+        )
+        .with_clock(std::sync::Arc::new(env.clock.clone())),
+        std::sync::Arc::new(shared::adapters::memory::memory_stream(3)),
     );
     rec.reset();
     assert_eq!(fresh.handle_api(&envelope(42, KEY, "event", &ev("round trips"))).await.status, 200);

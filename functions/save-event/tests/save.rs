@@ -9,7 +9,7 @@ use common::*;
 use serde_json::{Value, json};
 use shared::grouping::config::GroupingConfig;
 use shared::save::aggregate::counter;
-use shared::save::saver::keys;
+use shared::storage::keys;
 
 async fn send_event(env: &Env, ev: &Value) -> shared::http::Reply {
     let r = env.send(&envelope(42, KEY, "event", ev)).await;

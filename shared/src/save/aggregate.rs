@@ -42,12 +42,13 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::saver::{DEDUPE_TTL_SECS, MARKER_VERSION, keys};
+use super::saver::{DEDUPE_TTL_SECS, MARKER_VERSION};
 use crate::error::StoreError;
 use crate::grouping::metadata::{is_placeholder_title, level_num};
 use crate::ports::StoredRecord;
 use crate::storage::attr;
 use crate::storage::item::{Item, ItemExt, Key, Val, item};
+use crate::storage::keys;
 use crate::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
 
 /// How many claims / writes one invocation keeps in flight.

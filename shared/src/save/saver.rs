@@ -51,7 +51,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use md5::{Digest, Md5};
 use serde_json::Value;
 
 use super::record::GroupState;
@@ -60,6 +59,7 @@ use crate::error::StoreError;
 use crate::ports::Random;
 use crate::storage::attr;
 use crate::storage::item::{Item, ItemExt, Key, Val, item};
+use crate::storage::keys;
 use crate::storage::table::{Cond, PutOutcome, Table, TxOutcome, Update, WriteOp};
 
 /// De-duplication window (Sentry's ingest consumer remembers event ids for one hour).
@@ -73,66 +73,6 @@ pub const STATUS_TTL_SECS: i64 = 5;
 /// `last_seen` of associations is re-written only when the event is at least this much newer (Sentry
 /// throttles these bumps the same way).
 pub const BUMP_SECS: i64 = 60;
-
-pub(crate) fn h(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
-
-/// Keys of the save path (the table in `storage`'s module docs lists them with their access patterns).
-pub mod keys {
-    use super::{Key, h};
-
-    pub fn marker(project: u64, event_id: &str) -> Key {
-        Key::new(format!("EVT#{project}#{event_id}"), "MARK")
-    }
-    pub fn group(id: u64) -> Key {
-        Key::new(format!("GROUP#{id}"), "GROUP")
-    }
-    /// A group hash, in a partition of its own (a storm of new groups spreads over partitions).
-    pub fn group_hash(project: u64, hash: &str) -> Key {
-        Key::new(format!("HASH#{project}#{hash}"), "HASH")
-    }
-    /// Where the previous release kept group hashes (read, never written).
-    pub fn legacy_group_hash(project: u64, hash: &str) -> Key {
-        Key::new(format!("PROJECT#{project}"), format!("HASH#{hash}"))
-    }
-    pub fn group_env(group: u64, env: &str) -> Key {
-        Key::new(format!("GROUP#{group}"), format!("ENV#{}", h(env)))
-    }
-    pub fn group_release(group: u64, version: &str, env: &str) -> Key {
-        Key::new(format!("GROUP#{group}"), format!("REL#{}#{}", h(version), h(env)))
-    }
-    pub fn release(org: u64, version: &str) -> Key {
-        Key::new(format!("ORG#{org}"), format!("RELEASE#{}", h(version)))
-    }
-    pub fn release_project(project: u64, version: &str) -> Key {
-        Key::new(format!("PROJECT#{project}"), format!("RELEASE#{}", h(version)))
-    }
-    pub fn environment(org: u64, name: &str) -> Key {
-        Key::new(format!("ORG#{org}"), format!("ENV#{}", h(name)))
-    }
-    pub fn environment_project(project: u64, name: &str) -> Key {
-        Key::new(format!("PROJECT#{project}"), format!("ENV#{}", h(name)))
-    }
-    pub fn release_environment(org: u64, version: &str, env: &str) -> Key {
-        Key::new(format!("ORG#{org}"), format!("RELENV#{}#{}", h(version), h(env)))
-    }
-    pub fn release_project_environment(project: u64, version: &str, env: &str) -> Key {
-        Key::new(format!("PROJECT#{project}"), format!("RPE#{}#{}", h(version), h(env)))
-    }
-    /// The project's short-id counter (allocated in blocks by the aggregation).
-    pub fn short_id_counter(project: u64) -> Key {
-        Key::new(format!("PROJECT#{project}"), "SHORTID")
-    }
-    /// Suffix of an aggregate item: the counts one stream shard contributed to the row before it.
-    pub fn agg(base: &Key, shard: &str) -> Key {
-        Key::new(base.pk.clone(), format!("{}#AGG#{shard}", base.sk))
-    }
-    /// The prefix that finds a row and all its aggregate items with one `Query`.
-    pub fn agg_prefix(base: &Key) -> String {
-        base.sk.clone()
-    }
-}
 
 /// Which `EventManager.save` branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

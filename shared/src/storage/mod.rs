@@ -69,8 +69,8 @@ pub mod attr {
     pub const TTL: &str = "expires_at";
 }
 
-/// Key of a rate-limit counter item.
+/// Key of a rate-limit counter item, as (pk, sk).
 pub fn rate_limit_key(key: &str, window_secs: u64, bucket: i64) -> (String, String) {
-    use md5::{Digest, Md5};
-    (format!("RL#{}", hex::encode(Md5::digest(key.as_bytes()))), format!("W{window_secs}#B{bucket}"))
+    let k = keys::rate_limit(key, window_secs, bucket);
+    (k.pk, k.sk)
 }

@@ -99,7 +99,7 @@ pub fn member_item(m: &Member) -> Item {
     i.insert("has_global_access".into(), Val::Bool(m.has_global_access));
     i.insert("date_added".into(), Val::N(m.date_added));
     i.insert(super::attr::GSI1_PK.into(), Val::S(keys::org_pk(m.org_id)));
-    i.insert(super::attr::GSI1_SK.into(), Val::S(format!("MEMBER#{:020}", m.id)));
+    i.insert(super::attr::GSI1_SK.into(), Val::S(super::keys::member_gsi_sk(m.id)));
     i
 }
 

@@ -7,18 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::item::{Item, ItemExt, Key, Val, item};
+use super::item::{Item, ItemExt, Val, item};
 use super::table::Table;
 use crate::domain::project::{Project, ProjectKey};
 use crate::error::StoreError;
 
-pub fn project_key(id: u64) -> Key {
-    Key::new(format!("PROJECT#{id}"), "PROJECT")
-}
-
-pub fn dsn_key(public_key: &str) -> Key {
-    Key::new(format!("DSNKEY#{public_key}"), "KEY")
-}
+use super::keys::{dsn_key, project as project_key};
 
 fn put_project(i: &mut Item, p: &Project) {
     i.insert("project_id".into(), Val::N(p.id as i64));

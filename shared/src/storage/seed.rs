@@ -276,7 +276,7 @@ mod tests {
             let err = load_seed(&table, &seed_with(project), 0).await.unwrap_err().to_string();
             assert!(err.contains("project 42") && err.contains(field) && err.contains(expected), "{err}");
         }
-        assert!(table.get(&super::super::projects::project_key(42)).await.unwrap().is_none());
+        assert!(table.get(&super::super::keys::project(42)).await.unwrap().is_none());
         // A misspelled setting is refused rather than silently ignored.
         let bad: Result<Seed, _> = serde_json::from_value(serde_json::json!({
             "projects": [{"id": 42, "organization_id": 1, "slug": "b", "fingerprint_rules": "x"}]

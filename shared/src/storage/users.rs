@@ -1,7 +1,7 @@
 //! Reading a user's partition into [`UserState`] (one `Query`), and the items written for users.
 
 use super::item::{Item, ItemExt, Val, item};
-use super::keys;
+use super::keys::{self, UserItem};
 use super::table::Table;
 use crate::domain::user::{Authenticator, InterfaceType, Membership, PendingSecret, UserState};
 use crate::error::StoreError;
@@ -17,39 +17,45 @@ pub fn parse_user(user_id: &str, items: &[Item]) -> Result<UserState, StoreError
     let mut u = UserState::empty(user_id);
     for it in items {
         let sk = it.s(super::attr::SK)?;
-        if sk == "PROFILE" {
-            u.exists = true;
-            u.email = it.opt_s("email").map(str::to_owned);
-        } else if sk.starts_with("AUTH#") {
-            u.authenticators.push(parse_authenticator(it)?);
-        } else if sk.starts_with("MEMBERSHIP#") {
-            let org_id = it.n("org_id")? as u64;
-            u.memberships.insert(
-                org_id,
-                Membership {
+        match keys::user_item(sk) {
+            Some(UserItem::Profile) => {
+                u.exists = true;
+                u.email = it.opt_s("email").map(str::to_owned);
+            }
+            Some(UserItem::Authenticator) => u.authenticators.push(parse_authenticator(it)?),
+            Some(UserItem::Membership) => {
+                let org_id = it.n("org_id")? as u64;
+                u.memberships.insert(
                     org_id,
-                    member_id: it.n("member_id")? as u64,
-                    role: it.opt_s("role").unwrap_or("member").to_owned(),
-                },
-            );
-        } else if sk.starts_with("IDENTITY#") {
-            u.identities.insert(it.n("org_id")? as u64);
-        } else if let Some(iface) = sk.strip_prefix("PENDING#") {
-            let interface = InterfaceType::from_id(iface)
-                .ok_or_else(|| StoreError::corrupt("pending secret of unknown interface"))?;
-            u.pending.push(PendingSecret {
-                interface,
-                secret: Secret::new(it.s("secret")?),
-                expires_at: it.n(super::attr::TTL)?,
-                phone: it.opt_s("phone").map(str::to_owned),
-                code_key: it.opt_s("code_key").map(Secret::new),
-            });
-        } else if let Some(rest) = sk.strip_prefix("OTP#") {
-            let (iface, counter) = rest.rsplit_once('#').ok_or_else(|| StoreError::corrupt("bad OTP key"))?;
-            let counter = counter.parse().map_err(|_| StoreError::corrupt("bad OTP counter"))?;
-            u.used_otp.insert((iface.to_owned(), counter), it.n(super::attr::TTL)?);
-        } else if sk == "WEBAUTHN#REGISTER" {
-            u.webauthn_state = Some((it.s("state")?.to_owned(), it.n(super::attr::TTL)?));
+                    Membership {
+                        org_id,
+                        member_id: it.n("member_id")? as u64,
+                        role: it.opt_s("role").unwrap_or("member").to_owned(),
+                    },
+                );
+            }
+            Some(UserItem::Identity) => {
+                u.identities.insert(it.n("org_id")? as u64);
+            }
+            Some(UserItem::PendingSecret { interface }) => {
+                let interface = InterfaceType::from_id(interface)
+                    .ok_or_else(|| StoreError::corrupt("pending secret of unknown interface"))?;
+                u.pending.push(PendingSecret {
+                    interface,
+                    secret: Secret::new(it.s("secret")?),
+                    expires_at: it.n(super::attr::TTL)?,
+                    phone: it.opt_s("phone").map(str::to_owned),
+                    code_key: it.opt_s("code_key").map(Secret::new),
+                });
+            }
+            Some(UserItem::UsedOtp { interface, counter }) => {
+                let counter = counter.ok_or_else(|| StoreError::corrupt("bad OTP counter"))?;
+                u.used_otp.insert((interface.to_owned(), counter), it.n(super::attr::TTL)?);
+            }
+            Some(UserItem::WebauthnState) => {
+                u.webauthn_state = Some((it.s("state")?.to_owned(), it.n(super::attr::TTL)?));
+            }
+            None => {}
         }
     }
     u.authenticators.sort_by_key(|a| (a.kind == InterfaceType::Recovery, a.kind));

@@ -11,14 +11,15 @@ use accept_invite::AcceptInvite;
 use serde_json::{Value, json};
 use shared::adapters::aws::CallRecorder;
 use shared::adapters::dynamo_table::DynamoTable;
-use shared::adapters::memory::MemoryTable;
+use shared::adapters::memory::{MemoryRateLimiter, MemoryTable};
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::org::hash_token;
 use shared::http::{ApiRequest, Claims, Reply};
-use shared::ports::{ManualClock, OsRandom};
+use shared::ports::ManualClock;
 use shared::storage::item::{Item, ItemExt};
 use shared::storage::keys;
-use shared::storage::orgs::{TableInviteStore, parse_member};
+use shared::storage::orgs::parse_member;
 use shared::storage::seed::{Seed, load_seed};
 use shared::storage::table::Table;
 
@@ -45,12 +46,9 @@ pub async fn dynamo_env(test: &str) -> Option<Env> {
 fn env_with(table: Arc<dyn Table>, recorder: Option<CallRecorder>) -> Env {
     let clock = ManualClock::at_secs(NOW);
     let config = Arc::new(Config::for_local("unused", "unused"));
-    let handler = Arc::new(AcceptInvite {
-        store: Arc::new(TableInviteStore::new(table.clone())),
-        clock: Arc::new(clock.clone()),
-        random: Arc::new(OsRandom),
-        config: config.clone(),
-    });
+    let backends = Backends::new(table.clone(), Arc::new(MemoryRateLimiter::default()))
+        .with_clock(Arc::new(clock.clone()));
+    let handler = Arc::new(AcceptInvite::build(config.clone(), &backends));
     Env { table, handler, clock, config, recorder }
 }
 

@@ -11,15 +11,14 @@ use serde_json::{Value, json};
 use shared::adapters::aws::{CallRecorder, DynamoRateLimiter};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{MemoryRateLimiter, MemorySmsOutbox, MemoryTable};
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::otp::Totp;
 use shared::domain::user::{InterfaceType, UserState};
 use shared::http::{ApiRequest, Claims, Reply};
-use shared::ports::{ManualClock, OsRandom, RateLimiter};
+use shared::ports::{ManualClock, RateLimiter};
 use shared::secret::Secret;
-use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::item::Item;
-use shared::storage::orgs::TableInviteStore;
 use shared::storage::seed::{Seed, load_seed};
 use shared::storage::table::Table;
 use shared::storage::users::load_user;
@@ -64,24 +63,9 @@ fn build(
     let clock = ManualClock::at_secs(NOW);
     let config = Arc::new(config);
     let outbox = Arc::new(MemorySmsOutbox::default());
-    let webauthn =
-        config.webauthn.as_ref().map(|rp| Arc::new(shared::domain::webauthn::Registrar::new(rp).unwrap()));
-    let handler = Arc::new(EnrollAuthenticator {
-        enrollment: Arc::new(TableEnrollmentStore::new(table.clone())),
-        invites: Arc::new(TableInviteStore::new(table.clone())),
-        limiter,
-        sms: outbox.clone(),
-        webauthn,
-        clock: Arc::new(clock.clone()),
-        random: Arc::new(OsRandom),
-        config: config.clone(),
-    });
-    let accept = Arc::new(accept_invite::AcceptInvite {
-        store: Arc::new(TableInviteStore::new(table.clone())),
-        clock: Arc::new(clock.clone()),
-        random: Arc::new(OsRandom),
-        config: config.clone(),
-    });
+    let backends = Backends::new(table.clone(), limiter).with_clock(Arc::new(clock.clone()));
+    let handler = Arc::new(EnrollAuthenticator::build(config.clone(), &backends, outbox.clone()).unwrap());
+    let accept = Arc::new(accept_invite::AcceptInvite::build(config.clone(), &backends));
     Env { table, handler, accept, clock, config, recorder, outbox }
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use shared::adapters::aws::{CallRecorder, DynamoRateLimiter, KinesisFeed, kinesis_stream, read_all_records};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::{MemoryRateLimiter, MemoryStream, MemoryTable, memory_stream};
+use shared::backends::Backends;
 use shared::config::Config;
 use shared::http::{ApiRequest, Reply};
 use shared::ports::{Clock, EventStream, ManualClock, OsRandom, RateLimiter, StoredRecord};
@@ -78,13 +79,10 @@ fn build(
         StreamSide::Kinesis(c, name) => Arc::new(KinesisFeed::new(c.clone(), name)),
     };
     let pump = Pump::new(table.clone(), feed);
-    let handler = Arc::new(SaveEvent::new(
-        table.clone(),
-        stream,
-        limiter,
-        Arc::new(clock.clone()),
-        Arc::new(OsRandom),
+    let handler = Arc::new(SaveEvent::build(
         Arc::new(config),
+        &Backends::new(table.clone(), limiter).with_clock(Arc::new(clock.clone())),
+        stream,
     ));
     Env { table, side, handler, clock, recorder, pump }
 }
