@@ -25,11 +25,10 @@
 //! `parsimonious` grammar; Sentry's built-in rule bases (JavaScript chunk-load errors) are not part of
 //! this port.
 
-use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at};
-use super::glob::{Glob, glob};
+use super::glob::{Glob, GlobMatcher, glob};
 use super::hashing::{DEFAULT_FINGERPRINT_VARIABLE, is_default_fingerprint_var, resolve_variable};
 
 /// A fingerprinting rule that does not parse: its 1-based line and what is wrong.
@@ -126,7 +125,7 @@ enum Kind {
 
 #[derive(Clone, Debug)]
 enum Test {
-    Glob(Regex),
+    Glob(GlobMatcher),
     /// `family` / `sdk`: one of the comma-separated names, or `all`.
     OneOf(Vec<String>),
     /// `app`: `None` when the argument is not a boolean (never matches, as in Sentry).

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// `get_behavior_family_for_platform(platform) == "native"`.
-pub(crate) fn is_native_platform(platform: Option<&str>) -> bool {
+pub fn is_native_platform(platform: Option<&str>) -> bool {
     matches!(platform, Some("objc" | "cocoa" | "swift" | "native" | "c"))
 }
 

@@ -300,6 +300,9 @@ fn trim_frame_function(frame: &mut Map<String, Value>, platform: Option<&str>) {
         return;
     };
     let frame_platform = frame.get("platform").and_then(Value::as_str).or(platform);
+    if frame_platform != Some("csharp") && !super::functions::is_native_platform(frame_platform) {
+        return; // only native and C# names are trimmed
+    }
     let trimmed = trim_function_name(function, frame_platform);
     if trimmed != function {
         let raw = function.to_owned();

@@ -421,6 +421,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
     }
 
     let views = FrameViews::of(&frames, event_platform);
+    let hits = ctx.enhancements.updater_hits(&views, exception);
     let build = |mut components: Vec<Component>, app: bool| -> Component {
         if app {
             for component in &mut components {
@@ -442,7 +443,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
             }
         }
         let mut contributes: Vec<bool> = components.iter().map(|c| c.contributes).collect();
-        let rules = ctx.enhancements.update_contributions(&mut contributes, &views, exception);
+        let rules = hits.apply(&mut contributes);
         for (component, contributes) in components.iter_mut().zip(&contributes) {
             component.contributes = *contributes;
         }

@@ -36,12 +36,12 @@
 //! `parsimonious`/`nom`); globs are translated to `regex` patterns the way Sentry's `glob_match`
 //! translates them to Python regular expressions.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::glob::{Glob, glob};
+use super::glob::{Glob, GlobMatcher, glob};
 
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
 const NEWSTYLE_2023_01_11: &str = include_str!("newstyle@2023-01-11.txt");
@@ -72,7 +72,7 @@ enum Offset {
 
 #[derive(Clone, Debug)]
 enum FrameTest {
-    Field { field: Field, pattern: Regex },
+    Field { field: Field, pattern: GlobMatcher },
     Family { native: bool, javascript: bool, other: bool },
     InApp(bool),
 }
@@ -95,7 +95,7 @@ enum ExceptionField {
 struct ExceptionMatcher {
     negated: bool,
     field: ExceptionField,
-    pattern: Regex,
+    pattern: GlobMatcher,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,37 +224,45 @@ impl Enhancements {
         if positions.is_empty() {
             return;
         }
-        let mut views: Vec<MatchFrame> =
-            positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
-        let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
-        let mut any_category = views.iter().any(|v| v.category.is_some());
-        let mut matching = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_modifier)) {
-            if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
-                continue;
-            }
-            matching.extend((0..views.len()).filter(|idx| rule.matches_frame(&views, *idx)));
-            for idx in matching.drain(..) {
-                for action in &rule.actions {
-                    match action {
-                        Action::Flag { flag: Flag::App, on, range } => {
-                            for j in range_indices(*range, idx, views.len()) {
-                                if let Some(frame) = frames[positions[j]].as_object_mut() {
-                                    set_in_app(frame, *on);
+        // The views borrow the frames; what the rules change is written to the frames afterwards, in
+        // order (the views carry the changes the later rules see).
+        let mut writes: Vec<(usize, Write<'_>)> = Vec::new();
+        {
+            let mut views: Vec<MatchFrame> =
+                positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
+            let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
+            let mut any_category = views.iter().any(|v| v.category.is_some());
+            let mut matching = Vec::new();
+            for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_modifier)) {
+                if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
+                    continue;
+                }
+                matching.extend((0..views.len()).filter(|idx| rule.matches_frame(&views, *idx)));
+                for idx in matching.drain(..) {
+                    for action in &rule.actions {
+                        match action {
+                            Action::Flag { flag: Flag::App, on, range } => {
+                                for j in range_indices(*range, idx, views.len()) {
+                                    writes.push((positions[j], Write::InApp(*on)));
+                                    views[j].in_app = *on;
                                 }
-                                views[j].in_app = *on;
                             }
-                        }
-                        Action::Category(category) => {
-                            if let Some(frame) = frames[positions[idx]].as_object_mut() {
-                                set_data(frame, "category", Value::String(category.clone()));
+                            Action::Category(category) => {
+                                writes.push((positions[idx], Write::Category(category)));
+                                views[idx].category = Some(Cow::Borrowed(category.as_str()));
+                                any_category = true;
                             }
-                            views[idx].category = Some(category.clone());
-                            any_category = true;
+                            _ => {}
                         }
-                        _ => {}
                     }
                 }
+            }
+        }
+        for (position, write) in writes {
+            let Some(frame) = frames[position].as_object_mut() else { continue };
+            match write {
+                Write::InApp(on) => set_in_app(frame, on),
+                Write::Category(category) => set_data(frame, "category", Value::String(category.to_owned())),
             }
         }
     }
@@ -262,36 +270,56 @@ impl Enhancements {
     /// The updater pass for one variant's frame components (`assemble_stacktrace_component`):
     /// `contributes[i]` is the component of `frames[i]`, updated in place. Returns what the rules
     /// decided for the whole stack trace.
+    #[cfg(test)]
     pub(crate) fn update_contributions(
         &self,
         contributes: &mut [bool],
         frames: &FrameViews,
         exception: &ExceptionData,
     ) -> StacktraceRules {
+        self.updater_hits(frames, exception).apply(contributes)
+    }
+
+    /// Which updater rules match which frames of one stack trace, in rule order: found once and
+    /// applied to each variant (matching does not depend on the components).
+    pub(crate) fn updater_hits(&self, frames: &FrameViews, exception: &ExceptionData) -> UpdaterHits<'_> {
         let views = &frames.0;
         let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
         let any_category = views.iter().any(|v| v.category.is_some());
-        let mut state = StacktraceRules::default();
+        let mut hits = Vec::new();
         for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_updater)) {
             if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
                 continue;
             }
-            for idx in 0..views.len() {
-                if !rule.matches_frame(views, idx) {
-                    continue;
-                }
-                for action in &rule.actions {
-                    match action {
-                        Action::Flag { flag: Flag::Group, on, range } => {
-                            for j in range_indices(*range, idx, contributes.len()) {
-                                contributes[j] = *on;
-                            }
+            hits.extend(
+                (0..views.len()).filter(|idx| rule.matches_frame(views, *idx)).map(|idx| (rule, idx)),
+            );
+        }
+        UpdaterHits { hits }
+    }
+}
+
+/// The matches of [`Enhancements::updater_hits`].
+pub(crate) struct UpdaterHits<'r> {
+    hits: Vec<(&'r Rule, usize)>,
+}
+
+impl UpdaterHits<'_> {
+    /// Applies the matched rules to one variant's components, then `max-frames`.
+    pub(crate) fn apply(&self, contributes: &mut [bool]) -> StacktraceRules {
+        let mut state = StacktraceRules::default();
+        for (rule, idx) in &self.hits {
+            for action in &rule.actions {
+                match action {
+                    Action::Flag { flag: Flag::Group, on, range } => {
+                        for j in range_indices(*range, *idx, contributes.len()) {
+                            contributes[j] = *on;
                         }
-                        Action::MaxFrames(n) => state.max_frames = *n,
-                        Action::MinFrames(n) => state.min_frames = *n,
-                        Action::InvertStacktrace(b) => state.invert_stacktrace = *b,
-                        _ => {}
                     }
+                    Action::MaxFrames(n) => state.max_frames = *n,
+                    Action::MinFrames(n) => state.min_frames = *n,
+                    Action::InvertStacktrace(b) => state.invert_stacktrace = *b,
+                    _ => {}
                 }
             }
         }
@@ -382,41 +410,74 @@ fn set_data(frame: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// The frames of one stack trace as the matchers read them, built once for both variants.
-pub(crate) struct FrameViews(Vec<MatchFrame>);
+/// A change the modifier pass makes to a frame.
+enum Write<'r> {
+    InApp(bool),
+    Category(&'r str),
+}
 
-impl FrameViews {
-    pub(crate) fn of(frames: &[&Value], platform: Option<&str>) -> Self {
+/// The frames of one stack trace as the matchers read them, built once for both variants.
+pub(crate) struct FrameViews<'a>(Vec<MatchFrame<'a>>);
+
+impl<'a> FrameViews<'a> {
+    pub(crate) fn of(frames: &[&'a Value], platform: Option<&'a str>) -> Self {
         Self(frames.iter().map(|f| MatchFrame::of(f, platform)).collect())
     }
 }
 
-/// The frame values the matchers read (`create_match_frame`).
+/// The frame values the matchers read (`create_match_frame`), borrowed from the frame where they
+/// need no change.
 #[derive(Clone, Debug)]
-struct MatchFrame {
+struct MatchFrame<'a> {
     family: &'static str,
-    function: String,
-    module: Option<String>,
-    package: Option<String>,
-    path: Option<String>,
-    category: Option<String>,
+    function: Cow<'a, str>,
+    module: Option<&'a str>,
+    package: Option<PathValue<'a>>,
+    path: Option<PathValue<'a>>,
+    category: Option<Cow<'a, str>>,
     in_app: bool,
 }
 
-impl MatchFrame {
-    fn of(frame: &Value, platform: Option<&str>) -> Self {
+/// A path-like value, lower-cased with `/` separators (borrowed when it already is). Path matchers
+/// also match it as if absolute (`/` + value, `path_like_match`), which literal patterns check
+/// without building that string.
+#[derive(Clone, Debug)]
+struct PathValue<'a> {
+    value: Cow<'a, str>,
+}
+
+impl<'a> PathValue<'a> {
+    fn new(raw: &'a str) -> Self {
+        let value = if raw.chars().any(|c| c == '\\' || c.is_uppercase()) {
+            Cow::Owned(raw.to_lowercase().replace('\\', "/"))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        Self { value }
+    }
+
+    fn matches(&self, pattern: &GlobMatcher) -> bool {
+        pattern.is_match_lowercase(&self.value)
+            || (!self.value.starts_with('/') && pattern.is_match_lowercase_with_slash(&self.value))
+    }
+}
+
+impl<'a> MatchFrame<'a> {
+    fn of(frame: &'a Value, platform: Option<&'a str>) -> Self {
         let text = |key: &str| frame.get(key).and_then(Value::as_str);
         let truthy = |key: &str| text(key).filter(|s| !s.is_empty());
         let frame_platform = truthy("platform").or(platform);
         // `get_function_name_for_frame`: the stored name when a raw one exists (already trimmed),
         // else the trimmed name; `<unknown>` when there is none.
-        let function = match (truthy("raw_function"), truthy("function")) {
-            (Some(_), function) => function.unwrap_or("").to_owned(),
-            (None, Some(function)) => super::functions::trim_function_name(function, frame_platform),
-            (None, None) => String::new(),
+        let function: Cow<'a, str> = match (truthy("raw_function"), truthy("function")) {
+            (Some(_), function) => Cow::Borrowed(function.unwrap_or("")),
+            (None, Some(function)) => match super::functions::trim_function_name(function, frame_platform) {
+                trimmed if trimmed == function => Cow::Borrowed(function),
+                trimmed => Cow::Owned(trimmed),
+            },
+            (None, None) => Cow::Borrowed(""),
         };
-        let function = if function.is_empty() { "<unknown>".to_owned() } else { function };
-        let path_like = |s: &str| s.to_lowercase().replace('\\', "/");
+        let function = if function.is_empty() { Cow::Borrowed("<unknown>") } else { function };
         Self {
             family: match frame_platform {
                 Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
@@ -424,14 +485,14 @@ impl MatchFrame {
                 _ => "other",
             },
             function,
-            module: text("module").map(str::to_owned),
-            package: text("package").map(path_like),
-            path: truthy("abs_path").or_else(|| text("filename")).map(path_like),
+            module: text("module"),
+            package: text("package").map(PathValue::new),
+            path: truthy("abs_path").or_else(|| text("filename")).map(PathValue::new),
             category: frame
                 .get("data")
                 .and_then(|d| d.get("category"))
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .map(Cow::Borrowed),
             in_app: frame.get("in_app").and_then(Value::as_bool).unwrap_or(false),
         }
     }
@@ -477,22 +538,13 @@ impl FrameTest {
         match self {
             FrameTest::Field { field, pattern } => {
                 let value = match field {
-                    Field::Function => Some(frame.function.as_str()),
-                    Field::Module => frame.module.as_deref(),
+                    Field::Function => Some(frame.function.as_ref()),
+                    Field::Module => frame.module,
                     Field::Category => frame.category.as_deref(),
-                    Field::Path => frame.path.as_deref(),
-                    Field::Package => frame.package.as_deref(),
+                    Field::Path => return frame.path.as_ref().is_some_and(|p| p.matches(pattern)),
+                    Field::Package => return frame.package.as_ref().is_some_and(|p| p.matches(pattern)),
                 };
-                let Some(value) = value else {
-                    return false;
-                };
-                if pattern.is_match(value) {
-                    return true;
-                }
-                // Path-like values also match as if they were absolute.
-                matches!(field, Field::Path | Field::Package)
-                    && !value.starts_with('/')
-                    && pattern.is_match(&format!("/{value}"))
+                value.is_some_and(|v| pattern.is_match(v))
             }
             FrameTest::Family { native, javascript, other } => match frame.family {
                 "native" => *native,
