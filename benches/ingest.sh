@@ -7,6 +7,10 @@
 #
 #   benches/ingest.sh                      # target/release/postflow; 16 and 64 connections; 5 s warm-up, 15 s measured
 #   BIN=... SECS=15 WARM=5 CONNS="16 64" ROUNDS=1 benches/ingest.sh
+#   SOAK=600 EVENT_DEDUPE_SECS=60 benches/ingest.sh
+#                                          # one long run (Stackpit-shaped payload, 16 connections):
+#                                          # RSS and events every 30 s (the server gets the environment,
+#                                          # so EVENT_DEDUPE_SECS sets its de-duplication window)
 #   PEER_URL=http://127.0.0.1:8000 PEER_PATH=/api/1/envelope/ PEER_KEY=... benches/ingest.sh
 #                                          # the same load against a peer already running on loopback
 #                                          # (nothing of it is built or fetched here)
@@ -54,6 +58,23 @@ run_wrk() {  # url conns secs payload -> wrk output
 
 field() { { grep -E "$1" || true; } | head -1 | awk "{print \$$2}"; }
 to_ms() { python3 -c "import sys; v=sys.argv[1]; print(float(v[:-2])/1000 if v.endswith('us') else float(v[:-2]) if v.endswith('ms') else float(v[:-1])*1000)" "$1"; }
+
+if [[ -n ${SOAK:-} ]]; then
+    echo "soak: ${SOAK} s, stackpit payload, 16 connections, EVENT_DEDUPE_SECS=${EVENT_DEDUPE_SECS:-3600 (default)}"
+    run_wrk "$URL" 16 "$SOAK" stackpit >"$TMP/soak.out" &
+    WRK=$!
+    printf '%8s %9s %16s\n' seconds "RSS MiB" "events streamed"
+    start=$(date +%s)
+    while kill -0 "$WRK" 2>/dev/null; do
+        sleep 30
+        kill -0 "$WRK" 2>/dev/null || break
+        rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status")
+        printf '%8s %9s %16s\n' "$(( $(date +%s) - start ))" "$rss" "$(records)"
+    done
+    wait "$WRK" || true
+    echo "events/s over the run: $(field 'Requests/sec' 2 <"$TMP/soak.out"); peak RSS $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status") MiB"
+    exit 0
+fi
 
 printf '%-10s %5s %5s %10s %9s %9s %12s %9s %s\n' payload conns round "events/s" "p50 ms" "p99 ms" "CPU µs/ev" "RSS MiB" "verified"
 failed=0

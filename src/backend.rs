@@ -227,6 +227,8 @@ pub struct App {
     pub outbox: Arc<MemorySmsOutbox>,
     /// The embedded stream, when there is one (`postflow serve`'s `/_postflow/stats`).
     pub memory_stream: Option<Arc<MemoryStream>>,
+    /// The embedded table, when there is one (`/_postflow/stats` counts its items).
+    pub memory_table: Option<Arc<MemoryTable>>,
 }
 
 impl App {
@@ -256,6 +258,7 @@ impl App {
             config,
             outbox,
             memory_stream: backend.memory_stream.clone(),
+            memory_table: backend.memory.clone(),
         }
     }
 
@@ -295,7 +298,15 @@ impl App {
 /// otherwise local defaults (table `postflow`, stream `postflow-events`, a development cookie key).
 pub fn cli_config() -> Config {
     let local = Config::for_local("postflow", "postflow-events");
-    match Config::from_env(shared::config::Requirements::default()) {
+    // The environment configures the CLI as it configures the Lambdas (e.g. `EVENT_DEDUPE_SECS` for
+    // `postflow serve`); the table name defaults to the local one.
+    let lookup = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| (name == "TABLE_NAME").then(|| local.table_name.clone()))
+    };
+    match Config::from_lookup(shared::config::Requirements::default(), lookup) {
         Ok(mut c) => {
             if c.invite_cookie_key.is_none() {
                 c.invite_cookie_key = local.invite_cookie_key;

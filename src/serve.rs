@@ -68,7 +68,11 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     if method == "GET" && path == "/_postflow/stats" {
         // Local only: what the embedded stream holds, for benchmarks to check every 200 was streamed.
         let appended = app.memory_stream.as_ref().map(|s| s.sink().appended());
-        return text(StatusCode::OK, &json!({ "stream_records": appended }).to_string());
+        let retained = app.memory_stream.as_ref().map(|s| s.sink().records().len());
+        // The embedded table's items by partition-key prefix (what grows under a long load).
+        let table = app.memory_table.as_ref().map(|t| t.count_by_pk_prefix());
+        let body = json!({ "stream_records": appended, "stream_retained": retained, "table_items": table });
+        return text(StatusCode::OK, &body.to_string());
     }
     let Some((function, params)) = route(&method, &path) else {
         // API Gateway's answer for an unknown route.

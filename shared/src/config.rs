@@ -56,6 +56,9 @@ pub struct Config {
     pub stream_max_attempts: u32,
     pub ingest_rate_limit: u64,
     pub event_lease_secs: i64,
+    /// How long an event id is remembered for de-duplication (`EVENT_DEDUPE_SECS`, default 3600 as
+    /// Sentry); also how long the embedded store keeps each event's marker.
+    pub event_dedupe_secs: i64,
     /// Where enrollment texts go; `None`: the SMS interface is unavailable.
     pub sms_sender: Option<SmsDelivery>,
     pub sms_sender_id: Option<String>,
@@ -162,6 +165,7 @@ impl Config {
             stream_max_attempts: positive(parse(&get, "STREAM_MAX_ATTEMPTS", 5)?, "STREAM_MAX_ATTEMPTS")?,
             ingest_rate_limit: parse(&get, "INGEST_RATE_LIMIT", 0)?,
             event_lease_secs: positive(parse(&get, "EVENT_LEASE_SECS", 30)?, "EVENT_LEASE_SECS")?,
+            event_dedupe_secs: positive(parse(&get, "EVENT_DEDUPE_SECS", 3600)?, "EVENT_DEDUPE_SECS")?,
             sms_sender: match get("SMS_SENDER").map(|v| v.to_ascii_lowercase()).as_deref() {
                 None | Some("none") => None,
                 Some("sns") => Some(SmsDelivery::Sns),
@@ -223,6 +227,7 @@ impl Config {
             stream_max_attempts: 5,
             ingest_rate_limit: 0,
             event_lease_secs: 30,
+            event_dedupe_secs: 3600,
             sms_sender: Some(SmsDelivery::Outbox),
             sms_sender_id: None,
             sms_allowed_countries: crate::domain::sms::AllowedCountries::parse(

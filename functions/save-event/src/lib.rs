@@ -101,7 +101,8 @@ impl SaveEvent {
         Self {
             pipeline: Pipeline {
                 saver: EventSaver::new(backends.table.clone(), backends.random.clone())
-                    .with_lease_secs(config.event_lease_secs),
+                    .with_lease_secs(config.event_lease_secs)
+                    .with_dedupe_secs(config.event_dedupe_secs),
                 stream,
             },
             table: backends.table.clone(),

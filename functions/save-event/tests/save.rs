@@ -325,3 +325,28 @@ async fn project_grouping_rules(env: Env) {
     assert_eq!(env.group(a["group_id"].as_u64().unwrap()).await.title, "Database down: /cart");
 }
 both_backends!(project_grouping_rules_apply_before_hashing, project_grouping_rules);
+
+/// The de-duplication window is configurable (`EVENT_DEDUPE_SECS`, default Sentry's hour): within it a
+/// repeated event id is answered and not saved again; the marker's TTL is the window, so once the TTL
+/// sweeper (DynamoDB's, or the embedded store's in `postflow serve`, every 5 s) has dropped it, the id
+/// is new — which is what bounds `postflow serve`'s memory under a long load.
+#[tokio::test]
+async fn the_dedupe_window_is_configurable() {
+    let mut config = shared::config::Config::for_local("t", "s");
+    config.event_dedupe_secs = 60;
+    let table = std::sync::Arc::new(shared::adapters::memory::MemoryTable::default());
+    let env = common::memory_env_on_with(table.clone(), config).await;
+    let ev = make_event(json!({"message": "windowed"}));
+    send_event(&env, &ev).await;
+    env.clock.advance_secs(59);
+    send_event(&env, &ev).await;
+    assert_eq!(env.messages().await.len(), 1, "a repeat inside the window is not saved again");
+    env.clock.advance_secs(2);
+    assert!(table.sweep_expired(NOW + 61) >= 1, "the marker's TTL is the window");
+    let mut later = ev.clone();
+    later["timestamp"] = json!((NOW + 61) as f64);
+    send_event(&env, &later).await;
+    assert_eq!(env.messages().await.len(), 2, "after the window the event id is new again");
+    let default = shared::config::Config::for_local("t", "s");
+    assert_eq!(default.event_dedupe_secs, 3600);
+}

@@ -209,6 +209,24 @@ impl MemoryTable {
         before - m.len()
     }
 
+    /// The number of items per partition-key prefix (the part before the first `#`), without copying
+    /// them (`postflow serve`'s stats).
+    pub fn count_by_pk_prefix(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(m) = self.items.lock() {
+            for key in m.keys() {
+                let prefix = key.pk.split('#').next().unwrap_or_default();
+                match out.get_mut(prefix) {
+                    Some(n) => *n += 1,
+                    None => {
+                        out.insert(prefix.to_owned(), 1);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn restore(&self, items: Vec<Item>) {
         if let Ok(mut m) = self.items.lock() {
             m.clear();

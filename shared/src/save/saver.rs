@@ -213,6 +213,7 @@ pub struct EventSaver {
     warm: Mutex<Warm>,
     lease_secs: i64,
     status_ttl_secs: i64,
+    dedupe_secs: i64,
 }
 
 fn random_id(random: &dyn Random) -> u64 {
@@ -233,12 +234,20 @@ impl EventSaver {
             warm: Mutex::new(Warm::default()),
             lease_secs: LEASE_SECS,
             status_ttl_secs: STATUS_TTL_SECS,
+            dedupe_secs: DEDUPE_TTL_SECS,
         }
     }
 
     /// The publishing lease (default [`LEASE_SECS`]); it must outlast the function's timeout.
     pub fn with_lease_secs(mut self, secs: i64) -> Self {
         self.lease_secs = secs.max(1);
+        self
+    }
+
+    /// How long an event id is remembered (the marker's TTL; default [`DEDUPE_TTL_SECS`], Sentry's
+    /// hour). Never shorter than the publishing lease, which the marker carries.
+    pub fn with_dedupe_secs(mut self, secs: i64) -> Self {
+        self.dedupe_secs = secs.max(self.lease_secs).max(1);
         self
     }
 
@@ -333,7 +342,7 @@ impl EventSaver {
         // `result` in the previous release's shape (a rolling deploy's old instances can resume it).
         let legacy = LegacyResult { group_id: known_group, received: job.received, ..Default::default() };
         m.insert("result".into(), Val::S(serde_json::to_string(&legacy).unwrap_or_default()));
-        m.insert(attr::TTL.into(), Val::N(now_secs + DEDUPE_TTL_SECS));
+        m.insert(attr::TTL.into(), Val::N(now_secs + self.dedupe_secs));
         m
     }
 

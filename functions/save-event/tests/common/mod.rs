@@ -96,7 +96,7 @@ pub async fn memory_env_on(table: Arc<dyn Table>) -> Env {
     memory_env_on_with(table, Config::for_local("t", "s")).await
 }
 
-async fn memory_env_on_with(table: Arc<dyn Table>, config: Config) -> Env {
+pub async fn memory_env_on_with(table: Arc<dyn Table>, config: Config) -> Env {
     let stream = Arc::new(memory_stream(3));
     let env = build(
         table,
