@@ -28,6 +28,7 @@
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at};
+use super::cursor::Cursor;
 use super::glob::{Glob, GlobMatcher, glob};
 use super::hashing::{DEFAULT_FINGERPRINT_VARIABLE, is_default_fingerprint_var, resolve_variable};
 
@@ -499,91 +500,16 @@ pub fn expand_title_template(template: &str, event: &Value) -> String {
     out
 }
 
-/// A cursor over one rule line.
-struct Cursor {
-    chars: Vec<char>,
-    pos: usize,
-}
-
-impl Cursor {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn spaces(&mut self) {
-        while self.peek() == Some(' ') {
-            self.pos += 1;
-        }
-    }
-
-    fn eat_str(&mut self, s: &str) -> bool {
-        let n = s.chars().count();
-        if self.chars.get(self.pos..self.pos + n).is_some_and(|w| w.iter().copied().eq(s.chars())) {
-            self.pos += n;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn take_while(&mut self, f: impl Fn(char) -> bool) -> String {
-        let start = self.pos;
-        while self.peek().is_some_and(&f) {
-            self.pos += 1;
-        }
-        self.chars[start..self.pos].iter().collect()
-    }
-
-    /// `"…"` with backslash escapes (`unescape_string`), or `None` (cursor kept) if not at a quote.
-    fn quoted(&mut self) -> Result<Option<String>, String> {
-        if self.peek() != Some('"') {
-            return Ok(None);
-        }
-        self.pos += 1;
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                None => return Err("unterminated quoted string".into()),
-                Some('"') => {
-                    self.pos += 1;
-                    return Ok(Some(out));
-                }
-                Some('\\') => {
-                    self.pos += 1;
-                    let Some(c) = self.peek() else {
-                        return Err("unterminated quoted string".into());
-                    };
-                    self.pos += 1;
-                    match c {
-                        'n' => out.push('\n'),
-                        't' => out.push('\t'),
-                        'r' => out.push('\r'),
-                        '"' | '\\' | '\'' => out.push(c),
-                        other => {
-                            out.push('\\');
-                            out.push(other);
-                        }
-                    }
-                }
-                Some(c) => {
-                    self.pos += 1;
-                    out.push(c);
-                }
-            }
-        }
-    }
-}
-
 fn is_key(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
 fn parse_rule(line: &str) -> Result<FingerprintRule, String> {
-    let mut cur = Cursor { chars: line.trim_end_matches(['\r', '\n']).chars().collect(), pos: 0 };
+    let mut cur = Cursor::new(line.trim_end_matches(['\r', '\n']));
     let mut matchers = Vec::new();
     loop {
         let start = cur.pos;
-        cur.spaces();
+        cur.skip_spaces();
         let negated = cur.eat_str("!");
         let name = if cur.peek() == Some('"') {
             let save = cur.pos;
@@ -615,14 +541,14 @@ fn parse_rule(line: &str) -> Result<FingerprintRule, String> {
     if matchers.is_empty() {
         return Err("a rule starts with at least one matcher".into());
     }
-    cur.spaces();
+    cur.skip_spaces();
     if !cur.eat_str("->") {
         return Err("expected `->` after the matchers".into());
     }
     let mut fingerprint = Vec::new();
     let mut title = None;
     loop {
-        cur.spaces();
+        cur.skip_spaces();
         if cur.peek().is_none() {
             break;
         }
@@ -643,7 +569,7 @@ fn parse_rule(line: &str) -> Result<FingerprintRule, String> {
             let value = if let Some(q) = cur.quoted()? {
                 q
             } else if cur.peek() == Some('{') && cur.chars.get(cur.pos + 1) == Some(&'{') {
-                let rest: String = cur.chars[cur.pos..].iter().collect();
+                let rest = cur.rest();
                 let end = rest.find("}}").ok_or("unterminated `{{` variable")?;
                 let var: String = rest[..end + 2].to_owned();
                 let inner = var[2..var.len() - 2].trim();
@@ -665,7 +591,7 @@ fn parse_rule(line: &str) -> Result<FingerprintRule, String> {
                 value
             });
         }
-        cur.spaces();
+        cur.skip_spaces();
         cur.eat_str(",");
     }
     if fingerprint.is_empty() {

@@ -25,6 +25,7 @@
 
 pub(crate) mod compat;
 pub mod config;
+mod cursor;
 pub mod enhancers;
 pub mod fingerprinting;
 pub mod functions;

@@ -41,6 +41,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
+use super::cursor::Cursor;
 use super::glob::{Glob, GlobMatcher, glob};
 
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
@@ -556,51 +557,8 @@ impl FrameTest {
     }
 }
 
-/// A cursor over one rule line.
-struct Cursor {
-    chars: Vec<char>,
-    pos: usize,
-}
-
-impl Cursor {
-    fn new(line: &str) -> Self {
-        Self { chars: line.chars().collect(), pos: 0 }
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn skip_spaces(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.pos += 1;
-        }
-    }
-
-    fn eat(&mut self, c: char) -> bool {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn take_while(&mut self, f: impl Fn(char) -> bool) -> String {
-        let start = self.pos;
-        while self.peek().is_some_and(&f) {
-            self.pos += 1;
-        }
-        self.chars[start..self.pos].iter().collect()
-    }
-
-    fn at_end_or_comment(&self) -> bool {
-        matches!(self.peek(), None | Some('#'))
-    }
-
-    fn rest_starts_with(&self, s: &str) -> bool {
-        (self.pos..).zip(s.chars()).all(|(i, c)| self.chars.get(i) == Some(&c))
-    }
+fn at_end_or_comment(cur: &Cursor) -> bool {
+    matches!(cur.peek(), None | Some('#'))
 }
 
 fn is_ident(c: char) -> bool {
@@ -615,7 +573,7 @@ enum Parsed {
 /// `[!]type:argument` at the cursor; `None` (cursor restored) when there is none.
 fn parse_matcher(cur: &mut Cursor, offset: Offset) -> Result<Option<Parsed>, String> {
     let start = cur.pos;
-    cur.skip_spaces();
+    cur.skip_whitespace();
     let negated = cur.eat('!');
     let kind = if cur.eat('"') {
         let k = cur.take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | ' '));
@@ -711,7 +669,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 fn parse_neighbour(cur: &mut Cursor, offset: Offset) -> Result<FrameMatcher, String> {
     match parse_matcher(cur, offset)? {
         Some(Parsed::Frame(m)) => {
-            cur.skip_spaces();
+            cur.skip_whitespace();
             if !cur.eat(']') {
                 return Err("expected `]` after a caller/callee matcher".to_owned());
             }
@@ -723,17 +681,17 @@ fn parse_neighbour(cur: &mut Cursor, offset: Offset) -> Result<FrameMatcher, Str
 
 fn parse_action(cur: &mut Cursor) -> Result<Action, String> {
     for (name, make) in [("max-frames", 0u8), ("min-frames", 1), ("invert-stacktrace", 2), ("category", 3)] {
-        if !cur.rest_starts_with(name) {
+        if !cur.starts_with(name) {
             continue;
         }
         let save = cur.pos;
         cur.pos += name.chars().count();
-        cur.skip_spaces();
+        cur.skip_whitespace();
         if !cur.eat('=') {
             cur.pos = save;
             continue;
         }
-        cur.skip_spaces();
+        cur.skip_whitespace();
         return match make {
             0 | 1 => {
                 let digits = cur.take_while(|c| c.is_ascii_digit());
@@ -768,17 +726,17 @@ fn parse_action(cur: &mut Cursor) -> Result<Action, String> {
     } else if cur.eat('-') {
         false
     } else {
-        return Err(format!("expected an action at `{}`", cur.chars[cur.pos..].iter().collect::<String>()));
+        return Err(format!("expected an action at `{}`", cur.rest()));
     };
     for (name, flag) in
         [("group", Flag::Group), ("app", Flag::App), ("prefix", Flag::Prefix), ("sentinel", Flag::Sentinel)]
     {
-        if cur.rest_starts_with(name) {
+        if cur.starts_with(name) {
             cur.pos += name.len();
             return Ok(Action::Flag { flag, on, range });
         }
     }
-    Err(format!("unknown action at `{}`", cur.chars[cur.pos..].iter().collect::<String>()))
+    Err(format!("unknown action at `{}`", cur.rest()))
 }
 
 fn parse_rule(line: &str) -> Result<Rule, String> {
@@ -786,11 +744,11 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
     let mut frame_matchers = Vec::new();
     let mut exception_matchers = Vec::new();
 
-    cur.skip_spaces();
+    cur.skip_whitespace();
     if cur.eat('[') {
-        cur.skip_spaces();
+        cur.skip_whitespace();
         frame_matchers.push(parse_neighbour(&mut cur, Offset::Caller)?);
-        cur.skip_spaces();
+        cur.skip_whitespace();
         if !cur.eat('|') {
             return Err("expected `|` after a caller matcher `[ … ]`".to_owned());
         }
@@ -807,9 +765,9 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
         return Err("a rule starts with at least one matcher".to_owned());
     }
     let save = cur.pos;
-    cur.skip_spaces();
+    cur.skip_whitespace();
     if cur.eat('|') {
-        cur.skip_spaces();
+        cur.skip_whitespace();
         if !cur.eat('[') {
             return Err("expected `[` after `|`".to_owned());
         }
@@ -820,8 +778,8 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
 
     let mut actions = Vec::new();
     loop {
-        cur.skip_spaces();
-        if cur.at_end_or_comment() {
+        cur.skip_whitespace();
+        if at_end_or_comment(&cur) {
             break;
         }
         actions.push(parse_action(&mut cur)?);
