@@ -19,11 +19,11 @@
 //! `hash_from_values` is Sentry's: MD5 over the UTF-8 bytes of the values concatenated without a
 //! separator (`"foo"` → `acbd18db4cc2f85cedef654fccc4a4d8`, nothing → `d41d8cd98f00b204e9800998ecf8427e`).
 //!
-//! Where hashes differ from Sentry's on purpose (see also [`super::strategies`]): server-side
-//! fingerprinting rules (project rules and Sentry's built-in JavaScript rules) are not applied,
-//! stack-trace enhancement rules are reduced to a few default `-group` rules, native/C# function
-//! trimming is not ported, and message parameterization uses the
-//! 2023/24 pattern. The grouping config emulated is `newstyle:2023-01-11` (the one Relay stamps into
+//! Stack traces are normalized first (function trimming, Sentry's stack-trace rules:
+//! [`normalize_stacktraces_for_grouping`]), then a project's server-side fingerprinting rules apply
+//! ([`super::fingerprinting`]). Where hashes differ from Sentry's on purpose: Sentry's built-in
+//! fingerprinting rule sets (JavaScript chunk-load and hydration errors) are not applied, and message
+//! parameterization uses the 2023/24 pattern. The grouping config emulated is `newstyle:2023-01-11` (the one Relay stamps into
 //! `grouping_config`), including its legacy fingerprint-variable handling (unknown `{{ vars }}` stay
 //! as written).
 

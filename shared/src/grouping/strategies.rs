@@ -15,11 +15,12 @@
 //! `[stacktrace, type, (ns-error,) value]`, the "backwards" single-frame JavaScript URL check, context
 //! lines for `javascript`, `node`, `python`, `php` and `ruby` only.
 //!
-//! Deliberate approximations (hashes of such events can differ from Sentry's):
-//! - stack-trace rules ([`super::enhancers`]): the modifier pass has run over the event before
-//!   (`hashing::normalize_stacktraces_for_grouping`); the updater pass runs here per variant;
-//! - exception-group de-duplication compares a structural rendering of the exception components
-//!   instead of Python's component `repr`s.
+//! Stack-trace rules ([`super::enhancers`]): the modifier pass has run over the event before
+//! (`hashing::normalize_stacktraces_for_grouping`); the updater pass runs here, per variant.
+//!
+//! One approximation (hashes could differ from Sentry's, none does on Sentry's corpus):
+//! exception-group de-duplication compares a structural rendering of the exception components
+//! instead of Python's component `repr`s.
 
 use std::sync::LazyLock;
 
@@ -247,8 +248,9 @@ fn function_component(
 ) -> Component {
     let function = function.filter(|f| !f.is_empty());
     let raw_function = raw_function.filter(|f| !f.is_empty());
-    // C# prefers the raw name; everybody else prefers `function`. Sentry trims native and C# names
-    // here (`trim_function_name`); that trimming is not ported.
+    // C# prefers the raw name; everybody else prefers `function`, which
+    // `normalize_stacktraces_for_grouping` has already trimmed on native and C# frames (the original
+    // kept in `raw_function`), as Sentry does.
     let func = if platform == Some("csharp") { raw_function.or(function) } else { function.or(raw_function) };
     let Some(func) = func else {
         return Component::empty("function");
