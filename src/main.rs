@@ -12,6 +12,10 @@ use postflow::state;
 use shared::storage::seed::{Seed, load_seed};
 use shared::storage::table::Table;
 
+/// mimalloc for the local CLI (`serve`, the benchmarks): measured in BENCHMARKS §3 and §9.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "postflow",
