@@ -17,6 +17,7 @@
 //! | `DISALLOW_NEW_ENROLLMENT` | no | empty | comma-separated interface ids (`totp,sms,u2f`) |
 //! | `STREAM_MAX_ATTEMPTS` | no | 5 | attempts for the failed entries of a `PutRecords` call |
 //! | `EVENT_LEASE_SECS` | no | 30 | save-event's publishing lease on an event id; longer than the function timeout |
+//! | `EVENT_DEDUPE_SECS` | no | 3600 | how long an event id is remembered (the marker's TTL; never below the lease) |
 //! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
 //! | `SMS_SENDER` | no | `none` | `sns`: the SMS interface is available and texts go through Amazon SNS (Sentry: `sms.twilio-account`) |
 //! | `SMS_SENDER_ID` | no | – | alphanumeric sender id of the texts, where carriers support one |
@@ -305,6 +306,26 @@ mod tests {
         let req = Requirements { stream: false, invite_cookie_key: true };
         let err = Config::from_lookup(req, lookup(&[("TABLE_NAME", "t")])).unwrap_err();
         assert_eq!(err, ConfigError::Missing("INVITE_COOKIE_KEY"));
+    }
+
+    #[test]
+    fn the_dedupe_window_is_read_and_refused_when_not_positive() {
+        let c = Config::from_lookup(Requirements::default(), lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(c.event_dedupe_secs, 3600);
+        let c = Config::from_lookup(
+            Requirements::default(),
+            lookup(&[("TABLE_NAME", "t"), ("EVENT_DEDUPE_SECS", "60")]),
+        )
+        .unwrap();
+        assert_eq!(c.event_dedupe_secs, 60);
+        for bad in ["0", "-5", "an hour"] {
+            let err = Config::from_lookup(
+                Requirements::default(),
+                lookup(&[("TABLE_NAME", "t"), ("EVENT_DEDUPE_SECS", bad)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("EVENT_DEDUPE_SECS"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub enum GroupingRulesError {
 
 static BUILTIN: LazyLock<Arc<GroupingConfig>> = LazyLock::new(|| {
     Arc::new(GroupingConfig {
-        enhancements: Arc::new(Enhancements::builtin().clone()),
+        enhancements: Enhancements::shared_builtin(),
         fingerprinting: Arc::new(FingerprintingRules::default()),
     })
 });

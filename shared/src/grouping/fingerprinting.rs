@@ -353,13 +353,7 @@ impl<'a> EventValues<'a> {
         let mut frames = Vec::new();
         for frame in stacktraces.into_iter().flat_map(|s| list_at(s, &["frames"])).filter(|f| f.is_object()) {
             let text = |k: &str| frame.get(k).and_then(Value::as_str);
-            let frame_platform = text("platform").filter(|p| !p.is_empty()).or(platform);
-            let function = match (text("raw_function").filter(|f| !f.is_empty()), text("function")) {
-                (Some(_), f) => f.unwrap_or("").to_owned(),
-                (None, Some(f)) if !f.is_empty() => super::functions::trim_function_name(f, frame_platform),
-                _ => String::new(),
-            };
-            let function = if function.is_empty() { "<unknown>".to_owned() } else { function };
+            let function = super::functions::function_name_for_frame(frame, platform).into_owned();
             frames.push(Values {
                 text: vec![
                     ("function", Some(function)),
@@ -378,11 +372,7 @@ impl<'a> EventValues<'a> {
         let one = |key: &'static str, value: Option<String>| {
             vec![Values { text: vec![(key, value)], ..Default::default() }]
         };
-        let family = match platform {
-            Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
-            Some("javascript" | "node") => "javascript",
-            _ => "other",
-        };
+        let family = super::functions::behavior_family(platform);
         Self {
             log_info,
             exceptions,

@@ -10,13 +10,43 @@
 //! quirks (unbalanced brackets drop what follows, Python-style negative indexing when a Swift arrow
 //! is the first token), and so does this port, because grouping must give Sentry's hashes.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// Sentry's `get_behavior_family_for_platform`: `native`, `javascript` or `other`.
+pub fn behavior_family(platform: Option<&str>) -> &'static str {
+    match platform {
+        Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
+        Some("javascript" | "node") => "javascript",
+        _ => "other",
+    }
+}
+
 /// `get_behavior_family_for_platform(platform) == "native"`.
 pub fn is_native_platform(platform: Option<&str>) -> bool {
-    matches!(platform, Some("objc" | "cocoa" | "swift" | "native" | "c"))
+    behavior_family(platform) == "native"
+}
+
+/// Sentry's `get_function_name_for_frame` (what rules match a frame's `function` against): the stored
+/// name when a raw one was recorded (it is trimmed already), else the trimmed name; `<unknown>` when
+/// the frame has none. `platform` is the event's (a frame's own wins).
+pub(crate) fn function_name_for_frame<'a>(
+    frame: &'a serde_json::Value,
+    platform: Option<&str>,
+) -> Cow<'a, str> {
+    let text = |key: &str| frame.get(key).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+    let frame_platform = text("platform").or(platform);
+    let name: Cow<'a, str> = match (text("raw_function"), text("function")) {
+        (Some(_), function) => Cow::Borrowed(function.unwrap_or("")),
+        (None, Some(function)) => match trim_function_name(function, frame_platform) {
+            trimmed if trimmed == function => Cow::Borrowed(function),
+            trimmed => Cow::Owned(trimmed),
+        },
+        (None, None) => Cow::Borrowed(""),
+    };
+    if name.is_empty() { Cow::Borrowed("<unknown>") } else { name }
 }
 
 /// `trim_function_name(function, platform)`: the name grouping uses for `function`.

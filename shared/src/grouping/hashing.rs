@@ -181,9 +181,9 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
     let Some(data) = event.as_object_mut() else {
         return;
     };
-    // `find_stacktraces_in_data(include_raw=True)`: exceptions (with their exception as the rules'
-    // `error.*` data), the top-level stack trace, threads, then the raw stack traces of exceptions and
-    // threads. Only the set of per-stacktrace mixes matters.
+    // `find_stacktraces_in_data(include_raw=True)`: the stack traces of exceptions (with their exception
+    // as the rules' `error.*` data) and threads, their raw stack traces, and the top-level one. Each is
+    // normalized on its own, so their order does not matter; only the set of per-stacktrace mixes does.
     let mut mixes: Vec<&'static str> = Vec::new();
     for container_key in ["exception", "threads"] {
         let Some(values) =
@@ -191,11 +191,10 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
         else {
             continue;
         };
-        for container in values.iter_mut().filter(|c| c.is_object()) {
-            let exception = if container_key == "exception" {
-                ExceptionData::of(container)
-            } else {
-                ExceptionData::default()
+        for container in values.iter_mut() {
+            let exception = match container_key {
+                "exception" if container.is_object() => ExceptionData::of(container),
+                _ => ExceptionData::default(),
             };
             let Some(container) = container.as_object_mut() else {
                 continue;
@@ -206,6 +205,8 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
                 enhancements,
                 &exception,
             ));
+            let raw = container.get_mut("raw_stacktrace");
+            mixes.extend(normalize_frames(raw, platform, enhancements, &ExceptionData::default()));
         }
     }
     mixes.extend(normalize_frames(
@@ -214,21 +215,6 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
         enhancements,
         &ExceptionData::default(),
     ));
-    for container_key in ["exception", "threads"] {
-        let Some(values) =
-            data.get_mut(container_key).and_then(|c| c.get_mut("values")).and_then(Value::as_array_mut)
-        else {
-            continue;
-        };
-        for container in values.iter_mut().filter_map(Value::as_object_mut) {
-            mixes.extend(normalize_frames(
-                container.get_mut("raw_stacktrace"),
-                platform,
-                enhancements,
-                &ExceptionData::default(),
-            ));
-        }
-    }
     if mixes.is_empty() {
         return;
     }

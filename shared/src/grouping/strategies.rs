@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use super::compat::{collapse_whitespace, get_path, is_truthy, list_at, py_str, str_at};
 use super::enhancers::{Enhancements, ExceptionData, FrameViews};
+use super::functions::behavior_family;
 use super::parameterization::normalize_message_for_grouping;
 
 /// Platforms whose context lines are trusted for grouping (config `contextline_platforms`).
@@ -134,17 +135,8 @@ impl Component {
 }
 
 /// Components keyed by variant name; a leading `!` marks the priority variant (Sentry's `"!app"`),
-/// whose hash wins over an identical non-priority one.
+/// which is ignored when its hash equals a non-priority one's ([`finalize`]).
 type Variants = Vec<(&'static str, Component)>;
-
-/// `get_behavior_family_for_platform`.
-fn behavior_family(platform: Option<&str>) -> &'static str {
-    match platform {
-        Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
-        Some("javascript" | "node") => "javascript",
-        _ => "other",
-    }
-}
 
 /// `has_url_origin(path, files_count_as_urls)`.
 fn has_url_origin(path: Option<&str>, files_count_as_urls: bool) -> bool {

@@ -37,7 +37,7 @@
 //! translates them to Python regular expressions.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
@@ -149,6 +149,10 @@ pub struct Rule {
     /// The rule has a positive `category:` matcher on the frame itself, so it cannot match a stack
     /// trace without categorized frames.
     needs_category: bool,
+    /// It takes part in the modifier pass (an action that changes frames) and/or the updater pass
+    /// (an action on contributions or the stack trace), decided once at parse time.
+    modifier: bool,
+    updater: bool,
 }
 
 const NATIVE: u8 = 1;
@@ -170,16 +174,21 @@ pub struct Enhancements {
     rules: Vec<Rule>,
 }
 
-static DEFAULT: LazyLock<Enhancements> = LazyLock::new(|| {
+static DEFAULT: LazyLock<Arc<Enhancements>> = LazyLock::new(|| {
     // The built-in file is part of this crate and covered by tests; a parse failure there is a
     // build defect, answered with no rules rather than a panic in a handler.
-    Enhancements::parse(NEWSTYLE_2023_01_11).unwrap_or_default()
+    Arc::new(Enhancements::parse(NEWSTYLE_2023_01_11).unwrap_or_default())
 });
 
 impl Enhancements {
     /// The built-in rules of the default grouping config.
     pub fn builtin() -> &'static Enhancements {
         &DEFAULT
+    }
+
+    /// [`Enhancements::builtin`], shared (one parsed copy per process).
+    pub fn shared_builtin() -> Arc<Enhancements> {
+        DEFAULT.clone()
     }
 
     /// Parses rule text (one rule per line; blank lines and `#` comments skipped).
@@ -231,10 +240,9 @@ impl Enhancements {
         {
             let mut views: Vec<MatchFrame> =
                 positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
-            let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
-            let mut any_category = views.iter().any(|v| v.category.is_some());
+            let (families, mut any_category) = summary(&views);
             let mut matching = Vec::new();
-            for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_modifier)) {
+            for rule in self.rules.iter().filter(|r| r.modifier) {
                 if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
                     continue;
                 }
@@ -263,7 +271,11 @@ impl Enhancements {
             let Some(frame) = frames[position].as_object_mut() else { continue };
             match write {
                 Write::InApp(on) => set_in_app(frame, on),
-                Write::Category(category) => set_data(frame, "category", Value::String(category.to_owned())),
+                Write::Category(category) => {
+                    if let Some(data) = frame_data(frame) {
+                        data.insert("category".to_owned(), Value::String(category.to_owned()));
+                    }
+                }
             }
         }
     }
@@ -285,10 +297,9 @@ impl Enhancements {
     /// applied to each variant (matching does not depend on the components).
     pub(crate) fn updater_hits(&self, frames: &FrameViews, exception: &ExceptionData) -> UpdaterHits<'_> {
         let views = &frames.0;
-        let families = views.iter().fold(0, |bits, v| bits | family_bit(v.family));
-        let any_category = views.iter().any(|v| v.category.is_some());
+        let (families, any_category) = summary(views);
         let mut hits = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.actions.iter().any(Action::is_updater)) {
+        for rule in self.rules.iter().filter(|r| r.updater) {
             if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
                 continue;
             }
@@ -319,7 +330,8 @@ impl UpdaterHits<'_> {
                     }
                     Action::MaxFrames(n) => state.max_frames = *n,
                     Action::MinFrames(n) => state.min_frames = *n,
-                    Action::InvertStacktrace(b) => state.invert_stacktrace = *b,
+                    // Only the display order of Sentry's grouping info: nothing to keep for hashing.
+                    Action::InvertStacktrace(_) => {}
                     _ => {}
                 }
             }
@@ -342,7 +354,6 @@ impl UpdaterHits<'_> {
 pub(crate) struct StacktraceRules {
     pub max_frames: usize,
     pub min_frames: usize,
-    pub invert_stacktrace: bool,
 }
 
 impl StacktraceRules {
@@ -391,24 +402,25 @@ pub(crate) fn set_in_app(frame: &mut Map<String, Value>, value: bool) {
         Some(b) => i64::from(b),
         None => -1,
     };
-    let data = frame.entry("data").or_insert_with(|| Value::Object(Map::new()));
-    if data.is_null() {
-        *data = Value::Object(Map::new());
-    }
-    if let Some(data) = data.as_object_mut() {
+    if let Some(data) = frame_data(frame) {
         data.entry("orig_in_app").or_insert(Value::from(orig));
     }
     frame.insert("in_app".to_owned(), Value::Bool(value));
 }
 
-fn set_data(frame: &mut Map<String, Value>, key: &str, value: Value) {
+/// The frame's `data` object, created when missing or `null` (`None` when it is something else).
+fn frame_data(frame: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
     let data = frame.entry("data").or_insert_with(|| Value::Object(Map::new()));
     if data.is_null() {
         *data = Value::Object(Map::new());
     }
-    if let Some(data) = data.as_object_mut() {
-        data.insert(key.to_owned(), value);
-    }
+    data.as_object_mut()
+}
+
+/// The frame families present in a stack trace (bits) and whether any frame is categorized: what
+/// [`Rule::can_match`] checks before looking at frames.
+fn summary(views: &[MatchFrame]) -> (u8, bool) {
+    (views.iter().fold(0, |bits, v| bits | family_bit(v.family)), views.iter().any(|v| v.category.is_some()))
 }
 
 /// A change the modifier pass makes to a frame.
@@ -467,25 +479,9 @@ impl<'a> MatchFrame<'a> {
     fn of(frame: &'a Value, platform: Option<&'a str>) -> Self {
         let text = |key: &str| frame.get(key).and_then(Value::as_str);
         let truthy = |key: &str| text(key).filter(|s| !s.is_empty());
-        let frame_platform = truthy("platform").or(platform);
-        // `get_function_name_for_frame`: the stored name when a raw one exists (already trimmed),
-        // else the trimmed name; `<unknown>` when there is none.
-        let function: Cow<'a, str> = match (truthy("raw_function"), truthy("function")) {
-            (Some(_), function) => Cow::Borrowed(function.unwrap_or("")),
-            (None, Some(function)) => match super::functions::trim_function_name(function, frame_platform) {
-                trimmed if trimmed == function => Cow::Borrowed(function),
-                trimmed => Cow::Owned(trimmed),
-            },
-            (None, None) => Cow::Borrowed(""),
-        };
-        let function = if function.is_empty() { Cow::Borrowed("<unknown>") } else { function };
         Self {
-            family: match frame_platform {
-                Some("objc" | "cocoa" | "swift" | "native" | "c") => "native",
-                Some("javascript" | "node") => "javascript",
-                _ => "other",
-            },
-            function,
+            family: super::functions::behavior_family(truthy("platform").or(platform)),
+            function: super::functions::function_name_for_frame(frame, platform),
             module: text("module"),
             package: text("package").map(PathValue::new),
             path: truthy("abs_path").or_else(|| text("filename")).map(PathValue::new),
@@ -801,7 +797,9 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
             _ => {}
         }
     }
-    Ok(Rule { frame_matchers, exception_matchers, actions, families, needs_category })
+    let modifier = actions.iter().any(Action::is_modifier);
+    let updater = actions.iter().any(Action::is_updater);
+    Ok(Rule { frame_matchers, exception_matchers, actions, families, needs_category, modifier, updater })
 }
 
 #[cfg(test)]
