@@ -410,4 +410,16 @@ mod retention_tests {
         assert_eq!(t.dump().len(), 2);
         assert!(t.get(&Key::new("EVT#1#a", "MARK")).await.unwrap().is_none());
     }
+
+    #[tokio::test]
+    async fn items_are_counted_by_key_prefix() {
+        let t = MemoryTable::default();
+        for k in [Key::new("EVT#1#a", "MARK"), Key::new("EVT#1#b", "MARK"), Key::new("GROUP#1", "GROUP")] {
+            t.transact(vec![WriteOp::Put { item: item(&k), cond: None }]).await.unwrap();
+        }
+        let counts = t.count_by_pk_prefix();
+        assert_eq!(counts.get("EVT"), Some(&2));
+        assert_eq!(counts.get("GROUP"), Some(&1));
+        assert_eq!(counts.len(), 2);
+    }
 }
