@@ -48,7 +48,7 @@ fn event_id() -> String {
 }
 
 /// An event of about `bytes` bytes whose `extra.a` is an array of zeros (the costliest JSON shape to
-/// parse: one tree node per two bytes).
+/// parse: one tree node per two bytes; trimmed to Relay's 16 KiB while parsed).
 fn zeros_event(bytes: usize) -> Value {
     let now = crate::scenario::now_secs();
     let mut e = json!({"event_id": event_id(), "message": "zeros", "timestamp": now, "platform": "python"});
@@ -100,7 +100,17 @@ const CASES: &[(&str, Build, u16, usize)] = &[
     ("valid key, 1 × 0.9 MiB event, gzip", || bomb(KEY, 1), 200, 1),
     ("valid key, 19 × 0.9 MiB events, gzip", || bomb(KEY, 19), 200, 19),
     ("valid key, 1 small event", || envelope(KEY, &[small()], None), 200, 1),
+    ("valid key, 0.9 MiB of numbers outside extra", || envelope(KEY, &[dense()], Some("gzip")), 413, 1),
 ];
+
+/// The zeros of [`zeros_event`] as the event's fingerprint, where no bag trims them: refused (413) as
+/// denser than the parser builds.
+fn dense() -> Vec<u8> {
+    let mut e = zeros_event(EVENT_BYTES);
+    e["fingerprint"] = e["extra"]["a"].take();
+    e["extra"] = json!({});
+    e.to_string().into_bytes()
+}
 
 fn small() -> Vec<u8> {
     json!({"event_id": event_id(), "message": "small", "timestamp": crate::scenario::now_secs(), "platform": "python",

@@ -194,7 +194,11 @@ impl SaveEvent {
             self.grouping.get(project.id, &project.grouping_enhancements, &project.fingerprinting_rules);
         let mut prepared: Vec<(SaveJob, Value)> = Vec::with_capacity(ingested.events.len());
         for ev in std::mem::take(&mut ingested.events) {
-            prepared.push(prepare(ev.payload, ev.kind, ingested.project_id, &grouping));
+            let (job, event) = prepare(ev.payload, ev.kind, ingested.project_id, &grouping);
+            // Before anything is written: the event must still fit one stream record.
+            ingest::check_stored_size(&event, ev.kind, ev.payload_bytes, &self.limits)
+                .map_err(ingest_error)?;
+            prepared.push((job, event));
         }
 
         // The group-hash reads (a warm Lambda reads none).

@@ -300,7 +300,7 @@ async fn one_event_per_envelope_and_the_largest_request() {
     // gzip: 200, one event saved and streamed (its record under Kinesis's 1 MiB).
     let limits = shared::ingest::envelope::Limits::default();
     let limit = limits.max_event_bytes;
-    let big = zeros_event(limit - (128 << 10)).to_string().into_bytes();
+    let big = strings_event(limit - (128 << 10)).to_string().into_bytes();
     let items: Vec<(&str, Vec<u8>)> = (0..19).map(|_| ("event", big.clone())).collect();
     let mut req = raw_envelope(42, KEY, gzip(&envelope_body(None, &items)));
     req.headers.push(("content-encoding".into(), "gzip".into()));
@@ -312,7 +312,7 @@ async fn one_event_per_envelope_and_the_largest_request() {
 
     // An item within the 1 MiB item limit whose normalized event would not fit a stream record: 413
     // before anything is written (not a 500 after the group was created).
-    let near = zeros_event(limit - 64).to_string().into_bytes();
+    let near = strings_event(limit - 64).to_string().into_bytes();
     assert!(near.len() <= limit);
     let before = env.event_items().await;
     let r = env.send(&raw_envelope(42, KEY, envelope_body(None, &[("event", near)]))).await;

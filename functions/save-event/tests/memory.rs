@@ -24,59 +24,112 @@ async fn peak_during<T, F: std::future::Future<Output = T>>(f: F) -> (T, usize) 
 
 const MIB: f64 = 1048576.0;
 
+use serde_json::{Value, json};
+
+/// A 0.9 MiB event whose JSON parses into the densest tree the parser accepts: `modules` entries
+/// (~10 bytes of tree per byte) up to just under the limit, the rest a long message.
+fn densest_accepted_event(bytes: usize) -> Value {
+    let limit = shared::ingest::parse::tree_limit(bytes);
+    // tree bytes of one `"m00000":"1",` entry (13 bytes): entry 40 + key 6 + value 80 + 1
+    let entries = (limit * 95 / 100 - bytes) / (126 - 12);
+    let modules: serde_json::Map<String, Value> =
+        (0..entries).map(|i| (format!("m{i:05}"), Value::from("1"))).collect();
+    let mut e = make_event(json!({ "modules": modules }));
+    let pad = bytes.saturating_sub(e.to_string().len());
+    e["message"] = Value::from("m".repeat(pad));
+    e
+}
+
+/// Android's ANR event of Sentry's grouping corpus (every thread's stack: the densest real event
+/// there, ~6 bytes of tree per byte) with its threads repeated up to `bytes`.
+fn android_anr_event(bytes: usize) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/sentry-grouping-corpus/inputs/android-anr.json");
+    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fresh = make_event(json!({}));
+    e["event_id"] = fresh["event_id"].clone();
+    e["timestamp"] = fresh["timestamp"].clone();
+    let threads = e["threads"]["values"].as_array().unwrap().clone();
+    let mut i = 0;
+    while e.to_string().len() < bytes {
+        let mut t = threads[i % threads.len()].clone();
+        t["id"] = Value::from(1000 + i);
+        e["threads"]["values"].as_array_mut().unwrap().push(t);
+        i += 1;
+    }
+    e
+}
+
 /// One test (the counters are process-wide): each case's peak, printed, and held to its bound.
 #[tokio::test(flavor = "current_thread")]
 async fn peak_memory_per_request() {
     let env = memory_env().await;
     let made_up = "deadbeefdeadbeefdeadbeefdeadbeef";
     let event_bytes = 896 << 10;
-    let big_len = zeros_event(event_bytes).to_string().len();
-    let decompressed = |n: usize| (n * big_len) as f64 / MIB;
     // Each request gets its own event id (the same id again would be a duplicate).
-    let bomb = |key: &str, n: usize| {
-        let big = zeros_event(event_bytes).to_string().into_bytes();
-        let items: Vec<(&str, Vec<u8>)> = (0..n).map(|_| ("event", big.clone())).collect();
+    let envelope = |key: &str, events: Vec<Value>| {
+        let items: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+        let decompressed = items.iter().map(Vec::len).sum::<usize>() as f64 / MIB;
+        let items: Vec<(&str, Vec<u8>)> = items.into_iter().map(|b| ("event", b)).collect();
         let mut r = raw_envelope(42, key, gzip(&envelope_body(None, &items)));
         r.headers.push(("content-encoding".into(), "gzip".into()));
-        r
+        (r, decompressed)
+    };
+    let zeros = |n: usize| (0..n).map(|_| zeros_event(event_bytes)).collect::<Vec<_>>();
+    let dense_outside_extra = || {
+        let mut e = zeros_event(event_bytes);
+        e["fingerprint"] = e["extra"]["a"].take();
+        e["extra"] = json!({});
+        e
     };
     // Warm the key cache and the handler's lazies, so the cases measure the request alone.
-    let warm = bomb(KEY, 1);
-    assert_eq!(env.handler.handle_api(&warm).await.status, 200);
-    assert_eq!(env.handler.handle_api(&bomb(made_up, 1)).await.status, 403);
+    assert_eq!(env.handler.handle_api(&envelope(KEY, zeros(1)).0).await.status, 200);
+    assert_eq!(env.handler.handle_api(&envelope(made_up, zeros(1)).0).await.status, 403);
 
     let cases = [
-        ("unknown key, 19 events gzip", bomb(made_up, 19), 403, 19),
-        ("valid key, 1 event gzip", bomb(KEY, 1), 200, 1),
-        ("valid key, 19 events gzip (1 parsed)", bomb(KEY, 19), 200, 19),
+        ("unknown key, 19 zeros events", envelope(made_up, zeros(19)), 403),
+        ("zeros in extra (trimmed), 1 event", envelope(KEY, zeros(1)), 200),
+        ("zeros in extra, 19 events (1 parsed)", envelope(KEY, zeros(19)), 200),
+        ("zeros outside extra (refused)", envelope(KEY, vec![dense_outside_extra()]), 413),
+        ("Android ANR, threads to 0.7 MiB", envelope(KEY, vec![android_anr_event(700 << 10)]), 200),
+        // Grouping adds in-app flags and `data` to its 20,000 frames: past one stream record, refused
+        // before anything is written (was a 500 after the save).
+        (
+            "Android ANR, 0.9 MiB (too large grouped)",
+            envelope(KEY, vec![android_anr_event(event_bytes)]),
+            413,
+        ),
+        ("densest accepted tree, 0.9 MiB", envelope(KEY, vec![densest_accepted_event(event_bytes)]), 200),
     ];
-    let mut peaks = Vec::new();
-    for (name, req, status, events) in cases {
+    let mut per_mib = Vec::new();
+    for (name, (req, decompressed), status) in cases {
         let (got, peak) = peak_during(env.handler.handle_api(&req)).await.into_status();
         assert_eq!(got, status, "{name}");
         let mib = peak as f64 / MIB;
         eprintln!(
-            "{name:<40} request {:>8} B  decompressed {:>6.1} MiB  peak {mib:>6.1} MiB",
+            "{name:<40} {got}  request {:>8} B  decompressed {decompressed:>5.1} MiB  peak {mib:>5.1} MiB  per MiB {:>5.1}",
             req.body.len(),
-            decompressed(events)
+            mib / decompressed
         );
-        peaks.push(mib);
+        per_mib.push((name, mib, mib / decompressed));
     }
     // Unknown key: the 64 KiB envelope-header prefix and little else (the 17 MiB it would inflate to
     // are never decoded).
-    assert!(peaks[0] < 0.5, "unknown key peaked at {:.2} MiB", peaks[0]);
-    // One accepted event of 0.9 MiB: almost all of it is the parsed tree — about 80 bytes of
-    // `serde_json::Value` (with `preserve_order`) per 2-byte array element `0,` of this all-numbers
-    // JSON, the worst shape there is — plus the record and the stream's copies (~3 MiB).
-    let per_mib = peaks[1] / decompressed(1);
-    eprintln!("peak per MiB of decompressed event: {per_mib:.1} MiB");
-    assert!(per_mib < 48.0, "{per_mib:.1} MiB per MiB");
+    assert!(per_mib[0].1 < 0.5, "{per_mib:?}");
+    // `extra` is trimmed while it is parsed: the 0.9 MiB bomb (45 MiB per MiB before) holds
+    // its 16 KiB bag and little else.
+    assert!(per_mib[1].2 < 2.5, "{per_mib:?}");
+    // A tree denser than 8 bytes per byte of JSON is refused while it is built: under 10 per MiB.
+    assert!(per_mib[3].2 < 10.5, "{per_mib:?}");
+    // What is accepted: the tree (at most 8 bytes per byte, real events 3–6), the stream record
+    // and the stream's copy of it. Measured: Android ANR 11.5, the densest tree accepted 15.1 per MiB.
+    for (name, _, ratio) in &per_mib[4..] {
+        assert!(*ratio <= 16.0, "{name}: {ratio:.1} MiB per MiB");
+    }
     // 19 events: one is parsed; the rest is the decompressed body (17 MiB, under the 20 MiB limit, in a
-    // buffer that grew by doubling: up to twice that).
-    // The largest request we accept peaks near 70 MiB: within save-event's 256 MB with room to spare
-    // (before: every event parsed and held, 19 × ~40 MiB).
-    assert!(peaks[2] < peaks[1] + 2.0 * decompressed(19) + 1.0, "{:.1} MiB", peaks[2]);
-    assert!(peaks[2] < 96.0, "{:.1} MiB", peaks[2]);
+    // buffer that grew by doubling: up to twice that). The largest request we accept stays far inside
+    // save-event's 256 MB.
+    assert!(per_mib[2].1 < 2.0 * 19.0 * event_bytes as f64 / MIB + 4.0, "{per_mib:?}");
 }
 
 trait IntoStatus {

@@ -10,12 +10,14 @@
 //!   envelope `dsn` header.
 //! * [`decode`] — `Content-Encoding` (gzip, deflate, br, zstd), bounded while streaming.
 //! * [`envelope`] — envelope framing, item types, limits; [`envelope::store`] for `/store/`.
+//! * [`parse`] — an event item's JSON into a tree of bounded size (`extra` trimmed as Relay trims it).
 //! * [`normalize`] — Relay-compatible normalization of events and transactions.
 
 pub mod auth;
 pub mod decode;
 pub mod envelope;
 pub mod normalize;
+pub mod parse;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -84,6 +86,17 @@ pub enum IngestError {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// An event/transaction item's parsed tree would take more memory than its size allows
+    /// ([`parse::tree_limit`]: 6 bytes per byte of JSON, at least 4 MiB).
+    #[error(
+        "envelope exceeded size limits for type '{item_type}' (its JSON is too dense: over {limit} bytes once parsed)"
+    )]
+    TooDense {
+        /// The item's type.
+        item_type: String,
+        /// The limit for this item.
+        limit: usize,
+    },
 }
 
 impl IngestError {
@@ -91,6 +104,7 @@ impl IngestError {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadProject | Self::EmptyBody | Self::InvalidEvent { .. } => 400,
+            Self::TooDense { .. } => 413,
             Self::Auth(e) => e.status(),
             Self::Decode(e) => e.status(),
             Self::Envelope(e) => e.status(),
@@ -139,6 +153,36 @@ pub struct IngestedEvent {
     pub kind: EventKind,
     /// The normalized event.
     pub payload: Value,
+    /// Bytes of the item's JSON as sent (decompressed).
+    pub payload_bytes: usize,
+}
+
+/// Refuses (413) an event whose JSON has grown past what one stream record holds: checked after
+/// normalization and again once grouping has written into it (in-app flags and `data` on every
+/// frame can add a third to a large native or Android event). Only events sent with at least
+/// [`Limits::NORMALIZED_CHECK_FROM`] bytes can reach the limit; smaller ones are not measured.
+pub fn check_stored_size(
+    event: &Value,
+    kind: EventKind,
+    payload_bytes: usize,
+    limits: &Limits,
+) -> Result<(), IngestError> {
+    if payload_bytes < Limits::NORMALIZED_CHECK_FROM {
+        return Ok(());
+    }
+    let size = json_size(event);
+    if size > limits.max_normalized_event_bytes {
+        let item_type = match kind {
+            EventKind::Event => "event",
+            EventKind::Transaction => "transaction",
+        };
+        return Err(IngestError::Envelope(EnvelopeError::ItemTooLarge {
+            item_type: item_type.to_owned(),
+            size,
+            limit: limits.max_normalized_event_bytes,
+        }));
+    }
+    Ok(())
 }
 
 /// An event that is not saved: normalization rejected it (invalid transactions), or it is a second
@@ -378,8 +422,13 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
             }
         };
         has_event = true;
-        let payload: Value = serde_json::from_slice(&item.payload).map_err(|e| {
-            IngestError::InvalidEvent { item_type: item.ty.as_str().to_owned(), source: Some(e) }
+        let payload = parse::parse_event(&item.payload).map_err(|e| match e {
+            parse::ParseError::Json(e) => {
+                IngestError::InvalidEvent { item_type: item.ty.as_str().to_owned(), source: Some(e) }
+            }
+            parse::ParseError::TooDense { limit } => {
+                IngestError::TooDense { item_type: item.ty.as_str().to_owned(), limit }
+            }
         })?;
         let Value::Object(mut payload) = payload else {
             return Err(IngestError::InvalidEvent { item_type: item.ty.as_str().to_owned(), source: None });
@@ -395,19 +444,15 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
         }
         match normalize_event(Value::Object(payload), &config) {
             Ok(normalized) => {
-                if item.payload.len() >= Limits::NORMALIZED_CHECK_FROM {
-                    let size = json_size(&normalized);
-                    if size > limits.max_normalized_event_bytes {
-                        return Err(IngestError::Envelope(EnvelopeError::ItemTooLarge {
-                            item_type: item.ty.as_str().to_owned(),
-                            size,
-                            limit: limits.max_normalized_event_bytes,
-                        }));
-                    }
-                }
+                check_stored_size(&normalized, kind, item.payload.len(), limits)?;
                 let event_id =
                     normalized.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                events.push(IngestedEvent { event_id, kind, payload: normalized });
+                events.push(IngestedEvent {
+                    event_id,
+                    kind,
+                    payload: normalized,
+                    payload_bytes: item.payload.len(),
+                });
             }
             Err(reason) => dropped.push(DroppedEvent {
                 event_id: sent_id.or_else(|| envelope.headers.event_id.clone()),

@@ -175,6 +175,8 @@ impl Pipeline {
             Begin::Saved(r) | Begin::Resume(r) => r,
         };
         let record = stream_record(&job, &mut event, &result)?;
+        // The record carries all of it now: free the tree before the stream takes its copies.
+        drop(event);
         match self.stream.publish_until(vec![record], deadline).await {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -120,6 +120,24 @@ pub fn zeros_event(bytes: usize) -> Value {
     e
 }
 
+/// An event of about `bytes` of JSON whose `extra` holds strings of 10,000 characters (each a bag
+/// Relay keeps whole): large once parsed and stored, unlike [`zeros_event`], which is trimmed.
+pub fn strings_event(bytes: usize) -> Value {
+    let mut e = make_event(json!({"message": "strings"}));
+    let base = e.to_string().len() + r#","extra":{}"#.len();
+    let mut left = bytes.saturating_sub(base);
+    let mut extra = serde_json::Map::new();
+    while left > 0 {
+        let key = format!("k{:04}", extra.len());
+        let overhead = key.len() + 6; // "key":"…",
+        let len = left.saturating_sub(overhead).min(10_000);
+        left = left.saturating_sub(overhead + len);
+        extra.insert(key, Value::from("s".repeat(len)));
+    }
+    e["extra"] = Value::Object(extra);
+    e
+}
+
 /// A raw envelope body: a header (`dsn` when given) and one item per payload.
 pub fn envelope_body(dsn: Option<&str>, items: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut body = match dsn {

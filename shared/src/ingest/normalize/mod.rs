@@ -12,7 +12,9 @@
 //! * the envelope `sent_at` clock-drift correction (|drift| ≥ 55 min) is applied here, as the
 //!   Relay *server* does before normalizing; the 0.10.1 Python binding ignores `sent_at`;
 //! * no `_meta` is produced (errors are reported in `errors` only);
-//! * databag trimming (`extra`, `request`, `contexts` sizes) and PII scrubbing are not done.
+//! * databag trimming of `extra` happens while the payload is parsed (`super::parse`), exactly as
+//!   Relay's; the other databags (`request`, `contexts`, breadcrumb data, frame vars) are not trimmed,
+//!   and PII scrubbing is not done.
 //!
 //! Module map: `timestamps` (parsing, drift, future/past clamping), `fields` (scalar fields:
 //! event id, level, release, environment, dist, logentry, fingerprint, user, …), `tags`,
