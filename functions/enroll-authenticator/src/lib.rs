@@ -16,35 +16,35 @@
 //! Sequential DynamoDB round trips of POST: 2 (one concurrent read round — rate-limit counter, the
 //! caller's partition, the pending invite — then one transaction), with or without a pending invite.
 
+mod interfaces;
+
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::backends::Backends;
 use shared::config::Config;
 use shared::domain::cookie::{COOKIE_NAME, InviteCookie};
 use shared::domain::enroll::{
-    ALREADY_ENROLLED, DISALLOWED_NEW_ENROLLMENT, INVALID_SECRET, PENDING_TTL_SECS, RATE_LIMITED,
-    SecurityActivity, SmsBody, U2fBody, new_authenticator, new_recovery_codes, recovery_codes_needed,
-    validate_sms_body, validate_totp_body, validate_u2f_body,
+    ALREADY_ENROLLED, DISALLOWED_NEW_ENROLLMENT, PENDING_TTL_SECS, RATE_LIMITED, SecurityActivity,
+    new_authenticator, new_recovery_codes, recovery_codes_needed,
 };
-use shared::domain::enroll::{Consume, EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
-use shared::domain::interfaces::{EnrollmentStatus, info, serialize, sms_form, totp_form, u2f_form};
+use shared::domain::enroll::{EnrollOutcome, Enrollment, InviteAction, InviteResult, Mode};
 use shared::domain::invite::{
     Acceptance, InviteHelper, InviteLookup, PostDecision, post_decision, resolve_context,
 };
 use shared::domain::org::OrgRef;
-use shared::domain::otp::{Totp, generate_secret, provision_uri};
-use shared::domain::sms;
-use shared::domain::user::{Authenticator, InterfaceType, PendingSecret, UserState};
-use shared::domain::webauthn::{self, Registrar, WebAuthnError};
+use shared::domain::otp::generate_secret;
+use shared::domain::user::{Authenticator, InterfaceType, UserState};
+use shared::domain::webauthn::{self, Registrar};
 use shared::error::ApiError;
 use shared::http::{ApiHandler, ApiRequest, Claims, Reply};
-use shared::ports::{
-    Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, TextMessage, random_hex_id,
-};
+use shared::ports::{Clock, EnrollmentStore, InviteStore, Random, RateLimiter, SmsSender, random_hex_id};
 use shared::secret::Secret;
 use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::orgs::TableInviteStore;
+
+pub use interfaces::secret_fingerprint;
+use interfaces::{Posted, Shown, Step, interface};
 
 pub struct EnrollAuthenticator {
     pub enrollment: Arc<dyn EnrollmentStore>,
@@ -57,22 +57,6 @@ pub struct EnrollAuthenticator {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub config: Arc<Config>,
-}
-
-/// The validated POST body of each interface.
-enum PostBody {
-    Totp(String),
-    Sms(SmsBody),
-    U2f(U2fBody),
-}
-
-/// What a verified POST enrolls.
-struct Verified {
-    config: Value,
-    consume: Consume,
-    otp_counter: Option<(String, i64, i64)>,
-    credential: Option<String>,
-    device_name: Option<String>,
 }
 
 /// Whose authenticators the path names.
@@ -201,76 +185,27 @@ impl EnrollAuthenticator {
                 (*s, email)
             }
         };
-        let enrolled = state.authenticator(kind);
-        let info = info(kind);
         let disallow = self.config.disallow_new_enrollment.contains(kind.id());
-        match kind {
-            InterfaceType::Totp => {
-                let status =
-                    if enrolled.is_some() { EnrollmentStatus::Rotation } else { EnrollmentStatus::New };
-                let secret = self.issue_secret(caller, kind).await?;
-                // Rotation shows a fresh, unsaved interface (Sentry: `isEnrolled: false`, no authId).
-                let mut body = serialize(&info, status, None, disallow);
-                body["form"] = totp_form();
-                body["secret"] = json!(secret.expose());
-                let account = email.unwrap_or_else(|| state.user_id.clone());
-                body["qrcode"] = json!(provision_uri(&account, &self.config.totp_issuer, &secret));
-                Ok(Reply::json(200, body))
-            }
-            InterfaceType::Sms => {
-                if enrolled.is_some() {
-                    return Err(ApiError::details(400, ALREADY_ENROLLED));
-                }
-                let secret = self.issue_secret(caller, kind).await?;
-                let mut body = serialize(&info, EnrollmentStatus::New, None, disallow);
-                body["phone"] = Value::Null;
-                body["form"] = sms_form();
-                body["secret"] = json!(secret.expose());
-                Ok(Reply::json(200, body))
-            }
-            InterfaceType::U2f => {
-                // Multi-enrollment: an enrolled u2f shows its authenticator and status "multi".
-                let status = if enrolled.is_some() { EnrollmentStatus::Multi } else { EnrollmentStatus::New };
-                let mut body = serialize(&info, status, enrolled, disallow);
-                body["form"] = u2f_form();
-                // The ceremony is the caller's (POST always enrolls the caller, a superuser included):
-                // the caller's devices are excluded and the state is bound to the caller.
-                let own = if state.user_id == caller.sub {
-                    state.authenticator(kind).map(|a| a.config.clone())
-                } else {
-                    self.enrollment
-                        .load_user(&caller.sub)
-                        .await?
-                        .authenticator(kind)
-                        .map(|a| a.config.clone())
-                };
-                let name = caller.email.clone().unwrap_or_else(|| caller.sub.clone());
-                let (challenge, ceremony) =
-                    self.registrar()?.start(&caller.sub, &name, own.as_ref()).map_err(webauthn_error)?;
-                let expires = self.clock.now_secs() + PENDING_TTL_SECS;
-                self.enrollment.put_webauthn_state(&caller.sub, &ceremony, expires).await?;
-                body["challenge"] = challenge;
-                Ok(Reply::json(200, body))
-            }
-            // Recovery codes cannot be enrolled here: enrolled → "Already enrolled"; otherwise there is
-            // no enrollment form (Sentry: KeyError → 500; here 404, DECISIONS 1).
-            InterfaceType::Recovery if enrolled.is_some() => Err(ApiError::details(400, ALREADY_ENROLLED)),
-            InterfaceType::Recovery => Err(ApiError::ResourceDoesNotExist),
-        }
+        interface(kind).show(self, Shown { caller, state, email, disallow }).await
     }
 
-    /// Issues a TOTP/SMS secret bound to the caller for 15 minutes (DECISIONS 2).
-    /// SMS also gets a server-only code key: the texted codes derive from it and the number, so the
-    /// client (who holds `secret`) cannot compute them (see `shared::domain::sms`).
-    async fn issue_secret(&self, caller: &Claims, kind: InterfaceType) -> Result<Secret, ApiError> {
+    /// Issues a secret bound to the caller for 15 minutes (DECISIONS 2), with a server-only code key
+    /// when asked (SMS: the texted codes derive from it and the number, so the client, who holds
+    /// `secret`, cannot compute them; see `shared::domain::sms`).
+    pub(crate) async fn issue_secret(
+        &self,
+        caller: &Claims,
+        kind: InterfaceType,
+        with_code_key: bool,
+    ) -> Result<Secret, ApiError> {
         let secret = generate_secret(self.random.as_ref());
-        let code_key = (kind == InterfaceType::Sms).then(|| generate_secret(self.random.as_ref()));
+        let code_key = with_code_key.then(|| generate_secret(self.random.as_ref()));
         let expires = self.clock.now_secs() + PENDING_TTL_SECS;
         self.enrollment.put_pending_secret(&caller.sub, kind, &secret, code_key.as_ref(), expires).await?;
         Ok(secret)
     }
 
-    fn registrar(&self) -> Result<&Registrar, ApiError> {
+    pub(crate) fn registrar(&self) -> Result<&Registrar, ApiError> {
         self.webauthn.as_deref().ok_or_else(|| {
             tracing::error!("u2f is available but no WebAuthn relying party was built");
             ApiError::Internal
@@ -311,19 +246,13 @@ impl EnrollAuthenticator {
         let user = user?;
         let invite = invite?;
 
-        let kind = match interface_id {
-            "totp" => InterfaceType::Totp,
-            "sms" => InterfaceType::Sms,
-            "u2f" => InterfaceType::U2f,
-            _ => return Err(ApiError::NotFoundEmpty),
-        };
+        let kind = InterfaceType::from_id(interface_id).ok_or(ApiError::NotFoundEmpty)?;
+        let iface = interface(kind);
+        if !iface.enrolls_here() {
+            return Err(ApiError::NotFoundEmpty);
+        }
         let body = req.json_object()?;
-        let parsed = match kind {
-            InterfaceType::Totp => PostBody::Totp(validate_totp_body(&body)?),
-            InterfaceType::Sms => PostBody::Sms(validate_sms_body(&body)?),
-            InterfaceType::U2f => PostBody::U2f(validate_u2f_body(&body)?),
-            InterfaceType::Recovery => return Err(ApiError::NotFoundEmpty),
-        };
+        let parsed = iface.validate(&body)?;
         if !self.available(kind) {
             return Err(ApiError::ResourceDoesNotExist);
         }
@@ -331,7 +260,7 @@ impl EnrollAuthenticator {
             return Err(ApiError::details(403, DISALLOWED_NEW_ENROLLMENT));
         }
         let existing = user.authenticator(kind).cloned();
-        let info = info(kind);
+        let info = iface.info();
         let mode = match &existing {
             Some(a) if info.allow_rotation_in_place => Mode::Rotate { version: a.version },
             Some(a) if info.allow_multi_enrollment => Mode::Append { version: a.version },
@@ -345,76 +274,14 @@ impl EnrollAuthenticator {
         // A retry of an enrollment that already committed (its answer was lost: a timeout, a dropped
         // connection) finds the secret consumed and the authenticator holding that very secret: the
         // same outcome again, 204, and nothing written.
-        if already_enrolled_with(&user, kind, &body, now) {
+        if iface.repeats_enrollment(&user, &body, now) {
             tracing::info!(user_id = %caller.sub, interface = kind.id(), "enrollment already completed (retry)");
             return Ok(Reply::empty(204));
         }
-        let verified = match parsed {
-            PostBody::Totp(otp) => {
-                let secret = pending_secret(&body, &user, kind, now)?.secret.clone();
-                let totp =
-                    Totp::authenticator_app(&secret).ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
-                let (scope, counter) = verify_code(&totp, &secret, kind, &otp, &user, now)?;
-                Verified {
-                    config: json!({"secret": secret.expose()}),
-                    otp_counter: Some((scope, counter, totp.valid_until(counter) + 60)),
-                    consume: Consume::Secret { interface: kind, secret, phone: None },
-                    credential: None,
-                    device_name: None,
-                }
-            }
-            PostBody::Sms(sms_body) => {
-                let pending = pending_secret(&body, &user, kind, now)?;
-                let secret = pending.secret.clone();
-                let server_key =
-                    pending.code_key.as_ref().ok_or_else(|| ApiError::details(400, INVALID_SECRET))?;
-                // Invalid numbers, countries outside the allow-list and premium-rate or other high-cost
-                // number types are refused before anything is texted (SMS pumping).
-                let e164 = sms::textable_e164(&sms_body.phone, &self.config.sms_allowed_countries)
-                    .map_err(|r| ApiError::field_error("phone", r.message()))?;
-                // The codes for this number: TOTP (45 s) over a key derived from the server-only key.
-                let key = sms::code_key(server_key, &e164);
-                let totp = Totp::sms(&key).ok_or(ApiError::Internal)?;
-                let otp = match sms_body.otp {
-                    // No `otp` key: text the code (Sentry: `"otp" not in request.data`).
-                    None => return self.send_text(req, caller, &secret, &totp, &e164, now).await,
-                    Some(Some(otp)) if !otp.is_empty() => otp,
-                    Some(_) => return Err(ApiError::InvalidOtp),
-                };
-                // Only a number a code was texted to can be enrolled.
-                if pending.phone.as_deref() != Some(e164.as_str()) {
-                    return Err(ApiError::InvalidOtp);
-                }
-                let (scope, counter) = verify_code(&totp, &key, kind, &otp, &user, now)?;
-                Verified {
-                    // The enrolled secret is the derived key, which never left the server.
-                    config: json!({"secret": key.expose(), "phone_number": sms_body.phone}),
-                    otp_counter: Some((scope, counter, totp.valid_until(counter) + 45)),
-                    consume: Consume::Secret { interface: kind, secret, phone: Some(e164) },
-                    credential: None,
-                    device_name: None,
-                }
-            }
-            PostBody::U2f(u2f) => {
-                let Some(ceremony) = user.pending_webauthn(now) else {
-                    return Err(ApiError::details(400, webauthn::INVALID_AUTH_STATE));
-                };
-                // Sentry ignores the posted `challenge` too: the state holds the real one.
-                let device = self.registrar()?.finish(ceremony, &u2f.response).map_err(webauthn_error)?;
-                let name = u2f.device_name.unwrap_or_else(|| webauthn::DEFAULT_DEVICE_NAME.to_owned());
-                Verified {
-                    config: webauthn::append_device(
-                        existing.as_ref().map(|a| &a.config),
-                        &name,
-                        now,
-                        &device,
-                    ),
-                    consume: Consume::WebAuthnState(ceremony.to_owned()),
-                    otp_counter: None,
-                    credential: Some(device.key_handle),
-                    device_name: Some(name),
-                }
-            }
+        let posted = Posted { req, caller, body: &body, user: &user, existing: existing.as_ref(), now };
+        let verified = match iface.verify(self, posted, parsed).await? {
+            Step::Enroll(verified) => verified,
+            Step::Answer(reply) => return Ok(reply),
         };
         let config = verified.config;
 
@@ -482,70 +349,18 @@ impl EnrollAuthenticator {
             // Another device was added concurrently; the ceremony state is intact, so a retry works.
             EnrollOutcome::AlreadyEnrolled if appending => Err(ApiError::Unavailable { retry_after_secs: 1 }),
             EnrollOutcome::AlreadyEnrolled => Err(ApiError::details(400, ALREADY_ENROLLED)),
-            EnrollOutcome::SecretGone if kind == InterfaceType::U2f => {
-                Err(ApiError::details(400, webauthn::INVALID_AUTH_STATE))
-            }
             EnrollOutcome::SecretGone => {
                 // Lost the race — possibly to this very request sent earlier, whose answer was lost and
                 // which was still in flight when this one read: then it is the same outcome, 204.
                 let now_user = self.enrollment.load_user(&caller.sub).await?;
-                if already_enrolled_with(&now_user, kind, &body, now) {
+                if iface.repeats_enrollment(&now_user, &body, now) {
                     tracing::info!(user_id = %caller.sub, interface = kind.id(), "enrollment completed concurrently (retry)");
                     return Ok(Reply::empty(204));
                 }
-                Err(ApiError::details(400, INVALID_SECRET))
+                Err(iface.issued_gone())
             }
             EnrollOutcome::OtpReplayed => Err(ApiError::InvalidOtp),
             EnrollOutcome::CredentialTaken => Err(ApiError::details(400, webauthn::ALREADY_REGISTERED)),
-        }
-    }
-
-    /// SMS POST without `otp`: text the number its code (Sentry's `send_text(for_enrollment=True)`). The per-number limit and the binding of the number to the
-    /// pending secret run concurrently (one round); the text goes out only if both pass.
-    async fn send_text(
-        &self,
-        req: &ApiRequest,
-        caller: &Claims,
-        secret: &Secret,
-        totp: &Totp,
-        e164: &str,
-        now: i64,
-    ) -> Result<Reply, ApiError> {
-        let limit_key = sms::rate_limit_key(e164);
-        let limit = self.limiter.hit(&limit_key, sms::TEXTS_PER_NUMBER, sms::TEXT_WINDOW_SECS, now);
-        let bind = self.enrollment.bind_pending_phone(&caller.sub, InterfaceType::Sms, secret, e164, now);
-        // The account-wide daily cap (all users): what SMS pumping through many accounts runs into.
-        let cap = self.config.sms_daily_cap;
-        let daily = async {
-            if cap == 0 {
-                return Ok(None);
-            }
-            self.limiter.hit(sms::DAILY_CAP_KEY, cap, 86_400, now).await.map(Some)
-        };
-        let (limit, bound, daily) = tokio::join!(limit, bind, daily);
-        // Unlike the enrollment limit these fail closed: every text costs money.
-        if limit?.is_limited() {
-            tracing::warn!(user_id = %caller.sub, remote_ip = ?req.source_ip, "auth-enroll.sms.rate-limit-exceeded");
-            return Err(ApiError::details(429, sms::SEND_SMS_ERR));
-        }
-        if daily?.is_some_and(|d| d.is_limited()) {
-            tracing::warn!(user_id = %caller.sub, remote_ip = ?req.source_ip, cap, "auth-enroll.sms.daily-cap-reached");
-            return Err(ApiError::details(429, sms::SEND_SMS_ERR));
-        }
-        if !bound? {
-            return Err(ApiError::details(400, INVALID_SECRET));
-        }
-        let code = totp.code_at_counter(totp.counter_at(now) as u64);
-        let message = TextMessage { to_e164: e164.to_owned(), text: sms::enrollment_text(&code) };
-        match self.sms.send(&message).await {
-            Ok(()) => {
-                tracing::info!(user_id = %caller.sub, "mfa.sms-enrollment-code-sent");
-                Ok(Reply::empty(204))
-            }
-            Err(e) => {
-                tracing::error!(user_id = %caller.sub, error = %e, "sending the enrollment text failed");
-                Err(ApiError::details(500, sms::SEND_SMS_ERR))
-            }
         }
     }
 
@@ -603,75 +418,6 @@ impl EnrollAuthenticator {
             PostDecision::Unable => InviteAction::None,
         }
     }
-}
-
-/// Whether a TOTP POST repeats an enrollment that already happened: its secret is no longer pending and
-/// is the secret of the caller's authenticator (compared in constant time).
-fn already_enrolled_with(
-    user: &UserState,
-    kind: InterfaceType,
-    body: &serde_json::Map<String, Value>,
-    now: i64,
-) -> bool {
-    let (Some(a), Some(Value::String(posted))) = (user.authenticator(kind), body.get("secret")) else {
-        return false;
-    };
-    kind == InterfaceType::Totp
-        && user.pending_secret(kind, now).is_none()
-        && a.config["secret"]
-            .as_str()
-            .is_some_and(|s| shared::secret::constant_time_eq(s.as_bytes(), posted.as_bytes()))
-}
-
-/// The pending entry for the `secret` of a TOTP/SMS POST: the secret is required, and it must be the one
-/// GET issued to the caller for this interface, unexpired (DECISIONS 2).
-fn pending_secret<'u>(
-    body: &serde_json::Map<String, Value>,
-    user: &'u UserState,
-    kind: InterfaceType,
-    now: i64,
-) -> Result<&'u PendingSecret, ApiError> {
-    let secret = match body.get("secret") {
-        Some(Value::String(s)) if !s.is_empty() => Secret::new(s.clone()),
-        _ => return Err(ApiError::field_error("secret", "This field is required.")),
-    };
-    match user.pending_secret(kind, now) {
-        Some(p) if p.secret == secret => Ok(p),
-        _ => Err(ApiError::details(400, INVALID_SECRET)),
-    }
-}
-
-/// Verifies a code and returns its replay scope and counter. Used counters are remembered per secret:
-/// a code is (secret, counter); rotating to a new secret inside the same step is not blocked by the
-/// previous secret's code.
-fn verify_code(
-    totp: &Totp,
-    secret: &Secret,
-    kind: InterfaceType,
-    otp: &str,
-    user: &UserState,
-    now: i64,
-) -> Result<(String, i64), ApiError> {
-    let scope = format!("{}.{}", kind.id(), secret_fingerprint(secret));
-    match totp.verify(otp, now, |c| user.otp_used(&scope, c, now)) {
-        Some(counter) => Ok((scope, counter)),
-        None => Err(ApiError::InvalidOtp),
-    }
-}
-
-fn webauthn_error(e: WebAuthnError) -> ApiError {
-    match e {
-        WebAuthnError::InvalidResponse => ApiError::details(400, webauthn::INVALID_ATTESTATION),
-        WebAuthnError::Internal(msg) => {
-            tracing::error!(error = %msg, "webauthn ceremony failed");
-            ApiError::Internal
-        }
-    }
-}
-
-/// A short, non-reversible fingerprint of a secret (first 8 hex of SHA-256) for OTP replay keys.
-pub fn secret_fingerprint(secret: &Secret) -> String {
-    shared::domain::org::hash_token(secret.expose())[..8].to_owned()
 }
 
 #[async_trait::async_trait]

@@ -1,4 +1,5 @@
-//! Enrollment rules shared by the enroll handler: request validation with DRF's messages, the
+//! Enrollment rules shared by every authenticator interface: DRF's field validation and messages (each
+//! interface's body is validated with these in its own module of the enroll function), the
 //! authenticator records an enrollment creates, recovery codes (`auto_add_recovery_codes`), and the
 //! `mfa-added` security activity.
 
@@ -59,28 +60,21 @@ pub fn char_field(
 pub struct FieldErrors(pub std::collections::BTreeMap<String, Vec<String>>);
 
 impl FieldErrors {
-    fn one(field: &str, message: &str) -> Self {
+    /// One field's one error.
+    pub fn one(field: &str, message: &str) -> Self {
         Self(std::collections::BTreeMap::from([(field.to_owned(), vec![message.to_owned()])]))
-    }
-}
-
-/// Validates the TOTP enrollment body: `otp` (required, ≤ 20). All field errors are reported together.
-pub fn validate_totp_body(body: &Map<String, Value>) -> Result<String, FieldErrors> {
-    match char_field(body, "otp", true, 20) {
-        Ok(Some(otp)) => Ok(otp),
-        Ok(None) => Err(FieldErrors::one("otp", "This field is required.")),
-        Err((f, m)) => Err(FieldErrors::one(&f, &m)),
     }
 }
 
 /// Collects DRF field errors (all fields are validated; every error is reported).
 #[derive(Default)]
-struct Fields {
+pub struct Fields {
     errors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Fields {
-    fn take<T>(&mut self, r: Result<T, (String, String)>) -> Option<T> {
+    /// The field's value, or `None` with its error recorded.
+    pub fn take<T>(&mut self, r: Result<T, (String, String)>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err((f, m)) => {
@@ -90,7 +84,8 @@ impl Fields {
         }
     }
 
-    fn finish<T>(self, value: Option<T>) -> Result<T, FieldErrors> {
+    /// The value when no field failed, else every error.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, FieldErrors> {
         match value {
             Some(v) if self.errors.is_empty() => Ok(v),
             _ => Err(FieldErrors(self.errors)),
@@ -100,7 +95,7 @@ impl Fields {
 
 /// DRF `CharField(required=False, allow_null=True, allow_blank=True, max_length)`: `None` when the key
 /// is absent, `Some(None)` for null, `Some(Some(s))` otherwise (possibly empty).
-fn nullable_char_field(
+pub fn nullable_char_field(
     body: &Map<String, Value>,
     name: &str,
     max_length: usize,
@@ -111,48 +106,6 @@ fn nullable_char_field(
         Some(Value::String(s)) if s.is_empty() => Ok(Some(Some(String::new()))),
         Some(_) => char_field(body, name, false, max_length).map(Some),
     }
-}
-
-/// The SMS enrollment body (`SmsRestSerializer`): `phone` (required, ≤ 20) and `otp` (optional,
-/// null and blank allowed, ≤ 20). `otp`: `None` = key absent (send a text), `Some(None)` = null.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SmsBody {
-    pub phone: String,
-    pub otp: Option<Option<String>>,
-}
-
-pub fn validate_sms_body(body: &Map<String, Value>) -> Result<SmsBody, FieldErrors> {
-    let mut f = Fields::default();
-    let phone = f.take(char_field(body, "phone", true, 20)).flatten();
-    let otp = f.take(nullable_char_field(body, "otp", 20));
-    let value = match (phone, otp) {
-        (Some(phone), Some(otp)) => Some(SmsBody { phone, otp }),
-        _ => None,
-    };
-    f.finish(value)
-}
-
-/// The u2f enrollment body (`U2fRestSerializer`): `deviceName` (optional, null and blank allowed,
-/// ≤ 60), `challenge` and `response` (required).
-#[derive(Debug, Clone, PartialEq)]
-pub struct U2fBody {
-    pub device_name: Option<String>,
-    pub challenge: String,
-    pub response: String,
-}
-
-pub fn validate_u2f_body(body: &Map<String, Value>) -> Result<U2fBody, FieldErrors> {
-    let mut f = Fields::default();
-    let device_name = f.take(nullable_char_field(body, "deviceName", 60));
-    let challenge = f.take(char_field(body, "challenge", true, usize::MAX)).flatten();
-    let response = f.take(char_field(body, "response", true, usize::MAX)).flatten();
-    let value = match (device_name, challenge, response) {
-        (Some(d), Some(challenge), Some(response)) => {
-            Some(U2fBody { device_name: d.flatten().filter(|n| !n.trim().is_empty()), challenge, response })
-        }
-        _ => None,
-    };
-    f.finish(value)
 }
 
 /// A random authenticator id: a positive 53-bit integer as a decimal string (Sentry's ids are bigints
@@ -210,63 +163,6 @@ pub struct SecurityActivity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn body(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn drf_messages() {
-        let e = |v: Value| validate_totp_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
-        assert_eq!(e(json!({})), json!({"otp": ["This field is required."]}));
-        assert_eq!(e(json!({"otp": null})), json!({"otp": ["This field may not be null."]}));
-        assert_eq!(e(json!({"otp": ""})), json!({"otp": ["This field may not be blank."]}));
-        assert_eq!(
-            e(json!({"otp": "1".repeat(21)})),
-            json!({"otp": ["Ensure this field has no more than 20 characters."]})
-        );
-        assert_eq!(e(json!({"otp": ["1"]})), json!({"otp": ["Not a valid string."]}));
-        assert_eq!(validate_totp_body(&body(json!({"otp": 123456}))).unwrap(), "123456");
-        assert_eq!(
-            validate_totp_body(&body(json!({"otp": " 123 456 "}))).unwrap(),
-            " 123 456 ",
-            "no trimming"
-        );
-    }
-
-    #[test]
-    fn sms_body_as_drf() {
-        let ok = |v: Value| validate_sms_body(&body(v)).unwrap();
-        let e = |v: Value| validate_sms_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
-        assert_eq!(ok(json!({"phone": "2345678900"})), SmsBody { phone: "2345678900".into(), otp: None });
-        assert_eq!(ok(json!({"phone": "1", "otp": null})).otp, Some(None));
-        assert_eq!(ok(json!({"phone": "1", "otp": ""})).otp, Some(Some(String::new())));
-        assert_eq!(ok(json!({"phone": "1", "otp": "123 456"})).otp, Some(Some("123 456".into())));
-        assert_eq!(e(json!({})), json!({"phone": ["This field is required."]}));
-        assert_eq!(
-            e(json!({"phone": "", "otp": "1".repeat(21)})),
-            json!({"otp": ["Ensure this field has no more than 20 characters."], "phone": ["This field may not be blank."]})
-        );
-    }
-
-    #[test]
-    fn u2f_body_as_drf() {
-        let ok = |v: Value| validate_u2f_body(&body(v)).unwrap();
-        let e = |v: Value| validate_u2f_body(&body(v)).map_err(|e| json!(e.0)).unwrap_err();
-        let b = ok(json!({"deviceName": "device name", "challenge": "c", "response": "r"}));
-        assert_eq!(b.device_name.as_deref(), Some("device name"));
-        assert_eq!(ok(json!({"challenge": "c", "response": "r"})).device_name, None);
-        assert_eq!(ok(json!({"deviceName": null, "challenge": "c", "response": "r"})).device_name, None);
-        assert_eq!(ok(json!({"deviceName": "", "challenge": "c", "response": "r"})).device_name, None);
-        assert_eq!(
-            e(json!({"deviceName": "x".repeat(61)})),
-            json!({
-                "challenge": ["This field is required."],
-                "deviceName": ["Ensure this field has no more than 60 characters."],
-                "response": ["This field is required."]
-            })
-        );
-    }
 
     #[test]
     fn recovery_codes_only_without_a_backup_interface() {
