@@ -1,8 +1,10 @@
 //! Domain types and rules. No `lambda_http`, no AWS SDK: handlers feed it plain data, stores persist it.
 //!
 //! - [`identity`]: the caller's verified claims (user id, e-mail, sudo, superuser).
-//! - [`enroll`]: enrollment body validation, security activity, and the enrollment command/outcome the
-//!   enrollment store takes and returns.
+//! - [`enroll`]: DRF's field validation (each interface's body is validated in its module of the enroll
+//!   function), security activity, and the enrollment command/outcome the enrollment store takes and
+//!   returns.
+//! - [`interfaces`]: what every interface's GET shows (attributes, status, Sentry's serializer shape).
 //! - [`org`]: organizations, auth providers, members and invites.
 //! - [`user`]: what Postflow knows about a user (profile, authenticators, memberships, identities).
 //! - [`invite`]: the `ApiInviteHelper` rules (pending, approved, token, onboarding steps, SSO) and the
