@@ -163,3 +163,23 @@ pub(crate) fn verify_code(
 pub fn secret_fingerprint(secret: &Secret) -> String {
     shared::domain::org::hash_token(secret.expose())[..8].to_owned()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A POST body from a JSON object.
+    pub(crate) fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_registry_serves_every_interface_type() {
+        for (kind, _) in InterfaceType::ALL {
+            assert_eq!(interface(kind).info().kind, kind);
+        }
+        assert!(!interface(InterfaceType::Recovery).enrolls_here());
+    }
+}

@@ -99,7 +99,9 @@ impl Interface for Sms {
         let otp = match sms_body.otp {
             // No `otp` key: text the code (Sentry: `"otp" not in request.data`).
             None => {
-                return send_text(h, cx.req, cx.caller, &secret, &totp, &e164, cx.now).await.map(Step::Answer);
+                return send_text(h, cx.req, cx.caller, &secret, &totp, &e164, cx.now)
+                    .await
+                    .map(Step::Answer);
             }
             Some(Some(otp)) if !otp.is_empty() => otp,
             Some(_) => return Err(ApiError::InvalidOtp),
@@ -174,11 +176,8 @@ async fn send_text(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::super::tests::body;
     use super::*;
-
-    fn body(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn static_attributes_match_sentry() {

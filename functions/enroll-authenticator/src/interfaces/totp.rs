@@ -109,11 +109,8 @@ impl Interface for Totp {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::super::tests::body;
     use super::*;
-
-    fn body(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn static_attributes_match_sentry() {
