@@ -59,7 +59,7 @@ async fn env(test: &str) -> Option<Env> {
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(2))
         .with_max_backoff(Duration::from_millis(20));
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await;
+    let sdk = shared::adapters::aws::config_loader().retry_config(retry).load().await;
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(faults.clone()).build(),
     );

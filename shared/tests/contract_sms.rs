@@ -65,7 +65,7 @@ async fn sns_publishes_to_the_phone_number() {
 #[tokio::test]
 async fn sns_failure_is_an_error_without_the_text() {
     // An endpoint nobody listens on: a dispatch failure, reported as retryable, without the text.
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = shared::adapters::aws::config_loader()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sns::config::Credentials::new("test", "test", None, None, "test"))
         .endpoint_url("http://127.0.0.1:9")

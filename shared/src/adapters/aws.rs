@@ -50,7 +50,16 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_attempt_timeout(Duration::from_secs(3))
         .operation_timeout(Duration::from_secs(8))
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+    config_loader().timeout_config(timeouts).load().await
+}
+
+/// `aws_config::defaults` with the HTTPS client every client of ours uses: hyper + rustls over ring
+/// (the SDK's default is aws-lc, a C library built with cmake: slower to build, larger binaries).
+pub fn config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
 }
 
 /// A DynamoDB client. Functions that need only DynamoDB build only this one, so the Kinesis client
