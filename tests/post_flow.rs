@@ -32,7 +32,7 @@ async fn seed(backend: &Backend, file: &Path) {
     load_seed(backend.table.as_ref(), &s, postflow::scenario::now_secs() * 1000).await.unwrap();
 }
 
-/// Every scenario in `events/` passes: what `cargo run --release -- replay events/` checks.
+/// Every scenario in `events/` passes: what `cargo run -- replay events/` (the README's main job) checks.
 async fn replay_all(backend: &Backend) {
     let app = App::new(backend, config());
     let files = plan(&[events()]).unwrap();
