@@ -110,39 +110,179 @@ pub fn seq_gt(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
 }
 
+/// Reads what the aggregation needs of an eventstream record, borrowing from its bytes and skipping the
+/// rest of the event unparsed (an insert's `data` is the whole event: building it as a tree cost more
+/// than everything else the aggregation does). Fields of the wrong type read as absent, as before.
 fn parse(seq: &str, data: &[u8]) -> Option<Counted> {
-    let v: Value = serde_json::from_slice(data).ok()?;
-    let arr = v.as_array()?;
-    if arr.get(1)?.as_str()? != "insert" {
+    use serde::de::IgnoredAny;
+    use serde_json::value::RawValue;
+    let (_, op, p1, p2): (IgnoredAny, Loose<'_>, &RawValue, &RawValue) = serde_json::from_slice(data).ok()?;
+    if op.as_str() != Some("insert") {
         return None;
     }
-    let p1 = arr.get(2)?;
-    let p2 = arr.get(3)?;
-    let d = p1.get("data")?;
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let p1: record_view::Payload1<'_> = serde_json::from_str(p1.get()).ok()?;
+    let p2: record_view::Payload2 = serde_json::from_str(p2.get()).ok()?;
+    let d = p1.data;
+    let text = |v: &Loose<'_>| v.as_str().unwrap_or_default().to_owned();
     Some(Counted {
         seq: seq.to_owned(),
-        event_id: p1.get("event_id")?.as_str()?.to_owned(),
-        project_id: p1.get("project_id")?.as_u64()?,
-        group_id: p1.get("group_id").and_then(Value::as_u64),
-        timestamp: d.get("timestamp").and_then(Value::as_f64).unwrap_or_default() as i64,
-        release: d.get("release").and_then(Value::as_str).filter(|r| !r.trim().is_empty()).map(str::to_owned),
-        environment: d
-            .get("environment")
-            .and_then(Value::as_str)
-            .map(|e| e.chars().take(64).collect())
-            .unwrap_or_default(),
-        is_new: p2.get("is_new").and_then(Value::as_bool).unwrap_or(false),
-        is_new_group_environment: p2
-            .get("is_new_group_environment")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        level: level_num(d.get("level").and_then(Value::as_str).unwrap_or("error")),
-        culprit: s(d, "culprit"),
-        title: s(d, "title"),
-        metadata: d.get("metadata").map(Value::to_string).unwrap_or_else(|| "{}".into()),
-        message: s(p1, "message"),
+        event_id: p1.event_id.as_str()?.to_owned(),
+        project_id: p1.project_id.as_u64()?,
+        group_id: p1.group_id.as_u64(),
+        timestamp: d.timestamp.as_f64().unwrap_or_default() as i64,
+        release: d.release.as_str().filter(|r| !r.trim().is_empty()).map(str::to_owned),
+        environment: d.environment.as_str().map(|e| e.chars().take(64).collect()).unwrap_or_default(),
+        is_new: p2.is_new.as_bool().unwrap_or(false),
+        is_new_group_environment: p2.is_new_group_environment.as_bool().unwrap_or(false),
+        level: level_num(d.level.as_str().unwrap_or("error")),
+        culprit: text(&d.culprit),
+        title: text(&d.title),
+        metadata: match d.metadata {
+            // As `Value::to_string` writes it (the record's own text escapes non-ASCII).
+            Some(raw) => serde_json::from_str::<Value>(raw.get()).map(|v| v.to_string()).unwrap_or_default(),
+            None => "{}".into(),
+        },
+        message: text(&p1.message),
     })
+}
+
+/// A scalar read without insisting on its type: a string (borrowed when it has no escapes), a number,
+/// a boolean; anything else (objects and arrays are skipped unbuilt) reads as absent.
+#[derive(Default)]
+enum Loose<'a> {
+    #[default]
+    Absent,
+    Str(std::borrow::Cow<'a, str>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl Loose<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Self::U64(n) => Some(*n),
+            Self::I64(n) => u64::try_from(*n).ok(),
+            _ => None,
+        }
+    }
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::U64(n) => Some(*n as f64),
+            Self::I64(n) => Some(*n as f64),
+            Self::F64(n) => Some(*n),
+            _ => None,
+        }
+    }
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Self::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<'a>(std::marker::PhantomData<Loose<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Loose<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Loose<'a>, E> {
+                Ok(Loose::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Loose<'a>, E> {
+                Ok(Loose::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Loose<'a>, E> {
+                Ok(Loose::U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Loose<'a>, E> {
+                Ok(Loose::I64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Loose<'a>, E> {
+                Ok(Loose::F64(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Loose<'a>, E> {
+                Ok(Loose::Bool(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Loose<'a>, E> {
+                Ok(Loose::Absent)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Absent)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Absent)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The parts of an insert record the aggregation reads (every other key is skipped by serde).
+mod record_view {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    use super::Loose;
+
+    #[derive(Deserialize)]
+    pub(super) struct Payload1<'a> {
+        #[serde(default, borrow)]
+        pub event_id: Loose<'a>,
+        #[serde(default, borrow)]
+        pub project_id: Loose<'a>,
+        #[serde(default, borrow)]
+        pub group_id: Loose<'a>,
+        #[serde(default, borrow)]
+        pub message: Loose<'a>,
+        #[serde(borrow)]
+        pub data: Data<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Data<'a> {
+        #[serde(default, borrow)]
+        pub timestamp: Loose<'a>,
+        #[serde(default, borrow)]
+        pub release: Loose<'a>,
+        #[serde(default, borrow)]
+        pub environment: Loose<'a>,
+        #[serde(default, borrow)]
+        pub level: Loose<'a>,
+        #[serde(default, borrow)]
+        pub culprit: Loose<'a>,
+        #[serde(default, borrow)]
+        pub title: Loose<'a>,
+        #[serde(default, borrow, deserialize_with = "raw")]
+        pub metadata: Option<&'a RawValue>,
+    }
+
+    /// `metadata` as sent, `null` included.
+    fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Payload2<'a> {
+        #[serde(default, borrow)]
+        pub is_new: Loose<'a>,
+        #[serde(default, borrow)]
+        pub is_new_group_environment: Loose<'a>,
+    }
 }
 
 /// A row's contribution from this batch.
@@ -657,6 +797,70 @@ impl Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reader before it was typed: the whole record as a tree. The typed one reads the same.
+    fn parse_as_tree(seq: &str, data: &[u8]) -> Option<Counted> {
+        let v: Value = serde_json::from_slice(data).ok()?;
+        let arr = v.as_array()?;
+        if arr.get(1)?.as_str()? != "insert" {
+            return None;
+        }
+        let (p1, p2) = (arr.get(2)?, arr.get(3)?);
+        let d = p1.get("data")?;
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        Some(Counted {
+            seq: seq.to_owned(),
+            event_id: p1.get("event_id")?.as_str()?.to_owned(),
+            project_id: p1.get("project_id")?.as_u64()?,
+            group_id: p1.get("group_id").and_then(Value::as_u64),
+            timestamp: d.get("timestamp").and_then(Value::as_f64).unwrap_or_default() as i64,
+            release: d
+                .get("release")
+                .and_then(Value::as_str)
+                .filter(|r| !r.trim().is_empty())
+                .map(str::to_owned),
+            environment: d
+                .get("environment")
+                .and_then(Value::as_str)
+                .map(|e| e.chars().take(64).collect())
+                .unwrap_or_default(),
+            is_new: p2.get("is_new").and_then(Value::as_bool).unwrap_or(false),
+            is_new_group_environment: p2
+                .get("is_new_group_environment")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            level: level_num(d.get("level").and_then(Value::as_str).unwrap_or("error")),
+            culprit: s(d, "culprit"),
+            title: s(d, "title"),
+            metadata: d.get("metadata").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+            message: s(p1, "message"),
+        })
+    }
+
+    #[test]
+    fn the_typed_reader_reads_what_the_tree_did() {
+        let records = [
+            // An insert as the save path writes it: escaped non-ASCII, nested data, extra keys.
+            r#"[2,"insert",{"group_id":7,"group_ids":[7],"event_id":"ab12","organization_id":1,"project_id":42,"message":"boom \u00e9","platform":"python","datetime":"x","data":{"timestamp":1717243200.5,"release":"1.0","environment":"prod","level":"warning","culprit":"app.main","title":"ValueError: \u00e9","metadata":{"type":"ValueError","value":"\u00e9 \"q\"","in_app_frame_mix":"in-app-only"},"exception":{"values":[{"type":"E","stacktrace":{"frames":[{"f":1}]}}]},"tags":[["a","b"]]},"primary_hash":"h","retention_days":90},{"is_new":true,"is_regression":false,"is_new_group_environment":true,"queue":"errors","skip_consume":false,"group_states":[]}]"#,
+            // Fields of the wrong type, nulls and absences read as absent.
+            r#"[2,"insert",{"group_id":null,"event_id":"cd34","project_id":42,"message":5,"data":{"timestamp":"soon","release":"  ","environment":["x"],"level":null,"metadata":null}},{"is_new":"yes"}]"#,
+            r#"[2,"insert",{"event_id":"ef56","project_id":42,"data":{"timestamp":17,"environment":"ééé"}},{}]"#,
+            // Not inserts, or not readable: skipped by both.
+            r#"[2,"start_delete_groups",{"project_id":42},{}]"#,
+            r#"[2,"insert",{"event_id":5,"project_id":42,"data":{}},{}]"#,
+            r#"[2,"insert",{"event_id":"x","project_id":-1,"data":{}},{}]"#,
+            r#"[2,"insert",{"event_id":"x","project_id":42},{}]"#,
+            r#"not json"#,
+        ];
+        for r in records {
+            assert_eq!(parse("1", r.as_bytes()), parse_as_tree("1", r.as_bytes()), "{r}");
+        }
+        assert_eq!(
+            parse("1", records[0].as_bytes()).unwrap().metadata,
+            parse_as_tree("1", records[0].as_bytes()).unwrap().metadata
+        );
+        assert!(parse("1", records[0].as_bytes()).is_some() && parse("1", records[3].as_bytes()).is_none());
+    }
 
     /// The in-memory feed delivers a shard's batch again until it is committed, and skips the committed
     /// prefix for good (a poll copies only what is new).
