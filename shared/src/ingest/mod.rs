@@ -87,7 +87,8 @@ pub enum IngestError {
         source: Option<serde_json::Error>,
     },
     /// An event/transaction item's parsed tree would take more memory than its size allows
-    /// ([`parse::tree_limit`]: 6 bytes per byte of JSON, at least 4 MiB).
+    /// ([`parse::tree_limit`]: [`parse::TREE_BYTES_PER_BYTE`] bytes per byte of JSON, at least
+    /// [`parse::MIN_TREE_BYTES`]).
     #[error(
         "envelope exceeded size limits for type '{item_type}' (its JSON is too dense: over {limit} bytes once parsed)"
     )]

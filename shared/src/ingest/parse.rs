@@ -17,8 +17,8 @@
 //! * **The tree may take at most [`TREE_BYTES_PER_BYTE`] bytes per byte of payload** (at least
 //!   [`MIN_TREE_BYTES`]), counted as it is built: a value costs its `Value` (80 bytes) plus a
 //!   string's length, an object entry its key's `String` and hash slot plus the key's length. Real
-//!   events take 3–4 bytes per byte (Sentry's grouping corpus: one value per 35–57 bytes of JSON), so
-//!   only a payload built to be dense is refused — with a 413, before it takes the memory. Relay would
+//!   events take 3–6 bytes per byte (Sentry's grouping corpus; the densest, an Android ANR with every
+//!   thread's stack, 6.2), so only a payload built to be dense is refused — with a 413, before it takes the memory. Relay would
 //!   accept such a payload and keep it whole; see the README's deliberate differences.
 //!
 //! Object keys of a bag are gathered with their raw JSON text borrowed from the payload (no copy)
@@ -73,7 +73,8 @@ pub fn parse_event(payload: &[u8]) -> Result<Value, ParseError> {
     let limit = tree_limit(payload.len());
     let budget = Budget::new(limit);
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let parsed = EventSeed { budget: &budget }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let event = ValueSeed { budget: &budget, role: Role::Event };
+    let parsed = event.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match parsed {
         Ok(value) => Ok(value),
         Err(_) if budget.exceeded.get() => Err(ParseError::TooDense { limit }),
@@ -101,21 +102,19 @@ impl Budget {
         fill: impl FnOnce(&mut Vec<(String, Value)>) -> Result<(), E>,
     ) -> Result<Map<String, Value>, E> {
         let mut entries = self.scratch.borrow_mut().pop().unwrap_or_default();
-        let filled = fill(&mut entries);
-        let mut out = Map::with_capacity(if filled.is_ok() { entries.len() } else { 0 });
-        if filled.is_ok() {
-            for (key, value) in entries.drain(..) {
-                out.insert(key, value);
-            }
-        }
+        let out = fill(&mut entries).map(|()| {
+            let mut out = Map::with_capacity(entries.len());
+            out.extend(entries.drain(..));
+            out
+        });
         entries.clear();
         if entries.capacity() <= SCRATCH_KEPT {
             self.scratch.borrow_mut().push(entries);
         }
-        filled.map(|()| out)
+        out
     }
 
-    /// One value (and `extra` bytes of string or key).
+    /// One value without heap data of its own (a number, a boolean, `null`, an empty container).
     fn take<E: de::Error>(&self) -> Result<(), E> {
         self.take_bytes(VALUE_COST)
     }
@@ -134,10 +133,29 @@ impl Budget {
     }
 }
 
-/// Any JSON value, each value built taking one from the budget.
+/// Where a value stands, for the two places that are parsed differently.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The event: its `extra` is [`Role::Extra`].
+    Event,
+    /// `extra`: an object whose every value is a bag of its own ([`BagSeed`]); anything else is parsed
+    /// as is and left to normalization.
+    Extra,
+    /// Any other value.
+    Plain,
+}
+
+/// A JSON value in its [`Role`], each value built taking from the budget.
 #[derive(Clone, Copy)]
 struct ValueSeed<'b> {
     budget: &'b Budget,
+    role: Role,
+}
+
+impl<'b> ValueSeed<'b> {
+    fn plain(budget: &'b Budget) -> Self {
+        Self { budget, role: Role::Plain }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -189,7 +207,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         self.budget.take()?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self)? {
+        while let Some(item) = seq.next_element_seed(Self::plain(self.budget))? {
             push(&mut items, item);
         }
         items.shrink_to_fit();
@@ -200,113 +218,17 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let out = self.budget.object(|entries| {
             while let Some(key) = map.next_key::<String>()? {
                 self.budget.take_bytes(ENTRY_COST + key.len())?;
-                entries.push((key, map.next_value_seed(self)?));
-            }
-            Ok(())
-        })?;
-        Ok(Value::Object(out))
-    }
-}
-
-/// The event: a value like any other, except that the top-level `extra` goes through [`ExtraSeed`].
-struct EventSeed<'b> {
-    budget: &'b Budget,
-}
-
-impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-/// Forwards the visits that need no special treatment to [`ValueSeed`].
-macro_rules! forward_scalars_to_value_seed {
-    () => {
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_bool(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_i64(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_u64(v)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_f64(v)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_str(v)
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_string(v)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_unit()
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-            ValueSeed { budget: self.budget }.visit_unit()
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-            ValueSeed { budget: self.budget }.visit_seq(seq)
-        }
-    };
-}
-
-impl<'de> Visitor<'de> for EventSeed<'_> {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an event")
-    }
-    forward_scalars_to_value_seed!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.budget.take()?;
-        let values = ValueSeed { budget: self.budget };
-        let out = self.budget.object(|entries| {
-            while let Some(key) = map.next_key::<String>()? {
-                self.budget.take_bytes(ENTRY_COST + key.len())?;
-                let value = if key == "extra" {
-                    map.next_value_seed(ExtraSeed { budget: self.budget })?
-                } else {
-                    map.next_value_seed(values)?
+                let value = match self.role {
+                    Role::Event if key == "extra" => {
+                        map.next_value_seed(Self { budget: self.budget, role: Role::Extra })?
+                    }
+                    Role::Extra => {
+                        let left = Cell::new(EXTRA_BAG_BYTES);
+                        map.next_value_seed(BagSeed { budget: self.budget, level: 0, left: &left })?
+                    }
+                    _ => map.next_value_seed(Self::plain(self.budget))?,
                 };
                 entries.push((key, value));
-            }
-            Ok(())
-        })?;
-        Ok(Value::Object(out))
-    }
-}
-
-/// `extra`: an object whose every value is a bag of its own (anything else is parsed as is and left
-/// to normalization).
-struct ExtraSeed<'b> {
-    budget: &'b Budget,
-}
-
-impl<'de> DeserializeSeed<'de> for ExtraSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ExtraSeed<'_> {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("extra data")
-    }
-    forward_scalars_to_value_seed!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.budget.take()?;
-        let out = self.budget.object(|entries| {
-            while let Some(key) = map.next_key::<String>()? {
-                self.budget.take_bytes(ENTRY_COST + key.len())?;
-                let left = Cell::new(EXTRA_BAG_BYTES);
-                entries.push((
-                    key,
-                    map.next_value_seed(BagSeed { budget: self.budget, level: 0, left: &left })?,
-                ));
             }
             Ok(())
         })?;
@@ -394,7 +316,7 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         if self.level >= EXTRA_BAG_TEXT_LEVEL {
-            let whole = ValueSeed { budget: self.budget }.visit_seq(seq)?;
+            let whole = ValueSeed::plain(self.budget).visit_seq(seq)?;
             return self.as_text(whole);
         }
         self.budget.take()?;
@@ -416,7 +338,7 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         if self.level >= EXTRA_BAG_TEXT_LEVEL {
-            let whole = ValueSeed { budget: self.budget }.visit_map(map)?;
+            let whole = ValueSeed::plain(self.budget).visit_map(map)?;
             return self.as_text(whole);
         }
         self.budget.take()?;
