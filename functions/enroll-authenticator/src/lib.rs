@@ -43,7 +43,6 @@ use shared::secret::Secret;
 use shared::storage::enroll::TableEnrollmentStore;
 use shared::storage::orgs::TableInviteStore;
 
-pub use interfaces::secret_fingerprint;
 use interfaces::{Posted, Shown, Step, interface};
 
 pub struct EnrollAuthenticator {

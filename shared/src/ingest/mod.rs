@@ -145,6 +145,16 @@ pub enum EventKind {
     Transaction,
 }
 
+impl EventKind {
+    /// The envelope item type it comes from.
+    pub fn item_type(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Transaction => "transaction",
+        }
+    }
+}
+
 /// A normalized event, ready for `save`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestedEvent {
@@ -173,12 +183,8 @@ pub fn check_stored_size(
     }
     let size = json_size(event);
     if size > limits.max_normalized_event_bytes {
-        let item_type = match kind {
-            EventKind::Event => "event",
-            EventKind::Transaction => "transaction",
-        };
         return Err(IngestError::Envelope(EnvelopeError::ItemTooLarge {
-            item_type: item_type.to_owned(),
+            item_type: kind.item_type().to_owned(),
             size,
             limit: limits.max_normalized_event_bytes,
         }));
@@ -375,14 +381,11 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
     for item in &envelope.items {
         let kind = match item.ty {
             ItemType::Event | ItemType::Transaction if has_event => {
+                let kind = if item.ty == ItemType::Event { EventKind::Event } else { EventKind::Transaction };
                 dropped.push(DroppedEvent {
                     event_id: None,
-                    kind: if item.ty == ItemType::Event { EventKind::Event } else { EventKind::Transaction },
-                    reason: DropReason::DuplicateItem(if item.ty == ItemType::Event {
-                        "event"
-                    } else {
-                        "transaction"
-                    }),
+                    kind,
+                    reason: DropReason::DuplicateItem(kind.item_type()),
                 });
                 continue;
             }

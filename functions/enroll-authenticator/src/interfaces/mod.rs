@@ -160,7 +160,7 @@ pub(crate) fn verify_code(
 }
 
 /// A short, non-reversible fingerprint of a secret (first 8 hex of SHA-256) for OTP replay keys.
-pub fn secret_fingerprint(secret: &Secret) -> String {
+fn secret_fingerprint(secret: &Secret) -> String {
     shared::domain::org::hash_token(secret.expose())[..8].to_owned()
 }
 
