@@ -327,6 +327,34 @@ async fn one_event_per_envelope_and_the_largest_request() {
     assert_eq!(env.messages().await.len(), 2);
 }
 
+/// Refused before anything is written, with a 413: an event whose tree would be denser than the
+/// parser builds (numbers outside `extra`), and an Android ANR that fits one stream record after
+/// normalization but not once grouping has written `in_app` and `data` into its 20,000 frames (the
+/// size is checked again after grouping; it was a 500 after the save).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_dense_or_grown_by_grouping_writes_nothing() {
+    let env = memory_env().await;
+    let limits = shared::ingest::envelope::Limits::default();
+    let mut dense = zeros_event(896 << 10);
+    dense["fingerprint"] = dense["extra"]["a"].take();
+    dense["extra"] = json!({});
+    let grown = android_anr_event(896 << 10);
+    // The ANR passes the check after normalization: only the one after grouping can refuse it.
+    let parsed = shared::ingest::parse::parse_event(grown.to_string().as_bytes()).unwrap();
+    let config = shared::ingest::normalize::NormalizeConfig::new(42, chrono::Utc::now());
+    let normalized = shared::ingest::normalize::normalize_event(parsed, &config).unwrap();
+    assert!(normalized.to_string().len() <= limits.max_normalized_event_bytes);
+
+    let before = env.event_items().await;
+    for (name, event) in [("dense", dense), ("grown by grouping", grown)] {
+        let body = envelope_body(None, &[("event", event.to_string().into_bytes())]);
+        let r = env.send(&raw_envelope(42, KEY, body)).await;
+        assert_eq!(r.status, 413, "{name}: {:?}", r.body);
+        assert!(r.json_body()["detail"].as_str().unwrap().contains("size limits"), "{name}: {:?}", r.body);
+        assert_eq!((env.event_items().await, env.messages().await.len()), (before, 0), "{name}");
+    }
+}
+
 /// Sentry's tags on the saved events of the real SDK requests, written out by hand from Sentry's save
 /// step (`event_manager.py`: `_pull_out_data`, the release and user steps, the `url` plugin,
 /// `_derive_interface_tags_many`): Relay's `server_name` tag; `level`; `environment` (an empty logger

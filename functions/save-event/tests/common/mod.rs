@@ -138,6 +138,26 @@ pub fn strings_event(bytes: usize) -> Value {
     e
 }
 
+/// Android's ANR event of Sentry's grouping corpus (every thread's stack: the densest real event
+/// there, ~6 bytes of tree per byte) with its threads repeated up to `bytes`.
+pub fn android_anr_event(bytes: usize) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/sentry-grouping-corpus/inputs/android-anr.json");
+    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fresh = make_event(json!({}));
+    e["event_id"] = fresh["event_id"].clone();
+    e["timestamp"] = fresh["timestamp"].clone();
+    let threads = e["threads"]["values"].as_array().unwrap().clone();
+    let mut i = 0;
+    while e.to_string().len() < bytes {
+        let mut t = threads[i % threads.len()].clone();
+        t["id"] = Value::from(1000 + i);
+        e["threads"]["values"].as_array_mut().unwrap().push(t);
+        i += 1;
+    }
+    e
+}
+
 /// A raw envelope body: a header (`dsn` when given) and one item per payload.
 pub fn envelope_body(dsn: Option<&str>, items: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut body = match dsn {
