@@ -35,13 +35,12 @@ impl Write for Capture {
 async fn no_secret_in_logs_or_error_bodies() {
     let capture = Capture::default();
     let sink = capture.clone();
-    let filter = tracing_subscriber::EnvFilter::try_new(shared::telemetry::filter_directive(
-        Some("TRACE".into()),
-        None,
-    ))
-    .unwrap();
-    let subscriber =
-        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(move || sink.clone()).finish();
+    // The layer and filter the functions install, writing into the capture.
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let filter = shared::telemetry::filter(&shared::telemetry::filter_directive(Some("TRACE".into()), None));
+    let subscriber = tracing_subscriber::registry()
+        .with(shared::telemetry::json_layer(move || sink.clone()).with_filter(filter));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,10 +1,18 @@
 //! Logging: JSON lines on stdout (what CloudWatch and Lambda's JSON log format expect), level from
 //! `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`, default `info`.
 //!
+//! The filter is tracing-subscriber's [`Targets`]: a default level and `target=level` directives, the
+//! longest matching target winning (what `RUST_LOG` is used for here). `EnvFilter`'s span and field
+//! filters are not supported: they link a regex engine into every function (~0.3 MB of the smallest
+//! binary) for a syntax nobody sets on a Lambda. A directive that does not parse falls back to `info`.
+//!
 //! `lambda_http`/`lambda_runtime` open a span per invocation carrying `requestId`; the JSON formatter
 //! includes the current span's fields on every line, so each log line names its request.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Targets whose TRACE/DEBUG output carries request or response payloads — the raw Lambda event (invite
 /// tokens in paths, OTPs and secrets in bodies, cookies, DSN keys) or DynamoDB/Kinesis HTTP bodies
@@ -38,17 +46,33 @@ pub fn filter_directive(lambda_level: Option<String>, rust_log: Option<String>) 
     d
 }
 
+/// The filter of a directive from [`filter_directive`]; one that does not parse is `info` with the caps.
+pub fn filter(directive: &str) -> Targets {
+    directive.parse().unwrap_or_else(|_| {
+        filter_directive(None, None).parse().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    })
+}
+
+/// The JSON lines layer every function logs through, writing to `writer` (stdout in [`init`]).
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_writer(writer)
+}
+
 /// Installs the global JSON subscriber. Safe to call more than once (later calls are ignored).
 pub fn init() {
     let directive =
         filter_directive(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(), std::env::var("RUST_LOG").ok());
-    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(json_layer(std::io::stdout).with_filter(filter(&directive)))
         .try_init();
 }
 
@@ -67,11 +91,28 @@ mod tests {
     /// Even at TRACE, the raw-event line of lambda_runtime and the SDK's HTTP payload logs are off.
     #[test]
     fn payload_targets_are_capped_at_every_level() {
-        use tracing_subscriber::filter::LevelFilter;
-        let f = EnvFilter::try_new(filter_directive(Some("TRACE".into()), None)).unwrap();
-        let rendered = f.to_string();
-        assert!(rendered.contains("lambda_runtime::layers::api_response=info"), "{rendered}");
-        assert!(rendered.contains("aws_smithy_runtime=info"), "{rendered}");
-        assert_eq!(f.max_level_hint(), Some(LevelFilter::TRACE), "our own code still logs at trace");
+        use tracing::Level;
+        let f = filter(&filter_directive(Some("TRACE".into()), None));
+        assert!(!f.would_enable("lambda_runtime::layers::api_response", &Level::DEBUG));
+        assert!(f.would_enable("lambda_runtime::layers::api_response", &Level::INFO));
+        assert!(!f.would_enable("lambda_runtime", &Level::TRACE));
+        assert!(!f.would_enable("aws_smithy_runtime::client::orchestrator", &Level::DEBUG));
+        assert!(!f.would_enable("hyper_util::client", &Level::TRACE));
+        assert!(f.would_enable("shared::save", &Level::TRACE), "our own code still logs at trace");
+        assert!(f.would_enable("save_event", &Level::TRACE));
+    }
+
+    /// A directive for one target of ours; the caps still apply; nonsense falls back to `info`.
+    #[test]
+    fn directives_parse_or_fall_back_to_info() {
+        use tracing::Level;
+        let f = filter(&filter_directive(None, Some("warn,shared=debug".into())));
+        assert!(f.would_enable("shared::ingest", &Level::DEBUG));
+        assert!(!f.would_enable("save_event", &Level::INFO));
+        assert!(f.would_enable("save_event", &Level::WARN));
+        let f = filter(&filter_directive(None, Some("shared[span{x=1}]=debug".into())));
+        assert!(f.would_enable("save_event", &Level::INFO));
+        assert!(!f.would_enable("save_event", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::DEBUG));
     }
 }
