@@ -21,7 +21,7 @@
 //! | `INGEST_RATE_LIMIT` | no | 0 (off) | save-event requests per project per minute; above it 429 + `Retry-After` |
 //! | `SMS_SENDER` | no | `none` | `sns`: the SMS interface is available and texts go through Amazon SNS (Sentry: `sms.twilio-account`) |
 //! | `SMS_SENDER_ID` | no | – | alphanumeric sender id of the texts, where carriers support one |
-//! | `SMS_ALLOWED_COUNTRIES` | no | [`crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES`] | ISO codes texts may go to, comma separated; `*` = all (a warning at cold start) |
+//! | `SMS_ALLOWED_COUNTRIES` | no | [`DEFAULT_ALLOWED_COUNTRIES`] | ISO codes texts may go to, comma separated; `*` = all (a warning at cold start) |
 //! | `SMS_DAILY_CAP` | no | 1000 | texts per account and UTC day, all users together (0 = no cap) |
 //! | `SMS_MAX_PRICE` | no | – | SNS `AWS.SNS.SMS.MaxPrice` (USD) of one text: SNS does not send a text that would cost more |
 //! | `WEBAUTHN_ORIGIN` | no | – | the site's `https://` origin (Sentry: `system.url-prefix`); set → the u2f interface is available |
@@ -32,6 +32,47 @@
 use std::collections::BTreeSet;
 
 use crate::secret::Secret;
+
+/// Countries texts may go to (ISO 3166-1 alpha-2), the default of `SMS_ALLOWED_COUNTRIES`: where
+/// SMS fraud ("pumping") through premium and high-cost ranges is least profitable and where most
+/// users are. `*` allows every country (the function logs a warning at cold start).
+pub const DEFAULT_ALLOWED_COUNTRIES: &str =
+    "US,CA,GB,IE,DE,FR,NL,BE,LU,AT,CH,SE,NO,DK,FI,IS,ES,PT,IT,PL,CZ,AU,NZ,JP";
+
+/// Texts per account (all users) and UTC day, the default of `SMS_DAILY_CAP` (0 = no cap).
+pub const DEFAULT_DAILY_CAP: u64 = 1000;
+
+/// Where texts may go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedCountries {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl AllowedCountries {
+    /// `*`, or comma-separated ISO codes (case-insensitive); `None` for a malformed list.
+    pub fn parse(list: &str) -> Option<Self> {
+        let list = list.trim();
+        if list == "*" {
+            return Some(Self::All);
+        }
+        let codes: std::collections::BTreeSet<String> =
+            list.split(',').map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty()).collect();
+        if codes.is_empty()
+            || codes.iter().any(|c| c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()))
+        {
+            return None;
+        }
+        Some(Self::Only(codes))
+    }
+
+    pub fn allows(&self, country: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(codes) => codes.contains(country),
+        }
+    }
+}
 
 /// Configuration errors name the variable and what was wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,7 +105,7 @@ pub struct Config {
     pub sms_sender: Option<SmsDelivery>,
     pub sms_sender_id: Option<String>,
     /// Where texts may go (SMS pumping).
-    pub sms_allowed_countries: crate::domain::sms::AllowedCountries,
+    pub sms_allowed_countries: AllowedCountries,
     /// Texts per account and UTC day (0 = no cap).
     pub sms_daily_cap: u64,
     /// The most one text may cost (USD, SNS `MaxPrice`).
@@ -179,14 +220,14 @@ impl Config {
             },
             sms_sender_id: get("SMS_SENDER_ID"),
             sms_allowed_countries: {
-                let list = get("SMS_ALLOWED_COUNTRIES")
-                    .unwrap_or_else(|| crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES.to_owned());
-                crate::domain::sms::AllowedCountries::parse(&list).ok_or(ConfigError::Invalid {
+                let list =
+                    get("SMS_ALLOWED_COUNTRIES").unwrap_or_else(|| DEFAULT_ALLOWED_COUNTRIES.to_owned());
+                AllowedCountries::parse(&list).ok_or(ConfigError::Invalid {
                     name: "SMS_ALLOWED_COUNTRIES",
                     reason: "expected `*` or comma-separated ISO 3166 codes such as `US,GB`".into(),
                 })?
             },
-            sms_daily_cap: parse(&get, "SMS_DAILY_CAP", crate::domain::sms::DEFAULT_DAILY_CAP)?,
+            sms_daily_cap: parse(&get, "SMS_DAILY_CAP", DEFAULT_DAILY_CAP)?,
             sms_max_price: match get("SMS_MAX_PRICE") {
                 None => None,
                 Some(p) if p.parse::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite()) => Some(p),
@@ -231,11 +272,9 @@ impl Config {
             event_dedupe_secs: 3600,
             sms_sender: Some(SmsDelivery::Outbox),
             sms_sender_id: None,
-            sms_allowed_countries: crate::domain::sms::AllowedCountries::parse(
-                crate::domain::sms::DEFAULT_ALLOWED_COUNTRIES,
-            )
-            .unwrap_or(crate::domain::sms::AllowedCountries::All),
-            sms_daily_cap: crate::domain::sms::DEFAULT_DAILY_CAP,
+            sms_allowed_countries: AllowedCountries::parse(DEFAULT_ALLOWED_COUNTRIES)
+                .unwrap_or(AllowedCountries::All),
+            sms_daily_cap: DEFAULT_DAILY_CAP,
             sms_max_price: None,
             webauthn: Some(WebAuthnRp {
                 origin: "https://localhost".into(),
@@ -341,7 +380,7 @@ mod tests {
 
     #[test]
     fn sms_pumping_limits() {
-        use crate::domain::sms::AllowedCountries;
+        use AllowedCountries;
         let c = Config::from_lookup(Requirements::default(), lookup(&[("TABLE_NAME", "t")])).unwrap();
         assert!(c.sms_allowed_countries.allows("US") && !c.sms_allowed_countries.allows("LV"));
         assert_eq!((c.sms_daily_cap, c.sms_max_price.as_deref()), (1000, None));

@@ -154,6 +154,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
+#[cfg(feature = "enroll")]
 impl From<crate::domain::enroll::FieldErrors> for ApiError {
     /// A body that failed the domain's validation: 400 with DRF's field-error map.
     fn from(e: crate::domain::enroll::FieldErrors) -> Self {

@@ -18,6 +18,19 @@
 //! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
 //!
 //! Domain code never sees `lambda_http` or AWS SDK types; adapters never make business decisions.
+//!
+//! ## Features: each function compiles only its part
+//!
+//! | feature | adds | dependencies | used by |
+//! |---|---|---|---|
+//! | (none) | configuration, HTTP, errors, logging, the table engine (DynamoDB and memory), users, organizations, invites, cookies, projects | AWS SDK for DynamoDB | accept-invite, jwt-authorizer |
+//! | `enroll` | authenticator interfaces: [`domain::otp`], [`domain::sms`], [`domain::webauthn`], [`domain::enroll`], [`domain::interfaces`], the enrollment store, SNS texts | `totp-rs`, `phonenumber`, `webauthn-rs`, CBOR, AWS SDK for SNS | enroll-authenticator |
+//! | `stream` | the event stream on Kinesis ([`adapters::kinesis`]) and [`save::aggregate`] | AWS SDK for Kinesis | aggregate-events |
+//! | `events` (+ `stream`) | [`ingest`], [`grouping`], the event saver and record ([`save`]), seeding | gzip/deflate, brotli, zstd, `regex`, `sentry-release-parser` | save-event |
+//! | `testing`, `aws-model`, `fuzzing` | test support, the AWS limits model, fuzz target bodies (all of the above) | – | tests, the local CLI, `fuzz/` |
+//!
+//! `scripts/lambda-tooling` (in the test command) fails when a function's dependency graph holds a
+//! crate of a part it does not use, or a test feature.
 
 pub mod adapters;
 #[cfg(feature = "aws-model")]
@@ -32,10 +45,13 @@ pub mod error;
 pub mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "events")]
 pub mod grouping;
 pub mod http;
+#[cfg(feature = "events")]
 pub mod ingest;
 pub mod ports;
+#[cfg(feature = "stream")]
 pub mod save;
 pub mod secret;
 pub mod storage;

@@ -217,6 +217,7 @@ pub trait InviteStore: Send + Sync {
 }
 
 /// Authenticator enrollment: the enroll capability.
+#[cfg(feature = "enroll")]
 #[async_trait]
 pub trait EnrollmentStore: Send + Sync {
     /// Everything in the user's partition (one `Query`).
@@ -257,6 +258,7 @@ pub trait EnrollmentStore: Send + Sync {
 
 /// One text message to a phone number (E.164). The text carries a one-time code, so it is a
 /// [`Secret`](crate::secret::Secret): never logged, never `Debug`-printed.
+#[cfg(feature = "enroll")]
 #[derive(Clone, Debug)]
 pub struct TextMessage {
     pub to_e164: String,
@@ -267,6 +269,7 @@ pub struct TextMessage {
 /// ([`crate::adapters::sns::SnsSmsSender`]), the in-memory outbox
 /// ([`crate::adapters::memory::MemorySmsOutbox`], the local CLI's) and the null sender of a deployment
 /// without texts ([`crate::adapters::disabled::DisabledSms`]).
+#[cfg(feature = "enroll")]
 #[async_trait]
 pub trait SmsSender: Send + Sync {
     /// Delivers one message or reports why not. Errors never carry the text.

@@ -49,7 +49,9 @@ pub fn filter_directive(lambda_level: Option<String>, rust_log: Option<String>) 
 /// The filter of a directive from [`filter_directive`]; one that does not parse is `info` with the caps.
 pub fn filter(directive: &str) -> Targets {
     directive.parse().unwrap_or_else(|_| {
-        filter_directive(None, None).parse().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+        filter_directive(None, None)
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
     })
 }
 

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 
 use super::publisher::{EntryResult, Publisher, RecordSink};
 use crate::error::StoreError;
-use crate::ports::{RateDecision, RateLimiter, SmsSender, StoredRecord, StreamRecord, TextMessage, bucket};
+use crate::ports::{RateDecision, RateLimiter, StoredRecord, StreamRecord, bucket};
+#[cfg(feature = "enroll")]
+use crate::ports::{SmsSender, TextMessage};
 use crate::storage::rate_limit_key;
 
 fn poisoned() -> StoreError {
@@ -324,12 +326,14 @@ impl Table for MemoryTable {
 
 /// The in-memory [`SmsSender`]: an outbox that tests read and the local CLI prints. `fail_next`
 /// makes the next sends fail (Sentry answers 500 `Error sending SMS` then).
+#[cfg(feature = "enroll")]
 #[derive(Debug, Default)]
 pub struct MemorySmsOutbox {
     sent: Mutex<Vec<TextMessage>>,
     failures: std::sync::atomic::AtomicUsize,
 }
 
+#[cfg(feature = "enroll")]
 impl MemorySmsOutbox {
     /// Every message sent so far, oldest first.
     pub fn sent(&self) -> Vec<TextMessage> {
@@ -347,6 +351,7 @@ impl MemorySmsOutbox {
     }
 }
 
+#[cfg(feature = "enroll")]
 #[async_trait]
 impl SmsSender for MemorySmsOutbox {
     async fn send(&self, message: &TextMessage) -> Result<(), StoreError> {

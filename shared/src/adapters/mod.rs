@@ -8,8 +8,12 @@
 //! - [`sns`]: Amazon SNS text messages (the enrollment SMS).
 
 pub mod aws;
+#[cfg(feature = "enroll")]
 pub mod disabled;
 pub mod dynamo_table;
+#[cfg(feature = "stream")]
+pub mod kinesis;
 pub mod memory;
 pub mod publisher;
+#[cfg(feature = "enroll")]
 pub mod sns;

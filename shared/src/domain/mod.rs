@@ -14,13 +14,18 @@
 //! - [`webauthn`]: the u2f interface (WebAuthn registration ceremonies, the device list).
 
 pub mod cookie;
+#[cfg(feature = "enroll")]
 pub mod enroll;
 pub mod identity;
+#[cfg(feature = "enroll")]
 pub mod interfaces;
 pub mod invite;
 pub mod org;
+#[cfg(feature = "enroll")]
 pub mod otp;
 pub mod project;
+#[cfg(feature = "enroll")]
 pub mod sms;
 pub mod user;
+#[cfg(feature = "enroll")]
 pub mod webauthn;

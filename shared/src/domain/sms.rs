@@ -7,6 +7,10 @@
 
 use crate::secret::Secret;
 
+// The SMS settings are configuration: they live in `config` (compiled into every function), the
+// numbers are checked here.
+pub use crate::config::{AllowedCountries, DEFAULT_ALLOWED_COUNTRIES, DEFAULT_DAILY_CAP};
+
 /// Sentry's `SEND_SMS_ERR` body text (500 when sending failed, 429 when the number's limit is hit).
 pub const SEND_SMS_ERR: &str = "Error sending SMS";
 /// `is_limited(f"sms:{md5(e164)}", limit=3, window=300)`.
@@ -33,49 +37,8 @@ pub fn phone_number_as_e164(raw: &str) -> Result<String, InvalidPhoneNumber> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
-/// Countries texts may go to (ISO 3166-1 alpha-2), the default of `SMS_ALLOWED_COUNTRIES`: where
-/// SMS fraud ("pumping") through premium and high-cost ranges is least profitable and where most
-/// users are. `*` allows every country (the function logs a warning at cold start).
-pub const DEFAULT_ALLOWED_COUNTRIES: &str =
-    "US,CA,GB,IE,DE,FR,NL,BE,LU,AT,CH,SE,NO,DK,FI,IS,ES,PT,IT,PL,CZ,AU,NZ,JP";
-
-/// Texts per account (all users) and UTC day, the default of `SMS_DAILY_CAP` (0 = no cap).
-pub const DEFAULT_DAILY_CAP: u64 = 1000;
-
 /// The account-wide daily counter's rate-limit key.
 pub const DAILY_CAP_KEY: &str = "sms:account:daily";
-
-/// Where texts may go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllowedCountries {
-    All,
-    Only(std::collections::BTreeSet<String>),
-}
-
-impl AllowedCountries {
-    /// `*`, or comma-separated ISO codes (case-insensitive); `None` for a malformed list.
-    pub fn parse(list: &str) -> Option<Self> {
-        let list = list.trim();
-        if list == "*" {
-            return Some(Self::All);
-        }
-        let codes: std::collections::BTreeSet<String> =
-            list.split(',').map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty()).collect();
-        if codes.is_empty()
-            || codes.iter().any(|c| c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()))
-        {
-            return None;
-        }
-        Some(Self::Only(codes))
-    }
-
-    pub fn allows(&self, country: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Only(codes) => codes.contains(country),
-        }
-    }
-}
 
 /// Why a number is refused before anything is texted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,6 +26,7 @@
 //! Title truncation is 100 characters (Sentry's `sentry.save-event.title-char-limit-256.enabled`
 //! option off, its default).
 
+pub use crate::save::common::{PLACEHOLDER_EVENT_TITLES, is_placeholder_title, level_num};
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
@@ -40,9 +41,6 @@ pub const TITLE_MAX_CHARS: usize = 100;
 pub const MAX_CULPRIT_LENGTH: usize = 200;
 /// `SENTRY_MAX_MESSAGE_LENGTH`, the limit of the search message.
 pub const MAX_MESSAGE_LENGTH: usize = 8192;
-
-/// Titles Sentry uses when it has no real title (`PLACEHOLDER_EVENT_TITLES`).
-pub const PLACEHOLDER_EVENT_TITLES: [&str; 4] = ["<untitled>", "<unknown>", "<unlabeled event>", "Error"];
 
 /// Metadata keys left out of the search message (`SEARCH_MESSAGE_SKIPPED_KEYS`).
 const SEARCH_MESSAGE_SKIPPED_KEYS: [&str; 1] = ["in_app_frame_mix"];
@@ -412,19 +410,6 @@ pub fn search_message(event: &Value) -> String {
     truncatechars(py_strip(&message), MAX_MESSAGE_LENGTH).into_owned()
 }
 
-/// `LOG_LEVELS_MAP`: `sample` 0, `debug` 10, `info` 20, `warning` 30, `error` 40, `fatal` 50.
-/// Unknown levels (Relay never emits them) map to 40, the Group model's default.
-pub fn level_num(level: &str) -> i64 {
-    match level {
-        "sample" => 0,
-        "debug" => 10,
-        "info" => 20,
-        "warning" => 30,
-        "fatal" => 50,
-        _ => 40,
-    }
-}
-
 /// `PriorityLevel` values Sentry stores in `metadata.initial_priority`.
 pub mod priority {
     pub const LOW: i64 = 25;
@@ -440,11 +425,6 @@ pub fn initial_priority(level: &str) -> i64 {
         "fatal" | "error" => priority::HIGH,
         _ => priority::MEDIUM,
     }
-}
-
-/// Whether `title` is one of Sentry's placeholder titles.
-pub fn is_placeholder_title(title: &str) -> bool {
-    PLACEHOLDER_EVENT_TITLES.contains(&title)
 }
 
 fn is_real_title(title: Option<&str>) -> bool {

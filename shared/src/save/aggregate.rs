@@ -42,9 +42,8 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::saver::{DEDUPE_TTL_SECS, MARKER_VERSION};
+use super::common::{DEDUPE_TTL_SECS, MARKER_VERSION, is_placeholder_title, level_num};
 use crate::error::StoreError;
-use crate::grouping::metadata::{is_placeholder_title, level_num};
 use crate::ports::StoredRecord;
 use crate::storage::attr;
 use crate::storage::item::{Item, ItemExt, Key, Val, item};

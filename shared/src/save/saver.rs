@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use super::common::{DEDUPE_TTL_SECS, MARKER_VERSION};
 use super::record::GroupState;
 use crate::domain::project::Project;
 use crate::error::StoreError;
@@ -62,12 +63,8 @@ use crate::storage::item::{Item, ItemExt, Key, Val, item};
 use crate::storage::keys;
 use crate::storage::table::{Cond, PutOutcome, Table, TxOutcome, Update, WriteOp};
 
-/// De-duplication window (Sentry's ingest consumer remembers event ids for one hour).
-pub const DEDUPE_TTL_SECS: i64 = 3600;
 /// How long a publisher owns an event before a retry may take it over (longer than a Lambda timeout).
 pub const LEASE_SECS: i64 = 30;
-/// Version of the marker written by this release (`v`).
-pub const MARKER_VERSION: i64 = 2;
 /// How long a warm Lambda trusts the group status it read (a resolve is seen within this time).
 pub const STATUS_TTL_SECS: i64 = 5;
 /// `last_seen` of associations is re-written only when the event is at least this much newer (Sentry

@@ -49,12 +49,14 @@
 
 #[cfg(feature = "aws-model")]
 pub mod counting;
+#[cfg(feature = "enroll")]
 pub mod enroll;
 pub mod item;
 pub mod keys;
 pub mod orgs;
 pub mod projects;
 pub mod provision;
+#[cfg(feature = "events")]
 pub mod seed;
 pub mod table;
 pub mod users;

@@ -8,10 +8,13 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
+#[cfg(feature = "stream")]
 use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails, StreamStatus};
 
 use super::attr;
-use crate::adapters::aws::{ddb_err, kinesis_err};
+use crate::adapters::aws::ddb_err;
+#[cfg(feature = "stream")]
+use crate::adapters::aws::kinesis_err;
 use crate::error::StoreError;
 
 /// How long provisioning waits for ACTIVE before giving up.
@@ -98,6 +101,7 @@ pub async fn delete_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
     Ok(())
 }
 
+#[cfg(feature = "stream")]
 /// Creates the stream (on-demand, as in `template.yaml`; emulators that need a shard count get one) and
 /// waits until ACTIVE.
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<(), StoreError> {
@@ -134,6 +138,7 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Re
     }
 }
 
+#[cfg(feature = "stream")]
 pub async fn delete_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<(), StoreError> {
     client
         .delete_stream()
