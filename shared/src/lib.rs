@@ -25,7 +25,8 @@
 //! |---|---|---|---|
 //! | (none) | configuration, HTTP, errors, logging, the table engine (DynamoDB and memory), users, organizations, invites, cookies, projects | AWS SDK for DynamoDB | accept-invite, jwt-authorizer |
 //! | `enroll` | authenticator interfaces: [`domain::otp`], [`domain::sms`], [`domain::webauthn`], [`domain::enroll`], [`domain::interfaces`], the enrollment store, SNS texts | `totp-rs`, `phonenumber`, `webauthn-rs`, CBOR, AWS SDK for SNS | enroll-authenticator |
-//! | `stream` | the event stream on Kinesis ([`adapters::kinesis`]) and [`save::aggregate`] | AWS SDK for Kinesis | aggregate-events |
+//! | `aggregate` | [`save::aggregate`]: counters aggregated from the event stream | – | aggregate-events |
+//! | `stream` (+ `aggregate`) | the event stream on Kinesis ([`adapters::kinesis`]) | AWS SDK for Kinesis | save-event |
 //! | `events` (+ `stream`) | [`ingest`], [`grouping`], the event saver and record ([`save`]), seeding | gzip/deflate, brotli, zstd, `regex`, `sentry-release-parser` | save-event |
 //! | `testing`, `aws-model`, `fuzzing` | test support, the AWS limits model, fuzz target bodies (all of the above) | – | tests, the local CLI, `fuzz/` |
 //!
@@ -51,7 +52,7 @@ pub mod http;
 #[cfg(feature = "events")]
 pub mod ingest;
 pub mod ports;
-#[cfg(feature = "stream")]
+#[cfg(feature = "aggregate")]
 pub mod save;
 pub mod secret;
 pub mod storage;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use accept_invite::AcceptInvite;
-use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, sdk_config};
+use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, lambda_sdk_config};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::backends::Backends;
 use shared::config::{Config, Requirements};
@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: false, invite_cookie_key: true })?;
     // DynamoDB only: the Kinesis client is not built (nor linked into this binary).
-    let dynamodb = dynamodb_client(&sdk_config().await, None);
+    let dynamodb = dynamodb_client(&lambda_sdk_config()?, None);
     let backends = Backends::new(
         Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name)),
         Arc::new(DynamoRateLimiter::new(dynamodb, &config.table_name)),

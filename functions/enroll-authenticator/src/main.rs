@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use enroll_authenticator::EnrollAuthenticator;
-use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, sdk_config};
+use shared::adapters::aws::{DynamoRateLimiter, dynamodb_client, lambda_sdk_config};
 use shared::adapters::disabled::DisabledSms;
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::adapters::memory::MemorySmsOutbox;
@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: false, invite_cookie_key: true })?;
     // DynamoDB (+ SNS when texts are enabled): the Kinesis client is not built (nor linked in).
-    let sdk = sdk_config().await;
+    let sdk = lambda_sdk_config()?;
     let dynamodb = dynamodb_client(&sdk, None);
     let backends = Backends::new(
         Arc::new(DynamoTable::new(dynamodb.clone(), &config.table_name)),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use save_event::SaveEvent;
-use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream};
+use shared::adapters::aws::{AwsClients, DynamoRateLimiter, kinesis_stream, lambda_sdk_config};
 use shared::adapters::dynamo_table::DynamoTable;
 use shared::backends::Backends;
 use shared::config::{Config, Requirements};
@@ -12,7 +12,7 @@ use shared::config::{Config, Requirements};
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: true, invite_cookie_key: false })?;
-    let clients = AwsClients::load(None).await;
+    let clients = AwsClients::new(&lambda_sdk_config()?, None);
     let backends = Backends::new(
         Arc::new(DynamoTable::new(clients.dynamodb.clone(), &config.table_name)),
         Arc::new(DynamoRateLimiter::new(clients.dynamodb, &config.table_name)),

@@ -28,23 +28,93 @@ use crate::storage::{attr, rate_limit_key};
 #[cfg(feature = "stream")]
 pub use super::kinesis::*;
 
-/// The shared SDK configuration (region, credentials, endpoint overrides) with Lambda-friendly timeouts.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+/// Lambda-friendly timeouts: a function answers within seconds or the caller retries.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
         .operation_attempt_timeout(Duration::from_secs(3))
         .operation_timeout(Duration::from_secs(8))
-        .build();
-    config_loader().timeout_config(timeouts).load().await
+        .build()
 }
 
-/// `aws_config::defaults` with the HTTPS client every client of ours uses: hyper + rustls over ring
-/// (the SDK's default is aws-lc, a C library built with cmake: slower to build, larger binaries).
-pub fn config_loader() -> aws_config::ConfigLoader {
+/// The HTTPS client every client of ours uses: hyper + rustls over ring (the SDK's default is aws-lc,
+/// a C library built with cmake: slower to build, larger binaries).
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let https =
-        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// The SDK configuration of the local CLI and the tests: the SDK's whole default chain (profiles,
+/// SSO, web identity, IMDS, the endpoint variables), so a developer's usual AWS setup works.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    config_loader().timeout_config(timeouts()).load().await
+}
+
+/// `aws_config::defaults` with our HTTPS client.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client())
+}
+
+/// The SDK configuration of a Lambda function, from what Lambda puts in the environment and nothing
+/// else: `AWS_REGION` (or `AWS_DEFAULT_REGION`), the execution role's `AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and the endpoint variables (`AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`) that point the functions at
+/// emulators. The SDK's default chain (`aws_config::load`) also reads profile files and can ask IMDS,
+/// ECS, SSO and STS: none of which a Lambda uses, and which are ~0.5 MB of every binary and work at
+/// each cold start (BENCHMARKS §11). Standard retries (3 attempts) and [`timeouts`], as the chain
+/// would set. Fails when the credentials are missing, naming the variables.
+pub fn lambda_sdk_config() -> Result<aws_config::SdkConfig, String> {
+    lambda_sdk_config_from(std::env::vars())
+}
+
+/// [`lambda_sdk_config`] over given variables (tests).
+pub fn lambda_sdk_config_from(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<aws_config::SdkConfig, String> {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("AWS_") && !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_owned()))
+        .collect();
+    let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    if get("AWS_ACCESS_KEY_ID").is_none() || get("AWS_SECRET_ACCESS_KEY").is_none() {
+        return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (Lambda sets them from the \
+                    execution role)"
+            .into());
+    }
+    let region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).map(aws_config::Region::new);
+    let ignore_endpoints =
+        get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let endpoints = EnvEndpoints(if ignore_endpoints {
+        Vec::new()
+    } else {
+        vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL")).cloned().collect()
+    });
+    Ok(aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .timeout_config(timeouts())
+        .http_client(https_client())
+        .service_config(endpoints)
+        .build())
+}
+
+/// The endpoint variables, read once at cold start. A client asks for its service's endpoint with the
+/// global variable's name and its service id; as in the SDK's own loader, `AWS_ENDPOINT_URL_<ID>`
+/// (the id upper-cased, spaces as `_`: `AWS_ENDPOINT_URL_DYNAMODB`) wins over `AWS_ENDPOINT_URL`.
+#[derive(Debug)]
+struct EnvEndpoints(Vec<(String, String)>);
+
+impl aws_types::service_config::LoadServiceConfig for EnvEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        let get = |name: &str| self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let service = format!("{}_{}", key.env(), key.service_id().to_uppercase().replace(' ', "_"));
+        get(&service).or_else(|| get(key.env()))
+    }
 }
 
 /// A DynamoDB client. Functions that need only DynamoDB build only this one, so the Kinesis client
@@ -252,6 +322,50 @@ impl Intercept for CallRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn lambda_config_reads_region_credentials_and_endpoints_from_the_environment() {
+        use aws_types::service_config::ServiceConfigKey;
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+            ("HOME", "/root"),
+        ];
+        let sdk = lambda_sdk_config_from(vars(&env)).unwrap();
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert!(sdk.credentials_provider().is_some());
+        assert_eq!(sdk.retry_config().map(|r| r.max_attempts()), Some(3));
+        // What the generated clients ask (`service_config_key(id, "AWS_ENDPOINT_URL", "endpoint_url")`).
+        let key = |id| {
+            ServiceConfigKey::builder().service_id(id).env("AWS_ENDPOINT_URL").profile("endpoint_url").build()
+        };
+        let svc = sdk.service_config().unwrap();
+        assert_eq!(svc.load_config(key("DynamoDB").unwrap()).as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(svc.load_config(key("Kinesis").unwrap()).as_deref(), Some("http://127.0.0.1:4566"));
+        // The clients take them as the default chain's configuration would give them.
+        let ddb = aws_sdk_dynamodb::config::Config::from(&sdk);
+        assert_eq!(ddb.region().map(|r| r.as_ref()), Some("eu-west-1"));
+
+        let mut ignored = env.to_vec();
+        ignored.push(("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"));
+        let sdk = lambda_sdk_config_from(vars(&ignored)).unwrap();
+        assert_eq!(sdk.service_config().unwrap().load_config(key("DynamoDB").unwrap()), None);
+
+        let fallback =
+            [("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "b"), ("AWS_DEFAULT_REGION", "us-west-2")];
+        let sdk = lambda_sdk_config_from(vars(&fallback)).unwrap();
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("us-west-2"));
+        assert_eq!(sdk.service_config().unwrap().load_config(key("DynamoDB").unwrap()), None);
+        let err = lambda_sdk_config_from(vars(&[("AWS_REGION", "us-east-1")])).unwrap_err();
+        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    }
 
     #[test]
     fn longest_chain_counts_concurrent_calls_once() {

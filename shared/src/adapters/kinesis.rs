@@ -25,8 +25,12 @@ impl AwsClients {
     /// Loads the shared SDK configuration and builds both clients. `recorder` installs the
     /// call-counting interceptor.
     pub async fn load(recorder: Option<CallRecorder>) -> Self {
-        let sdk = sdk_config().await;
-        Self { dynamodb: dynamodb_client(&sdk, recorder.clone()), kinesis: kinesis_client(&sdk, recorder) }
+        Self::new(&sdk_config().await, recorder)
+    }
+
+    /// Both clients over a given configuration ([`super::aws::lambda_sdk_config`] in the Lambdas).
+    pub fn new(sdk: &aws_config::SdkConfig, recorder: Option<CallRecorder>) -> Self {
+        Self { dynamodb: dynamodb_client(sdk, recorder.clone()), kinesis: kinesis_client(sdk, recorder) }
     }
 }
 
