@@ -409,10 +409,12 @@ pub(crate) fn set_in_app(frame: &mut Map<String, Value>, value: bool) {
 }
 
 /// The frame's `data` object, created when missing or `null` (`None` when it is something else).
+/// A created one has room for the two keys grouping writes (`orig_in_app`, `category`) and no more:
+/// one per frame of every stack trace.
 fn frame_data(frame: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
-    let data = frame.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    let data = frame.entry("data").or_insert_with(|| Value::Object(Map::with_capacity(2)));
     if data.is_null() {
-        *data = Value::Object(Map::new());
+        *data = Value::Object(Map::with_capacity(2));
     }
     data.as_object_mut()
 }
