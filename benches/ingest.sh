@@ -6,7 +6,7 @@
 # (`GET /_postflow/stats`).
 #
 #   benches/ingest.sh                      # target/release/postflow; 16 and 64 connections; 5 s warm-up, 15 s measured
-#   BIN=... SECS=15 WARM=5 CONNS="16 64" ROUNDS=1 benches/ingest.sh
+#   BIN=... SECS=15 WARM=5 CONNS="16 64" ROUNDS=1 PAYLOADS="stackpit sdk" benches/ingest.sh
 #   SOAK=600 EVENT_DEDUPE_SECS=60 benches/ingest.sh
 #                                          # one long run (Stackpit-shaped payload, 16 connections):
 #                                          # RSS and events every 30 s (the server gets the environment,
@@ -78,7 +78,7 @@ fi
 
 printf '%-10s %5s %5s %10s %9s %9s %12s %9s %s\n' payload conns round "events/s" "p50 ms" "p99 ms" "CPU µs/ev" "RSS MiB" "verified"
 failed=0
-for payload in stackpit sdk; do
+for payload in ${PAYLOADS:-stackpit sdk}; do
     for conns in $CONNS; do
         for round in $(seq 1 "$ROUNDS"); do
             run_wrk "$URL" "$conns" "$WARM" "$payload" >/dev/null
@@ -107,7 +107,7 @@ for payload in stackpit sdk; do
 done
 if [[ -n $PEER_URL ]]; then
     echo "peer $PEER_URL (its own server; CPU and storage are not measured here)"
-    for payload in stackpit sdk; do
+    for payload in ${PAYLOADS:-stackpit sdk}; do
         for conns in $CONNS; do
             run_wrk "$PEER_URL" "$conns" "$WARM" "$payload" >/dev/null
             out=$(INGEST_PATH=${PEER_PATH:-/api/42/envelope/} DSN_KEY=${PEER_KEY:-c0ffee0c0ffee0c0ffee0c0ffee0c0ff} run_wrk "$PEER_URL" "$conns" "$SECS" "$payload")
