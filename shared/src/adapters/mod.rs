@@ -7,9 +7,11 @@
 //!   shared by both stream adapters so that they cannot drift apart.
 //! - [`sns`]: Amazon SNS text messages (the enrollment SMS).
 
+#[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "enroll")]
 pub mod disabled;
+#[cfg(feature = "aws")]
 pub mod dynamo_table;
 #[cfg(feature = "stream")]
 pub mod kinesis;

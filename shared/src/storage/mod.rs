@@ -55,6 +55,7 @@ pub mod item;
 pub mod keys;
 pub mod orgs;
 pub mod projects;
+#[cfg(feature = "aws")]
 pub mod provision;
 #[cfg(feature = "events")]
 pub mod seed;
