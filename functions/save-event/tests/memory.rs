@@ -104,11 +104,12 @@ async fn peak_memory_per_request() {
     assert!(per_mib[1].2 < 2.5, "{per_mib:?}");
     // A tree denser than 8 bytes per byte of JSON is refused while it is built: under 10 per MiB.
     assert!(per_mib[3].2 < 10.5, "{per_mib:?}");
-    // What is accepted: the tree (at most 8 bytes per byte, real events 3–6), the `data` grouping
-    // adds to every frame, and the stream record. Measured: the Android ANR 10.3 (frames built with
-    // room for grouping's keys, small `data` maps, the record grown by quarters: 11.5 before), the
-    // densest tree accepted 15.1 per MiB.
-    assert!(per_mib[4].2 < 10.8, "{per_mib:?}");
+    // What is accepted: the tree (at most 8 bytes per byte, real events 3–6) and the `data` grouping
+    // adds to every frame; the stream record is written as the tree is freed. Measured: the Android
+    // ANR 9.3 (11.5 before frames had room for grouping's keys, `data` maps their size, the record
+    // grew by quarters and was written from the event given up to it), the densest tree accepted
+    // 15.1 per MiB.
+    assert!(per_mib[4].2 <= 10.0, "{per_mib:?}");
     for (name, _, ratio) in &per_mib[4..] {
         assert!(*ratio <= 16.0, "{name}: {ratio:.1} MiB per MiB");
     }

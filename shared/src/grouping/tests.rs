@@ -1210,6 +1210,38 @@ fn snapshot_python_transaction_record() {
     assert_record_snapshot("record_python_transaction", &record);
 }
 
+/// The save path writes the record from the event given up to it (each part freed once written):
+/// byte for byte the record written from the borrowed event, for errors, transactions, issue-platform
+/// events (their `contexts.geo`, occurrence and evidence filtering), pruned keys and odd values.
+#[test]
+fn record_written_from_a_taken_event_is_the_same() {
+    let (error, groups) = save_error(
+        make_event(json!({
+            "logentry": {"formatted": "héllo 🦀"}, "debug_meta": {"images": []}, "_meta": {"x": 1},
+            "extra": {"nested": [[1, 2.5, null, true], {"a": {"b": []}}], "empty": {}},
+        })),
+        5,
+    );
+    let mut transaction = relay("sdk_python_transaction");
+    calculate_span_grouping(&mut transaction);
+    materialize_metadata(&transaction).write_into(&mut transaction);
+    let generic = make_event(json!({"type": "generic", "user": {"geo": {"city": "Vienna"}}}));
+    let occurrence = json!({"id": "occ", "evidence_data": {"x": 1}, "evidence_display": [], "type": 1006});
+    for (event, groups, occurrence) in [
+        (&error, &groups[..], None),
+        (&transaction, &[][..], None),
+        (&generic, &groups[..], Some(&occurrence)),
+        (&json!({"received": 1.5}), &[][..], None),
+    ] {
+        let mut p = params(event, groups);
+        p.occurrence = occurrence;
+        let borrowed = eventstream::insert_message(&p).unwrap();
+        let taken =
+            eventstream::insert_message_taking(eventstream::RecordHead::of(&p), event.clone()).unwrap();
+        assert_eq!(String::from_utf8(taken).unwrap(), String::from_utf8(borrowed).unwrap());
+    }
+}
+
 /// The record bytes are compact, ASCII-only JSON (simplejson's `ensure_ascii`).
 #[test]
 fn record_bytes_are_compact_ascii() {

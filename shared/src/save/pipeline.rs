@@ -106,7 +106,8 @@ pub fn complete_spans(event: &mut Value) {
     }
 }
 
-/// The eventstream record of a saved event.
+/// The eventstream record of a saved event. The event is given up to the record (left `null`): its
+/// parts are freed as they are written.
 pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
     let primary_hash = match job.kind {
         SaveKind::Transaction => None,
@@ -130,10 +131,11 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
         retention_days: RETENTION_DAYS,
         occurrence: None,
     };
-    Ok(StreamRecord {
-        partition_key: record::partition_key(&job.event_id),
-        data: record::insert_message(&params).map_err(|e| StoreError::Rejected(e.to_string()))?,
-    })
+    let head = record::RecordHead::of(&params);
+    // The record is written from the event given up to it, each part freed once written.
+    let data = record::insert_message_taking(head, std::mem::take(event))
+        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+    Ok(StreamRecord { partition_key: record::partition_key(&job.event_id), data })
 }
 
 /// Save and publish, over a saver and a stream.

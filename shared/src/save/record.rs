@@ -187,30 +187,77 @@ fn format_datetime(timestamp: f64) -> String {
     dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The event minus the pruned keys, serialized without copying.
-struct StreamData<'a>(&'a Map<String, Value>);
+/// The event minus the pruned keys: borrowed and serialized without copying, or owned and freed part
+/// by part as it is written.
+enum StreamData<'a> {
+    Borrowed(&'a Map<String, Value>),
+    Owned(std::cell::RefCell<Option<Map<String, Value>>>),
+}
 
 impl Serialize for StreamData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let entries = self.0.iter().filter(|(key, _)| !EVENTSTREAM_PRUNED_KEYS.contains(&key.as_str()));
+        let kept = |key: &str| !EVENTSTREAM_PRUNED_KEYS.contains(&key);
         let mut map = serializer.serialize_map(None)?;
-        for (key, value) in entries {
-            map.serialize_entry(key, value)?;
+        match self {
+            Self::Borrowed(event) => {
+                for (key, value) in event.iter().filter(|(key, _)| kept(key)) {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            Self::Owned(event) => {
+                for (key, value) in event.borrow_mut().take().unwrap_or_default() {
+                    if kept(&key) {
+                        map.serialize_entry(&key, &Taken::new(value))?;
+                    }
+                }
+            }
         }
         map.end()
     }
 }
 
-/// The occurrence dict without `evidence_data` / `evidence_display` (`{}` when there is none).
+/// A value serialized once and freed as it goes: each element or entry is dropped right after it
+/// is written (the same output as `Value`'s own `Serialize`).
+struct Taken(std::cell::RefCell<Option<Value>>);
+
+impl Taken {
+    fn new(value: Value) -> Self {
+        Self(std::cell::RefCell::new(Some(value)))
+    }
+}
+
+impl Serialize for Taken {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self.0.borrow_mut().take().unwrap_or(Value::Null) {
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Taken::new(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    map.serialize_entry(&key, &Taken::new(value))?;
+                }
+                map.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
+/// The occurrence dict without `evidence_data` / `evidence_display` (`{}` when there is none),
+/// filtered when the head is read.
 struct OccurrenceData<'a>(Option<&'a Map<String, Value>>);
 
 impl Serialize for OccurrenceData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         for (key, value) in self.0.into_iter().flatten() {
-            if key != "evidence_data" && key != "evidence_display" {
-                map.serialize_entry(key, value)?;
-            }
+            map.serialize_entry(key, value)?;
         }
         map.end()
     }
@@ -298,60 +345,131 @@ fn augment_message_with_occurrence(mut message: String, occurrence: &Map<String,
 
 /// The eventstream record data: `[2, "insert", payload1, payload2]` (see the module docs).
 pub fn insert_message(params: &InsertParams<'_>) -> Result<Vec<u8>, EventstreamError> {
+    let head = RecordHead::of(params);
     let empty = Map::new();
-    let kind = params.kind();
-    let group = params.first_group();
     let event_map = params.event.as_object().unwrap_or(&empty);
-
-    // Issue-platform events copy `user.geo` to `contexts.geo` (setdefault semantics), which needs
-    // one owned copy of the event; everything else serializes from the borrowed event.
-    let generic_copy = (kind == StreamKind::Generic).then(|| {
+    // Issue-platform events copy `user.geo` to `contexts.geo`, which needs one owned copy of the
+    // event; everything else serializes from the borrowed event.
+    if head.kind == StreamKind::Generic {
         let mut copy = event_map.clone();
-        let geo = copy.get("user").and_then(|u| u.get("geo")).cloned();
-        let geo = match geo {
-            None => Some(Value::Object(Map::new())),
-            Some(v @ Value::Object(_)) => Some(v),
-            Some(_) => None,
-        };
-        let contexts = copy.entry("contexts").or_insert_with(|| Value::Object(Map::new()));
-        if let (Some(contexts), Some(geo)) = (contexts.as_object_mut(), geo) {
-            contexts.entry("geo").or_insert(geo);
-        }
-        copy
-    });
-    let data_map = generic_copy.as_ref().unwrap_or(event_map);
-    let occurrence = params.occurrence.and_then(Value::as_object);
+        add_geo_context(&mut copy);
+        return head.write(StreamData::Borrowed(&copy));
+    }
+    head.write(StreamData::Borrowed(event_map))
+}
 
-    let payload1 = Payload1 {
-        group_id: params.groups.first().map(|g| g.id),
-        group_ids: params.groups.iter().map(|g| g.id).collect(),
-        event_id: str_at(params.event, &["event_id"]).unwrap_or(""),
-        organization_id: params.organization_id,
-        project_id: params.project_id,
-        message: occurrence.map_or_else(
-            || search_message(params.event),
-            |o| augment_message_with_occurrence(search_message(params.event), o),
-        ),
-        platform: params.event.get("platform"),
-        datetime: event_datetime(params.event),
-        data: StreamData(data_map),
-        primary_hash: params.primary_hash,
-        retention_days: params.retention_days,
-        occurrence_id: occurrence.and_then(|o| o.get("id")),
-        occurrence_data: OccurrenceData(occurrence),
+/// The same record as [`insert_message`] from an event given up to it: every part of the event is
+/// freed as soon as it is written, so the request's peak is the larger of the tree and the record,
+/// not their sum (the save path's; a large event's record is its size again). `head` was read from
+/// the event ([`RecordHead::of`]) before it was taken.
+pub fn insert_message_taking(head: RecordHead, event: Value) -> Result<Vec<u8>, EventstreamError> {
+    let mut map = match event {
+        Value::Object(map) => map,
+        _ => Map::new(),
     };
-    let payload2 = Payload2 {
-        is_new: group.is_new,
-        is_regression: group.is_regression,
-        is_new_group_environment: group.is_new_group_environment,
-        queue: kind.queue(),
-        skip_consume: params.skip_consume,
-        group_states: (!params.groups.is_empty()).then_some(params.groups),
+    if head.kind == StreamKind::Generic {
+        add_geo_context(&mut map);
+    }
+    head.write(StreamData::Owned(std::cell::RefCell::new(Some(map))))
+}
+
+/// Issue-platform events: `contexts.geo` set from `user.geo` when absent (setdefault semantics).
+fn add_geo_context(event: &mut Map<String, Value>) {
+    let geo = event.get("user").and_then(|u| u.get("geo")).cloned();
+    let geo = match geo {
+        None => Some(Value::Object(Map::new())),
+        Some(v @ Value::Object(_)) => Some(v),
+        Some(_) => None,
     };
-    let mut out = Vec::with_capacity(4096);
-    let mut serializer = serde_json::Serializer::with_formatter(QuarterGrowth(&mut out), PythonJsonFormatter);
-    (EVENT_PROTOCOL_VERSION, "insert", payload1, payload2).serialize(&mut serializer)?;
-    Ok(out)
+    let contexts = event.entry("contexts").or_insert_with(|| Value::Object(Map::new()));
+    if let (Some(contexts), Some(geo)) = (contexts.as_object_mut(), geo) {
+        contexts.entry("geo").or_insert(geo);
+    }
+}
+
+/// Everything of a record but the event's data: read from [`InsertParams`] (the event included) so
+/// that the event can then be given up to [`insert_message_taking`].
+#[derive(Debug)]
+pub struct RecordHead {
+    kind: StreamKind,
+    group_id: Option<u64>,
+    group_ids: Vec<u64>,
+    event_id: String,
+    organization_id: u64,
+    project_id: u64,
+    message: String,
+    platform: Option<Value>,
+    datetime: String,
+    primary_hash: Option<String>,
+    retention_days: u32,
+    occurrence_id: Option<Value>,
+    occurrence_data: Option<Map<String, Value>>,
+    first_group: GroupState,
+    skip_consume: bool,
+    groups: Vec<GroupState>,
+}
+
+impl RecordHead {
+    pub fn of(params: &InsertParams<'_>) -> Self {
+        let occurrence = params.occurrence.and_then(Value::as_object);
+        Self {
+            kind: params.kind(),
+            group_id: params.groups.first().map(|g| g.id),
+            group_ids: params.groups.iter().map(|g| g.id).collect(),
+            event_id: str_at(params.event, &["event_id"]).unwrap_or("").to_owned(),
+            organization_id: params.organization_id,
+            project_id: params.project_id,
+            message: occurrence.map_or_else(
+                || search_message(params.event),
+                |o| augment_message_with_occurrence(search_message(params.event), o),
+            ),
+            platform: params.event.get("platform").cloned(),
+            datetime: event_datetime(params.event),
+            primary_hash: params.primary_hash.map(str::to_owned),
+            retention_days: params.retention_days,
+            occurrence_id: occurrence.and_then(|o| o.get("id")).cloned(),
+            occurrence_data: occurrence.map(|o| {
+                o.iter()
+                    .filter(|(key, _)| *key != "evidence_data" && *key != "evidence_display")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            first_group: params.first_group(),
+            skip_consume: params.skip_consume,
+            groups: params.groups.to_vec(),
+        }
+    }
+
+    fn write(self, data: StreamData<'_>) -> Result<Vec<u8>, EventstreamError> {
+        let payload1 = Payload1 {
+            group_id: self.group_id,
+            group_ids: self.group_ids,
+            event_id: &self.event_id,
+            organization_id: self.organization_id,
+            project_id: self.project_id,
+            message: self.message,
+            platform: self.platform.as_ref(),
+            datetime: self.datetime,
+            data,
+            primary_hash: self.primary_hash.as_deref(),
+            retention_days: self.retention_days,
+            occurrence_id: self.occurrence_id.as_ref(),
+            occurrence_data: OccurrenceData(self.occurrence_data.as_ref()),
+        };
+        let payload2 = Payload2 {
+            is_new: self.first_group.is_new,
+            is_regression: self.first_group.is_regression,
+            is_new_group_environment: self.first_group.is_new_group_environment,
+            queue: self.kind.queue(),
+            skip_consume: self.skip_consume,
+            group_states: (!self.groups.is_empty()).then_some(&self.groups),
+        };
+        let mut out = Vec::with_capacity(4096);
+        let mut serializer =
+            serde_json::Serializer::with_formatter(QuarterGrowth(&mut out), PythonJsonFormatter);
+        (EVENT_PROTOCOL_VERSION, "insert", payload1, payload2).serialize(&mut serializer)?;
+        Ok(out)
+    }
 }
 
 /// The record's buffer, grown by a quarter of its length at a time (at least 16 KiB, so a usual record
