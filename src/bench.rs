@@ -90,7 +90,7 @@ fn pipeline_once(api: &ApiRequest) -> usize {
     let Ok(ingested) = ingest_once(api) else { return 0 };
     let mut bytes = 0;
     for ev in ingested.events {
-        let (job, mut event) =
+        let (job, event) =
             shared::save::prepare(ev.payload, ev.kind, ingested.project_id, GroupingConfig::builtin());
         let result = SaveResult {
             group: Some(GroupState {
@@ -101,7 +101,7 @@ fn pipeline_once(api: &ApiRequest) -> usize {
             }),
             received: job.received,
         };
-        if let Ok(rec) = shared::save::stream_record(&job, &mut event, &result) {
+        if let Ok(rec) = shared::save::stream_record(&job, event, &result) {
             bytes += rec.data.len();
         }
     }

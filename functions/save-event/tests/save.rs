@@ -224,7 +224,7 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         "event_id": id, "type": "generic", "platform": "python", "level": "info", "timestamp": NOW as f64,
         "fingerprint": ["perf-n-plus-one", "checkout"], "message": "N+1 query", "received": NOW as f64,
     });
-    let (mut job, mut event) =
+    let (mut job, event) =
         shared::save::prepare(ev, shared::ingest::EventKind::Event, 42, GroupingConfig::builtin());
     assert_eq!(job.kind, shared::save::SaveKind::Generic);
     assert_eq!(
@@ -245,7 +245,7 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         other => panic!("{other:?}"),
     };
     assert!(r.group.unwrap().is_new);
-    let rec = save_event::stream_record(&job, &mut event, &r).unwrap();
+    let rec = save_event::stream_record(&job, event, &r).unwrap();
     assert_eq!(rec.partition_key, id, "generic events are keyed by event id");
     let m: Value = serde_json::from_slice(&rec.data).unwrap();
     assert_eq!(m[3]["queue"], "post_process_issue_platform");

@@ -1,9 +1,11 @@
 //! AWS adapters: SDK client construction, error mapping, the DynamoDB rate limiter, the Kinesis sink
-//! ([`super::kinesis`], re-exported here), and a call recorder (an SDK interceptor) used by tests and benchmarks to count sequential round trips.
+//! ([`super::kinesis`], re-exported here), and a call recorder (an SDK interceptor) used by tests and
+//! benchmarks to count sequential round trips.
 //!
-//! Clients are built once per cold start by [`AwsClients::load`]. Endpoints come from the SDK's standard
-//! configuration chain, so `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_KINESIS` point them at local
-//! emulators without any code change.
+//! Clients are built once per cold start: in the Lambdas over [`lambda_sdk_config`] (the environment
+//! Lambda sets), in the local CLI and the tests over [`sdk_config`] (the SDK's default chain). Both
+//! honour `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL`, which point
+//! them at local emulators without any code change.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,7 +62,7 @@ pub fn config_loader() -> aws_config::ConfigLoader {
 /// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and the endpoint variables (`AWS_ENDPOINT_URL`,
 /// `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`) that point the functions at
 /// emulators. The SDK's default chain (`aws_config::load`) also reads profile files and can ask IMDS,
-/// ECS, SSO and STS: none of which a Lambda uses, and which are ~0.5 MB of every binary and work at
+/// ECS, SSO and STS: none of which a Lambda uses, and which were 1.0–1.5 MB of each binary and work at
 /// each cold start (BENCHMARKS §11). Standard retries (3 attempts) and [`timeouts`], as the chain
 /// would set. Fails when the credentials are missing, naming the variables.
 pub fn lambda_sdk_config() -> Result<aws_config::SdkConfig, String> {
@@ -78,7 +80,7 @@ pub fn lambda_sdk_config_from(
         .filter(|(k, v)| k.starts_with("AWS_") && !v.trim().is_empty())
         .map(|(k, v)| (k, v.trim().to_owned()))
         .collect();
-    let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |name: &str| var(&vars, name).map(str::to_owned);
     if get("AWS_ACCESS_KEY_ID").is_none() || get("AWS_SECRET_ACCESS_KEY").is_none() {
         return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (Lambda sets them from the \
                     execution role)"
@@ -111,10 +113,14 @@ struct EnvEndpoints(Vec<(String, String)>);
 
 impl aws_types::service_config::LoadServiceConfig for EnvEndpoints {
     fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
-        let get = |name: &str| self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let service = format!("{}_{}", key.env(), key.service_id().to_uppercase().replace(' ', "_"));
-        get(&service).or_else(|| get(key.env()))
+        var(&self.0, &service).or_else(|| var(&self.0, key.env())).map(str::to_owned)
     }
+}
+
+/// The value of variable `name` among `vars`.
+fn var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// A DynamoDB client. Functions that need only DynamoDB build only this one, so the Kinesis client

@@ -106,9 +106,9 @@ pub fn complete_spans(event: &mut Value) {
     }
 }
 
-/// The eventstream record of a saved event. The event is given up to the record (left `null`): its
-/// parts are freed as they are written.
-pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
+/// The eventstream record of a saved event, which is given up to it: its parts are freed as they are
+/// written, so the tree and the record are not held together.
+pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
     let primary_hash = match job.kind {
         SaveKind::Transaction => None,
         _ => job.hashes.first().cloned(),
@@ -117,11 +117,11 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
         event["group_id"] = json!(g.id);
     }
     if job.kind == SaveKind::Transaction {
-        complete_spans(event);
+        complete_spans(&mut event);
     }
     let groups: Vec<record::GroupState> = r.group.iter().copied().collect();
     let params = record::InsertParams {
-        event,
+        event: &event,
         organization_id: job.project.organization_id,
         project_id: job.project.id,
         groups: &groups,
@@ -132,9 +132,7 @@ pub fn stream_record(job: &SaveJob, event: &mut Value, r: &SaveResult) -> Result
         occurrence: None,
     };
     let head = record::RecordHead::of(&params);
-    // The record is written from the event given up to it, each part freed once written.
-    let data = record::insert_message_taking(head, std::mem::take(event))
-        .map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let data = record::insert_message_taking(head, event).map_err(|e| StoreError::Rejected(e.to_string()))?;
     Ok(StreamRecord { partition_key: record::partition_key(&job.event_id), data })
 }
 
@@ -151,7 +149,7 @@ impl Pipeline {
     pub async fn save_one(
         &self,
         job: SaveJob,
-        mut event: Value,
+        event: Value,
         now: i64,
         pre: Option<Prefetch>,
         deadline: Option<tokio::time::Instant>,
@@ -164,9 +162,8 @@ impl Pipeline {
             Begin::InFlight => return Err(ApiError::Unavailable { retry_after_secs: 1 }),
             Begin::Saved(r) | Begin::Resume(r) => r,
         };
-        let record = stream_record(&job, &mut event, &result)?;
-        // The record carries all of it now: free the tree before the stream takes its copies.
-        drop(event);
+        // The event is freed as its record is written, before the stream takes its copies.
+        let record = stream_record(&job, event, &result)?;
         match self.stream.publish_until(vec![record], deadline).await {
             Ok(()) => Ok(()),
             Err(e) => {
