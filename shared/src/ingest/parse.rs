@@ -1,8 +1,8 @@
 //! Parsing an event payload into a `serde_json::Value` whose size follows what is kept, not what was
 //! sent.
 //!
-//! A JSON tree costs about 80 bytes per value (`serde_json::Value` with `preserve_order`), so a
-//! payload of small values — `[0,0,0,…]`, 2 bytes each — would take ~40 times its size once parsed.
+//! A JSON tree costs about 72 bytes per value (`serde_json::Value` with `preserve_order`), so a
+//! payload of small values — `[0,0,0,…]`, 2 bytes each — would take ~36 times its size once parsed.
 //! Two rules bound that while the payload is parsed, before anything is built:
 //!
 //! * **`extra` is trimmed as it is parsed**, exactly as Relay's databag trimming
@@ -15,8 +15,11 @@
 //!   sorted), trimmed like a string. What falls past a budget is skipped, never built. The
 //!   conformance test compares the result with Relay's own on the `extra_*` cases.
 //! * **The tree may take at most [`TREE_BYTES_PER_BYTE`] bytes per byte of payload** (at least
-//!   [`MIN_TREE_BYTES`]), counted as it is built: a value costs its `Value` (80 bytes) plus a
-//!   string's length, an object entry its key's `String` and hash slot plus the key's length. Real
+//!   [`MIN_TREE_BYTES`]), counted as it is built: a value costs its `Value` (72 bytes) plus a
+//!   string's length, an object entry its key's `String` and hash slot plus the key's length, and
+//!   what is held only while the tree is built counts until it is freed — the scratch list an object
+//!   is gathered in (an object is built from it, so a large one is briefly there twice), the unused
+//!   room of an array (grown by a quarter at a time), a bag's raw entries and their sort. Real
 //!   events take 3–6 bytes per byte (Sentry's grouping corpus; the densest, an Android ANR with every
 //!   thread's stack, 6.2), so only a payload built to be dense is refused — with a 413, before it takes the memory. Relay would
 //!   accept such a payload and keep it whole; see the README's deliberate differences.
@@ -96,9 +99,11 @@ impl Budget {
         Self { left: Cell::new(limit), exceeded: Cell::new(false), scratch: RefCell::new(Vec::new()) }
     }
 
-    /// Builds an object from the entries `fill` gathers, at its exact size plus room for the
-    /// entries `room` says will be added to it later, when the budget still has that room (the room is
-    /// counted as built entries; without it the object is built at its exact size, never refused).
+    /// Builds an object from the entries `fill` gathers (into a scratch list, with
+    /// [`Budget::room_for_one`]), at its exact size plus room for the entries `room` says will be added
+    /// to it later, when the budget still has that room (the room is counted as built entries; without
+    /// it the object is built at its exact size, never refused). The scratch list is charged to the
+    /// budget while it is held: when the object is built, its entries are in both for a moment.
     fn object<E>(
         &self,
         fill: impl FnOnce(&mut Vec<(String, Value)>) -> Result<(), E>,
@@ -120,9 +125,43 @@ impl Budget {
         });
         entries.clear();
         if entries.capacity() <= SCRATCH_KEPT {
+            // Kept for the next object, and still counted.
             self.scratch.borrow_mut().push(entries);
+        } else {
+            self.release(entries.capacity() * std::mem::size_of::<(String, Value)>());
         }
         out
+    }
+
+    /// Makes room in `list` for one more item, a quarter more at a time (never doubled), taking the
+    /// room it adds from the budget (`size_of::<T>()` an item).
+    fn room_for_one<T, E: de::Error>(&self, list: &mut Vec<T>) -> Result<(), E> {
+        if list.len() == list.capacity() {
+            let add = list.len() / 4 + 4;
+            self.take_bytes(add * std::mem::size_of::<T>())?;
+            list.reserve_exact(add);
+        }
+        Ok(())
+    }
+
+    /// Pushes a built value onto an array: into room already taken, so its own `Value` is given back.
+    fn push<E: de::Error>(&self, items: &mut Vec<Value>, item: Value) -> Result<(), E> {
+        self.room_for_one(items)?;
+        items.push(item);
+        self.release(VALUE_COST);
+        Ok(())
+    }
+
+    /// A complete array, cut to its size (the room it no longer holds given back).
+    fn array(&self, mut items: Vec<Value>) -> Value {
+        self.release((items.capacity() - items.len()) * VALUE_COST);
+        items.shrink_to_fit();
+        Value::Array(items)
+    }
+
+    /// Gives back `bytes` no longer held (a scratch list freed, room cut off).
+    fn release(&self, bytes: usize) {
+        self.left.set(self.left.get() + bytes);
     }
 
     /// One value without heap data of its own (a number, a boolean, `null`, an empty container).
@@ -233,10 +272,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         };
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(element)? {
-            push(&mut items, item);
+            self.budget.push(&mut items, item)?;
         }
-        items.shrink_to_fit();
-        Ok(Value::Array(items))
+        Ok(self.budget.array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         self.budget.take()?;
@@ -258,6 +296,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                         }
                         _ => map.next_value_seed(Self::plain(self.budget))?,
                     };
+                    self.budget.room_for_one(entries)?;
                     entries.push((key, value));
                 }
                 Ok(())
@@ -365,13 +404,12 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
                 break;
             }
             match seq.next_element_seed(self.child())? {
-                Some(item) => push(&mut items, item),
+                Some(item) => self.budget.push(&mut items, item)?,
                 None => break,
             }
         }
-        items.shrink_to_fit();
         self.spend(2);
-        Ok(Value::Array(items))
+        Ok(self.budget.array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         if self.level >= EXTRA_BAG_TEXT_LEVEL {
@@ -381,35 +419,44 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
         self.budget.take()?;
         // Relay's objects are sorted maps (the last of equal keys wins): gather the raw entries, sort
         // them, keep the last of each key, then parse the values in that order while the budget lasts.
+        // The raw list (and the sort's buffer, at most its length) is charged while it is held.
         let mut raw: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+        let mut owned_keys = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            self.budget.room_for_one(&mut raw)?;
+            if let Cow::Owned(key) = &key {
+                self.budget.take_bytes(key.len())?;
+                owned_keys += key.len();
+            }
             raw.push((key, map.next_value::<&'de RawValue>()?));
         }
+        let held = raw.capacity() * std::mem::size_of::<(Cow<'de, str>, &'de RawValue)>() + owned_keys;
+        self.budget.take_bytes(held - owned_keys)?;
         raw.reverse();
         raw.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the last sent of equal keys comes first
+        self.budget.release(held - owned_keys);
         raw.dedup_by(|later, kept| later.0 == kept.0);
-        let mut out = Map::new();
-        for (key, value) in raw {
-            if self.left.get() == 0 {
-                break;
-            }
-            let mut de = serde_json::Deserializer::from_str(value.get());
-            self.budget.take_bytes(ENTRY_COST + key.len())?;
-            let value = self.child().deserialize(&mut de).map_err(de::Error::custom)?;
-            out.insert(key.into_owned(), value);
-        }
+        let out = self.budget.object(
+            |entries| {
+                for (key, value) in raw.drain(..) {
+                    if self.left.get() == 0 {
+                        break;
+                    }
+                    let mut de = serde_json::Deserializer::from_str(value.get());
+                    self.budget.take_bytes(ENTRY_COST + key.len())?;
+                    let value = self.child().deserialize(&mut de).map_err(de::Error::custom)?;
+                    self.budget.room_for_one(entries)?;
+                    entries.push((key.into_owned(), value));
+                }
+                Ok(())
+            },
+            |_| 0,
+        );
+        self.budget.release(held);
+        let out = out?;
         self.spend(2);
         Ok(Value::Object(out))
     }
-}
-
-/// Pushes onto an array grown by a quarter at a time (not doubled): a long array never holds more
-/// than a quarter of unused room, and is cut to size when complete.
-fn push(items: &mut Vec<Value>, item: Value) {
-    if items.len() == items.capacity() {
-        items.reserve_exact(items.len() / 4 + 4);
-    }
-    items.push(item);
 }
 
 /// An object key, borrowed from the payload when it has no escapes.
@@ -514,6 +561,27 @@ mod tests {
         );
         assert_eq!(built.unwrap().len(), 1);
         assert!(!budget.exceeded.get());
+    }
+
+    /// What is held while a tree is built counts until it is freed: an object's scratch list (a large
+    /// object is briefly in it and in its map), an array's unused room (given back when it is cut to
+    /// size).
+    #[test]
+    fn what_is_held_while_building_counts() {
+        let entries =
+            |n: usize| -> Map<String, Value> { (0..n).map(|i| (format!("m{i:05}"), json!("1"))).collect() };
+        // 30,000 entries: 3.6 MB of tree, under MIN_TREE_BYTES (4.2 MB) on its own, over it with the
+        // 2.9 MB scratch list it is built from …
+        let one = json!({ "modules": entries(30_000) }).to_string();
+        assert!(one.len() * TREE_BYTES_PER_BYTE < MIN_TREE_BYTES);
+        assert!(matches!(parse_event(one.as_bytes()), Err(ParseError::TooDense { .. })));
+        // … while the same entries as ten objects of 3,000 fit.
+        let split: Map<String, Value> =
+            (0..10).map(|i| (format!("o{i}"), Value::Object(entries(3_000)))).collect();
+        assert!(parse_event(json!({ "modules": split }).to_string().as_bytes()).is_ok());
+        // An array's room is given back once it is complete: what stays counted is its items.
+        let items = spent(&json!({ "a": vec![0; 10_000] })) - spent(&json!({ "a": [] }));
+        assert_eq!(items, 10_000 * VALUE_COST);
     }
 
     fn extra(value: Value) -> Value {
