@@ -156,7 +156,8 @@ impl SaveEvent {
         // Authorize first, cheaply: the key comes from the headers, the query or the envelope header
         // (at most 64 KiB decoded), and is checked (one cached lookup) before anything else of the
         // body is decoded, parsed, normalized or grouped, and before any group read.
-        let (project_id, auth) = ingest::authenticate(&request).map_err(ingest_error)?;
+        let authenticated = ingest::authenticate(&request).map_err(ingest_error)?;
+        let (project_id, auth) = (authenticated.project_id, &authenticated.auth);
         let now = self.clock.now_secs();
         let key = self.keys.get(self.table.as_ref(), &auth.public_key).await?;
         let key: ProjectKey = match check_key(key, project_id) {
@@ -180,7 +181,8 @@ impl SaveEvent {
             }
         }
 
-        let mut ingested = ingest::ingest(&request, &self.limits).map_err(ingest_error)?;
+        let mut ingested =
+            ingest::ingest_authenticated(&request, &self.limits, authenticated).map_err(ingest_error)?;
         let response_id = ingested.response_event_id().map(str::to_owned);
         for d in &ingested.dropped {
             tracing::info!(reason = %d.reason, "event item dropped");

@@ -105,23 +105,111 @@ impl DecodeError {
 
 /// Decodes `body` according to the `Content-Encoding` header value, bounded by `limit` bytes of
 /// output (and of input for identity bodies). Borrows the input when nothing has to be undone.
+/// Stacked codings are undone as one stream (an error is told by the innermost coding).
 pub fn decode_body<'a>(
     body: &'a [u8],
     content_encoding: Option<&str>,
     limit: usize,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
-    let codings = ContentEncoding::parse_header(content_encoding);
-    if codings.len() > MAX_CODINGS {
-        return Err(DecodeError::TooManyCodings { count: codings.len() });
+    Decoding::start(body, content_encoding)?.finish(limit)
+}
+
+/// A body being decoded as far as it has been needed: what authentication reads first (the envelope
+/// header, [`Decoding::prefix`]) is decoded once and the same decoder goes on from there for the rest
+/// ([`Decoding::finish`]), so a request that passes authentication is not inflated twice.
+pub enum Decoding<'a> {
+    /// No content coding: the body itself.
+    Identity(&'a [u8]),
+    /// Decoded so far, and the decoders (innermost coding `last`) to go on with; `None` once the end
+    /// was reached.
+    Coded { out: Vec<u8>, rest: Option<Box<dyn Read + Send + 'a>>, last: ContentEncoding },
+}
+
+impl std::fmt::Debug for Decoding<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Identity(body) => write!(f, "Identity({} bytes)", body.len()),
+            Self::Coded { out, rest, last } => {
+                write!(
+                    f,
+                    "Coded({} bytes decoded, {}, {})",
+                    out.len(),
+                    last.name(),
+                    if rest.is_some() { "more" } else { "all" }
+                )
+            }
+        }
     }
-    let mut data = Cow::Borrowed(body);
-    for coding in codings.into_iter().rev() {
-        data = Cow::Owned(decode_one(&data, coding, limit)?);
+}
+
+impl<'a> Decoding<'a> {
+    /// Starts decoding `body` according to the `Content-Encoding` header value (at most
+    /// [`MAX_CODINGS`] stacked codings); nothing is decoded yet.
+    pub fn start(body: &'a [u8], content_encoding: Option<&str>) -> Result<Self, DecodeError> {
+        let codings = ContentEncoding::parse_header(content_encoding);
+        if codings.len() > MAX_CODINGS {
+            return Err(DecodeError::TooManyCodings { count: codings.len() });
+        }
+        if codings.is_empty() {
+            return Ok(Self::Identity(body));
+        }
+        // The outermost coding was applied last, so it is undone first.
+        let mut reader: Box<dyn Read + Send + 'a> = Box::new(body);
+        let mut last = ContentEncoding::Identity;
+        for coding in codings.into_iter().rev() {
+            reader = stream_decoder(reader, coding)?;
+            last = coding;
+        }
+        // Room for a typical compressed body's output without regrowing (bounded by what it decodes to).
+        let room = body.len().saturating_mul(4).clamp(4 << 10, 64 << 10);
+        Ok(Self::Coded { out: Vec::with_capacity(room), rest: Some(reader), last })
     }
-    if data.len() > limit {
-        return Err(DecodeError::PayloadTooLarge { limit });
+
+    /// The first `max` bytes of the decoded body, decoding no further than `max + 1` bytes, and
+    /// whether that is all of it.
+    pub fn prefix(&mut self, max: usize) -> Result<(&[u8], bool), DecodeError> {
+        match self {
+            Self::Identity(body) => Ok(if body.len() > max { (&body[..max], false) } else { (*body, true) }),
+            Self::Coded { out, rest, last } => {
+                if let Some(reader) = rest
+                    && out.len() <= max
+                {
+                    let want = max + 1 - out.len();
+                    let read = reader
+                        .take(u64::try_from(want).unwrap_or(u64::MAX))
+                        .read_to_end(out)
+                        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
+                    if read < want {
+                        *rest = None;
+                    }
+                }
+                Ok((&out[..out.len().min(max)], rest.is_none() && out.len() <= max))
+            }
+        }
     }
-    Ok(data)
+
+    /// The whole decoded body, bounded by `limit` bytes of output (and of input for an identity body).
+    pub fn finish(self, limit: usize) -> Result<Cow<'a, [u8]>, DecodeError> {
+        let body = match self {
+            Self::Identity(body) => Cow::Borrowed(body),
+            Self::Coded { mut out, rest, last } => {
+                if let Some(reader) = rest
+                    && out.len() <= limit
+                {
+                    let cap = u64::try_from(limit + 1 - out.len()).unwrap_or(u64::MAX);
+                    reader
+                        .take(cap)
+                        .read_to_end(&mut out)
+                        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
+                }
+                Cow::Owned(out)
+            }
+        };
+        if body.len() > limit {
+            return Err(DecodeError::PayloadTooLarge { limit });
+        }
+        Ok(body)
+    }
 }
 
 /// The first `max` bytes of the decoded body, decoding no further, and whether that is all of it:
@@ -133,40 +221,23 @@ pub fn decode_prefix<'a>(
     content_encoding: Option<&str>,
     max: usize,
 ) -> Result<(Cow<'a, [u8]>, bool), DecodeError> {
-    let codings = ContentEncoding::parse_header(content_encoding);
-    if codings.len() > MAX_CODINGS {
-        return Err(DecodeError::TooManyCodings { count: codings.len() });
-    }
-    if codings.is_empty() {
+    let mut decoding = Decoding::start(body, content_encoding)?;
+    if let Decoding::Identity(body) = decoding {
         return Ok(if body.len() > max {
             (Cow::Borrowed(&body[..max]), false)
         } else {
             (Cow::Borrowed(body), true)
         });
     }
-    // The outermost coding was applied last, so it is undone first.
-    let mut reader: Box<dyn Read + '_> = Box::new(body);
-    let mut last = ContentEncoding::Identity;
-    for coding in codings.into_iter().rev() {
-        reader = stream_decoder(reader, coding)?;
-        last = coding;
-    }
-    let mut out = Vec::new();
-    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
-    let complete = out.len() <= max;
-    out.truncate(max);
-    Ok((Cow::Owned(out), complete))
+    let (prefix, complete) = decoding.prefix(max)?;
+    Ok((Cow::Owned(prefix.to_vec()), complete))
 }
 
 /// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header).
 fn stream_decoder<'a>(
-    inner: Box<dyn Read + 'a>,
+    inner: Box<dyn Read + Send + 'a>,
     coding: ContentEncoding,
-) -> Result<Box<dyn Read + 'a>, DecodeError> {
+) -> Result<Box<dyn Read + Send + 'a>, DecodeError> {
     Ok(match coding {
         ContentEncoding::Identity => inner,
         ContentEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),

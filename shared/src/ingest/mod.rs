@@ -293,28 +293,44 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
+/// A request whose project and DSN key have been found ([`authenticate`]), with its body decoded as
+/// far as that took; [`ingest_authenticated`] goes on decoding from there.
+#[derive(Debug)]
+pub struct Authenticated<'a> {
+    /// The project id from the path.
+    pub project_id: u64,
+    /// The DSN key and client, from the request and the envelope header.
+    pub auth: Auth,
+    /// The envelope's body as decoded so far (`None` for the store endpoint: nothing decoded yet).
+    body: Option<decode::Decoding<'a>>,
+}
+
 /// The request's project and DSN key, found as cheaply as the request allows: from the headers and
 /// the query, and for an envelope from its header, read from at most
 /// [`envelope::HEADER_PREFIX_BYTES`] of decoded body. Nothing past the envelope header is decoded,
 /// parsed or normalized, so the caller can refuse an unknown key before paying for any of it.
-/// Gives the same [`Auth`] (or error) as [`ingest`] for the same request.
-pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
+/// Gives the same project and [`Auth`] (or error) as [`ingest`] for the same request.
+pub fn authenticate<'a>(request: &Request<'a>) -> Result<Authenticated<'a>, IngestError> {
     let (project_id, request_auth) = project_and_request_auth(request)?;
     match request.endpoint {
-        Endpoint::Store => Ok((project_id, request_auth.ok_or(AuthError::Missing)?)),
+        Endpoint::Store => {
+            Ok(Authenticated { project_id, auth: request_auth.ok_or(AuthError::Missing)?, body: None })
+        }
         Endpoint::Envelope => {
             if request.body.is_empty() {
                 return Err(IngestError::EmptyBody);
             }
-            // SDK headers fit the first 4 KiB; only a longer one costs a second, 64 KiB read.
-            let encoding = header(request.headers, "content-encoding");
+            // SDK headers fit the first 4 KiB; only a longer one reads on, to 64 KiB, from where the
+            // first read stopped.
+            let mut body =
+                decode::Decoding::start(request.body, header(request.headers, "content-encoding"))?;
             let mut headers = None;
             for bound in [4 << 10, envelope::HEADER_PREFIX_BYTES] {
-                let (prefix, complete) = decode::decode_prefix(request.body, encoding, bound)?;
+                let (prefix, complete) = body.prefix(bound)?;
                 if prefix.is_empty() {
                     return Err(IngestError::EmptyBody);
                 }
-                match envelope::parse_header_prefix(&prefix, complete) {
+                match envelope::parse_header_prefix(prefix, complete) {
                     Err(EnvelopeError::HeaderTooLarge { .. }) if bound < envelope::HEADER_PREFIX_BYTES => {
                         continue;
                     }
@@ -325,7 +341,8 @@ pub fn authenticate(request: &Request<'_>) -> Result<(u64, Auth), IngestError> {
                 }
             }
             let headers = headers.ok_or(IngestError::EmptyBody)?;
-            Ok((project_id, auth::combine_with_dsn(request_auth, headers.dsn.as_deref(), project_id)?))
+            let auth = auth::combine_with_dsn(request_auth, headers.dsn.as_deref(), project_id)?;
+            Ok(Authenticated { project_id, auth, body: Some(body) })
         }
     }
 }
@@ -344,15 +361,33 @@ fn project_and_request_auth(request: &Request<'_>) -> Result<(u64, Option<Auth>)
 
 /// Authenticates, decodes, parses and normalizes one ingest request.
 pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, IngestError> {
+    ingest_decoding(request, limits, None)
+}
+
+/// [`ingest`] of a request [`authenticate`] has passed, decoding its body on from where
+/// authentication stopped.
+pub fn ingest_authenticated<'a>(
+    request: &Request<'a>,
+    limits: &Limits,
+    authenticated: Authenticated<'a>,
+) -> Result<Ingested, IngestError> {
+    ingest_decoding(request, limits, authenticated.body)
+}
+
+fn ingest_decoding<'a>(
+    request: &Request<'a>,
+    limits: &Limits,
+    started: Option<decode::Decoding<'a>>,
+) -> Result<Ingested, IngestError> {
     let (project_id, request_auth) = project_and_request_auth(request)?;
     if request.body.is_empty() {
         return Err(IngestError::EmptyBody);
     }
-    let body = decode::decode_body(
-        request.body,
-        header(request.headers, "content-encoding"),
-        limits.max_envelope_bytes,
-    )?;
+    let body = match started {
+        Some(started) => started,
+        None => decode::Decoding::start(request.body, header(request.headers, "content-encoding"))?,
+    };
+    let body = body.finish(limits.max_envelope_bytes)?;
     if body.is_empty() {
         return Err(IngestError::EmptyBody);
     }
