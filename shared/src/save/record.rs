@@ -313,19 +313,27 @@ impl serde_json::ser::Formatter for PythonJsonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if (' '..='~').contains(&c) {
+        // Runs of printable ASCII (nearly everything) are scanned a byte at a time and written whole;
+        // `i` stays on a character boundary (it moves by one ASCII byte or one whole character).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes = fragment.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            if (b' '..=b'~').contains(&bytes[i]) {
+                i += 1;
                 continue;
             }
-            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(&bytes[start..i])?;
+            let c = fragment[i..].chars().next().unwrap_or_default();
             let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                write!(writer, "\\u{unit:04x}")?;
+            for &mut unit in c.encode_utf16(&mut units) {
+                let nibble = |shift: u16| HEX[usize::from((unit >> shift) & 0xf)];
+                writer.write_all(&[b'\\', b'u', nibble(12), nibble(8), nibble(4), nibble(0)])?;
             }
-            start = i + c.len_utf8();
+            i += c.len_utf8();
+            start = i;
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        writer.write_all(&bytes[start..])
     }
 }
 
