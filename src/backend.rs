@@ -118,8 +118,11 @@ pub struct Backend {
     pub description: String,
 }
 
-/// Records the embedded stream keeps (`POSTFLOW_STREAM_RETENTION` overrides).
-pub const DEFAULT_STREAM_RETENTION: usize = 100_000;
+/// Records the embedded stream keeps (`POSTFLOW_STREAM_RETENTION` overrides): enough for `tail` and
+/// for the in-process aggregation, which reads the stream after every request. A record of a real SDK
+/// event takes ~10 KiB, so 10,000 hold ~100 MiB (100,000 held 1.2 GiB under load, and the process
+/// spent its first 12 s at full speed faulting in fresh pages for them: BENCHMARKS §9).
+pub const DEFAULT_STREAM_RETENTION: usize = 10_000;
 
 /// The in-memory stream as one shard for the aggregation.
 pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
@@ -130,7 +133,7 @@ pub fn memory_feed(stream: &Arc<MemoryStream>) -> Arc<dyn StreamFeed> {
 impl Backend {
     pub fn embedded() -> Self {
         let memory = Arc::new(MemoryTable::default());
-        // Bounded like a Kinesis stream's retention: POSTFLOW_STREAM_RETENTION records (default 100,000).
+        // Bounded like a Kinesis stream's retention: POSTFLOW_STREAM_RETENTION records (default 10,000).
         let retention = std::env::var("POSTFLOW_STREAM_RETENTION")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
