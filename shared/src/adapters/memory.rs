@@ -211,6 +211,31 @@ impl MemoryTable {
         before - m.len()
     }
 
+    /// [`MemoryTable::sweep_expired`] a slice at a time: looks at most `max` items in key order from
+    /// `from` (the start when `None`) and removes the expired ones. Returns how many were removed and
+    /// the key to go on from (`None` once the end was reached). The table's lock is held for those
+    /// `max` items only, so a table of millions of items is swept without stopping its writers.
+    pub fn sweep_expired_step(&self, now_secs: i64, from: Option<&Key>, max: usize) -> (usize, Option<Key>) {
+        use std::ops::Bound;
+        let Ok(mut m) = self.items.lock() else { return (0, None) };
+        let start = from.map_or(Bound::Unbounded, Bound::Included);
+        let mut expired = Vec::new();
+        let mut next = None;
+        for (seen, (key, item)) in m.range((start, Bound::Unbounded)).enumerate() {
+            if seen == max {
+                next = Some(key.clone());
+                break;
+            }
+            if item.opt_n(crate::storage::attr::TTL).is_some_and(|t| t <= now_secs) {
+                expired.push(key.clone());
+            }
+        }
+        for key in &expired {
+            m.remove(key);
+        }
+        (expired.len(), next)
+    }
+
     /// The number of items per partition-key prefix (the part before the first `#`), without copying
     /// them (`postflow serve`'s stats).
     pub fn count_by_pk_prefix(&self) -> std::collections::BTreeMap<String, usize> {
@@ -414,6 +439,30 @@ mod retention_tests {
         assert_eq!(t.sweep_expired(200), 1);
         assert_eq!(t.dump().len(), 2);
         assert!(t.get(&Key::new("EVT#1#a", "MARK")).await.unwrap().is_none());
+    }
+
+    /// The sweep a slice at a time removes what the whole sweep removes, going on from where each
+    /// step stopped and ending at the end of the table.
+    #[tokio::test]
+    async fn the_sweep_goes_a_slice_at_a_time() {
+        let t = MemoryTable::default();
+        for i in 0..25 {
+            let mut it = item(&Key::new(format!("EVT#1#{i:02}"), "MARK"));
+            it.insert(crate::storage::attr::TTL.into(), Val::N(if i % 2 == 0 { 100 } else { 300 }));
+            t.transact(vec![WriteOp::Put { item: it, cond: None }]).await.unwrap();
+        }
+        let (mut removed, mut steps, mut from) = (0, 0, None);
+        loop {
+            let (r, next) = t.sweep_expired_step(200, from.as_ref(), 10);
+            removed += r;
+            steps += 1;
+            match next {
+                Some(k) => from = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!((removed, steps, t.dump().len()), (13, 3, 12));
+        assert_eq!(t.sweep_expired_step(200, None, 100), (0, None));
     }
 
     #[tokio::test]
