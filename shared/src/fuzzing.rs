@@ -90,10 +90,10 @@ fn ingest_headers(content_encoding: Option<&str>, content_type: &str) -> Vec<(St
 /// Runs one request through [`ingest::ingest`] and checks the outcome's invariants.
 fn check_ingest(request: &Request<'_>, limits: &Limits) {
     // Authentication first: whatever the full ingest accepts, the cheap step accepts with the same key.
-    let authenticated = ingest::authenticate(request);
+    let authenticated = ingest::authenticate(request, limits);
     let direct = ingest::ingest(request, limits);
     // The handler's path (authenticate, then decode on from where it stopped) gives what `ingest` gives.
-    if let Ok(started) = ingest::authenticate(request) {
+    if let Ok(started) = ingest::authenticate(request, limits) {
         let resumed = ingest::ingest_authenticated(request, limits, started);
         match (&direct, &resumed) {
             (Ok(a), Ok(b)) => {

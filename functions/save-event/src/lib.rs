@@ -156,7 +156,7 @@ impl SaveEvent {
         // Authorize first, cheaply: the key comes from the headers, the query or the envelope header
         // (at most 64 KiB decoded), and is checked (one cached lookup) before anything else of the
         // body is decoded, parsed, normalized or grouped, and before any group read.
-        let authenticated = ingest::authenticate(&request).map_err(ingest_error)?;
+        let authenticated = ingest::authenticate(&request, &self.limits).map_err(ingest_error)?;
         let (project_id, auth) = (authenticated.project_id, &authenticated.auth);
         let now = self.clock.now_secs();
         let key = self.keys.get(self.table.as_ref(), &auth.public_key).await?;

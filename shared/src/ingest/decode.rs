@@ -111,7 +111,7 @@ pub fn decode_body<'a>(
     content_encoding: Option<&str>,
     limit: usize,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
-    Decoding::start(body, content_encoding)?.finish(limit)
+    Decoding::start(body, content_encoding, limit)?.finish(limit)
 }
 
 /// A body being decoded as far as it has been needed: what authentication reads first (the envelope
@@ -122,14 +122,20 @@ pub enum Decoding<'a> {
     Identity(&'a [u8]),
     /// Decoded so far, and the decoders (innermost coding `last`) to go on with; `None` once the end
     /// was reached.
-    Coded { out: Vec<u8>, rest: Option<Box<dyn Read + Send + 'a>>, last: ContentEncoding },
+    Coded {
+        out: Vec<u8>,
+        rest: Option<Box<dyn Read + Send + 'a>>,
+        last: ContentEncoding,
+        /// What an inner layer of stacked codings may decode to (as the body).
+        layer_limit: usize,
+    },
 }
 
 impl std::fmt::Debug for Decoding<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Identity(body) => write!(f, "Identity({} bytes)", body.len()),
-            Self::Coded { out, rest, last } => {
+            Self::Coded { out, rest, last, .. } => {
                 write!(
                     f,
                     "Coded({} bytes decoded, {}, {})",
@@ -144,8 +150,9 @@ impl std::fmt::Debug for Decoding<'_> {
 
 impl<'a> Decoding<'a> {
     /// Starts decoding `body` according to the `Content-Encoding` header value (at most
-    /// [`MAX_CODINGS`] stacked codings); nothing is decoded yet.
-    pub fn start(body: &'a [u8], content_encoding: Option<&str>) -> Result<Self, DecodeError> {
+    /// [`MAX_CODINGS`] stacked codings, the inner one's output bounded by `limit` bytes as the body's
+    /// is); nothing is decoded yet.
+    pub fn start(body: &'a [u8], content_encoding: Option<&str>, limit: usize) -> Result<Self, DecodeError> {
         let codings = ContentEncoding::parse_header(content_encoding);
         if codings.len() > MAX_CODINGS {
             return Err(DecodeError::TooManyCodings { count: codings.len() });
@@ -156,13 +163,18 @@ impl<'a> Decoding<'a> {
         // The outermost coding was applied last, so it is undone first.
         let mut reader: Box<dyn Read + Send + 'a> = Box::new(body);
         let mut last = ContentEncoding::Identity;
-        for coding in codings.into_iter().rev() {
+        for (i, coding) in codings.into_iter().rev().enumerate() {
+            if i > 0 {
+                // What the outer coding decodes to feeds the inner decoder: bounded too, or a stream
+                // of empty deflate blocks (input consumed, nothing out) would cost CPU without end.
+                reader = Box::new(LayerLimit { inner: reader, left: limit });
+            }
             reader = stream_decoder(reader, coding)?;
             last = coding;
         }
         // Room for a typical compressed body's output without regrowing (bounded by what it decodes to).
         let room = body.len().saturating_mul(4).clamp(4 << 10, 64 << 10);
-        Ok(Self::Coded { out: Vec::with_capacity(room), rest: Some(reader), last })
+        Ok(Self::Coded { out: Vec::with_capacity(room), rest: Some(reader), last, layer_limit: limit })
     }
 
     /// The first `max` bytes of the decoded body, decoding no further than `max + 1` bytes, and
@@ -170,7 +182,7 @@ impl<'a> Decoding<'a> {
     pub fn prefix(&mut self, max: usize) -> Result<(&[u8], bool), DecodeError> {
         match self {
             Self::Identity(body) => Ok(if body.len() > max { (&body[..max], false) } else { (*body, true) }),
-            Self::Coded { out, rest, last } => {
+            Self::Coded { out, rest, last, layer_limit } => {
                 if let Some(reader) = rest
                     && out.len() <= max
                 {
@@ -178,7 +190,7 @@ impl<'a> Decoding<'a> {
                     let read = reader
                         .take(u64::try_from(want).unwrap_or(u64::MAX))
                         .read_to_end(out)
-                        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
+                        .map_err(|source| read_error(source, *last, *layer_limit))?;
                     if read < want {
                         *rest = None;
                     }
@@ -192,7 +204,7 @@ impl<'a> Decoding<'a> {
     pub fn finish(self, limit: usize) -> Result<Cow<'a, [u8]>, DecodeError> {
         let body = match self {
             Self::Identity(body) => Cow::Borrowed(body),
-            Self::Coded { mut out, rest, last } => {
+            Self::Coded { mut out, rest, last, layer_limit } => {
                 if let Some(reader) = rest
                     && out.len() <= limit
                 {
@@ -200,7 +212,7 @@ impl<'a> Decoding<'a> {
                     reader
                         .take(cap)
                         .read_to_end(&mut out)
-                        .map_err(|source| DecodeError::Invalid { encoding: last.name(), source })?;
+                        .map_err(|source| read_error(source, last, layer_limit))?;
                 }
                 Cow::Owned(out)
             }
@@ -212,25 +224,40 @@ impl<'a> Decoding<'a> {
     }
 }
 
-/// The first `max` bytes of the decoded body, decoding no further, and whether that is all of it:
-/// what authentication needs from an envelope (its header, which carries the `dsn`) before the
-/// request is known to be worth decoding in full. Stacked codings are undone as streams, so a
-/// compressed body costs at most `max` bytes of output here whatever its full size.
-pub fn decode_prefix<'a>(
-    body: &'a [u8],
-    content_encoding: Option<&str>,
-    max: usize,
-) -> Result<(Cow<'a, [u8]>, bool), DecodeError> {
-    let mut decoding = Decoding::start(body, content_encoding)?;
-    if let Decoding::Identity(body) = decoding {
-        return Ok(if body.len() > max {
-            (Cow::Borrowed(&body[..max]), false)
-        } else {
-            (Cow::Borrowed(body), true)
-        });
+/// The output of an outer coding, bounded: reading past `left` bytes is an error ([`LayerTooLarge`]).
+struct LayerLimit<R> {
+    inner: R,
+    left: usize,
+}
+
+/// An inner layer of stacked codings decoded past the body's limit.
+#[derive(Debug)]
+struct LayerTooLarge;
+
+impl std::fmt::Display for LayerTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an inner content coding decodes past the body's limit")
     }
-    let (prefix, complete) = decoding.prefix(max)?;
-    Ok((Cow::Owned(prefix.to_vec()), complete))
+}
+
+impl std::error::Error for LayerTooLarge {}
+
+impl<R: Read> Read for LayerLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n).ok_or_else(|| io::Error::other(LayerTooLarge))?;
+        Ok(n)
+    }
+}
+
+/// A read error of the decoders: an inner layer past the limit is the body's 413, anything else
+/// the innermost coding's 400.
+fn read_error(source: io::Error, last: ContentEncoding, layer_limit: usize) -> DecodeError {
+    if source.get_ref().is_some_and(|e| e.is::<LayerTooLarge>()) {
+        DecodeError::PayloadTooLarge { limit: layer_limit }
+    } else {
+        DecodeError::Invalid { encoding: last.name(), source }
+    }
 }
 
 /// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header).
@@ -409,6 +436,40 @@ mod tests {
         let zbomb = zstd::encode_all(&zeros[..], 19).unwrap();
         assert_eq!(decode_body(&zbomb, Some("zstd"), 1000).unwrap_err().status(), 413);
         assert_eq!(decode_body(&brotli(&zeros), Some("br"), 1000).unwrap_err().status(), 413);
+    }
+
+    /// The first `max` bytes, as authentication reads them.
+    fn decode_prefix(
+        body: &[u8],
+        encoding: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<u8>, bool), DecodeError> {
+        let mut decoding = Decoding::start(body, encoding, 20 << 20)?;
+        let (prefix, complete) = decoding.prefix(max)?;
+        Ok((prefix.to_vec(), complete))
+    }
+
+    /// An inner coding's input is bounded like the body: a gzip member of empty stored deflate blocks
+    /// (input consumed, nothing out) inside a second gzip costs a bounded amount of work, in the
+    /// header read too, and is the body's 413.
+    #[test]
+    fn an_inner_layer_is_bounded_too() {
+        let mut inner = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        for _ in 0..(400 << 10) {
+            inner.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
+        }
+        inner.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+        inner.extend_from_slice(&[0; 8]);
+        let outer = gzip(&inner);
+        assert!(outer.len() < 20 << 10, "{}", outer.len());
+        // The inner member alone is valid: empty.
+        assert!(decode_body(&inner, Some("gzip"), 1 << 20).unwrap().is_empty());
+        let err = decode_body(&outer, Some("gzip, gzip"), 1 << 20).unwrap_err();
+        assert_eq!((err.status(), err.to_string().contains("1048576")), (413, true), "{err}");
+        let mut decoding = Decoding::start(&outer, Some("gzip, gzip"), 1 << 20).unwrap();
+        assert_eq!(decoding.prefix(4096).unwrap_err().status(), 413);
+        // Under the limit it decodes (to nothing).
+        assert!(decode_body(&outer, Some("gzip, gzip"), 4 << 20).unwrap().is_empty());
     }
 
     #[test]

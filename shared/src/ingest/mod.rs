@@ -310,7 +310,7 @@ pub struct Authenticated<'a> {
 /// [`envelope::HEADER_PREFIX_BYTES`] of decoded body. Nothing past the envelope header is decoded,
 /// parsed or normalized, so the caller can refuse an unknown key before paying for any of it.
 /// Gives the same project and [`Auth`] (or error) as [`ingest`] for the same request.
-pub fn authenticate<'a>(request: &Request<'a>) -> Result<Authenticated<'a>, IngestError> {
+pub fn authenticate<'a>(request: &Request<'a>, limits: &Limits) -> Result<Authenticated<'a>, IngestError> {
     let (project_id, request_auth) = project_and_request_auth(request)?;
     match request.endpoint {
         Endpoint::Store => {
@@ -322,8 +322,8 @@ pub fn authenticate<'a>(request: &Request<'a>) -> Result<Authenticated<'a>, Inge
             }
             // SDK headers fit the first 4 KiB; only a longer one reads on, to 64 KiB, from where the
             // first read stopped.
-            let mut body =
-                decode::Decoding::start(request.body, header(request.headers, "content-encoding"))?;
+            let encoding = header(request.headers, "content-encoding");
+            let mut body = decode::Decoding::start(request.body, encoding, limits.max_envelope_bytes)?;
             let mut headers = None;
             for bound in [4 << 10, envelope::HEADER_PREFIX_BYTES] {
                 let (prefix, complete) = body.prefix(bound)?;
@@ -385,7 +385,11 @@ fn ingest_decoding<'a>(
     }
     let body = match started {
         Some(started) => started,
-        None => decode::Decoding::start(request.body, header(request.headers, "content-encoding"))?,
+        None => decode::Decoding::start(
+            request.body,
+            header(request.headers, "content-encoding"),
+            limits.max_envelope_bytes,
+        )?,
     };
     let body = body.finish(limits.max_envelope_bytes)?;
     if body.is_empty() {

@@ -267,7 +267,8 @@ fn client_ip_from_forwarded_for() {
 }
 
 fn auth_only(headers: &[(String, String)], body: &[u8]) -> Result<(u64, Auth), IngestError> {
-    authenticate(&request(Endpoint::Envelope, "42", headers, "", body)).map(|a| (a.project_id, a.auth))
+    authenticate(&request(Endpoint::Envelope, "42", headers, "", body), &Limits::default())
+        .map(|a| (a.project_id, a.auth))
 }
 
 /// The handler's path — [`authenticate`], then [`ingest_authenticated`] decoding on from where
@@ -296,7 +297,8 @@ fn ingest_goes_on_from_where_authentication_stopped() {
         let h = headers(&[("content-encoding", encoding)]);
         let req = request(Endpoint::Envelope, "42", &h, "", body);
         let direct = ingest(&req, &Limits::default());
-        let resumed = authenticate(&req).and_then(|a| ingest_authenticated(&req, &Limits::default(), a));
+        let resumed = authenticate(&req, &Limits::default())
+            .and_then(|a| ingest_authenticated(&req, &Limits::default(), a));
         match (direct, resumed) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a.events.len(), 1);
