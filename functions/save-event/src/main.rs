@@ -10,6 +10,13 @@ use shared::config::{Config, Requirements};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    // A build check, not a Lambda path: every built-in pattern compiles with this binary's `regex`.
+    if std::env::var_os("POSTFLOW_CHECK_PATTERNS").is_some() {
+        let all = shared::grouping::builtin_patterns();
+        let failed: Vec<&str> = all.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
+        println!("{} built-in patterns, {} failed to compile: {failed:?}", all.len(), failed.len());
+        return if failed.is_empty() { Ok(()) } else { Err(format!("patterns failed: {failed:?}").into()) };
+    }
     shared::telemetry::init();
     let config = Config::from_env(Requirements { stream: true, invite_cookie_key: false })?;
     let clients = AwsClients::new(&lambda_sdk_config()?, None);

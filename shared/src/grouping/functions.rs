@@ -73,6 +73,19 @@ static RUST_HASH: LazyLock<Option<Regex>> = LazyLock::new(|| regex(r"::h[a-z0-9]
 static GNU_VERSION: LazyLock<Option<Regex>> = LazyLock::new(|| regex(r"@@?GLIBC_([0-9.]+)$"));
 static WINDECL_HASH: LazyLock<Option<Regex>> = LazyLock::new(|| regex(r"^@?(.*?)@[0-9]+$"));
 
+/// Whether each built-in pattern of this module compiled (see [`super::builtin_patterns`]).
+pub(super) fn builtin_patterns() -> [(&'static str, bool); 7] {
+    [
+        ("functions::CPP_TRAILER", CPP_TRAILER.is_some()),
+        ("functions::RUST_BLANKET", RUST_BLANKET.is_some()),
+        ("functions::LAMBDA", LAMBDA.is_some()),
+        ("functions::ANON_NAMESPACE", ANON_NAMESPACE.is_some()),
+        ("functions::RUST_HASH", RUST_HASH.is_some()),
+        ("functions::GNU_VERSION", GNU_VERSION.is_some()),
+        ("functions::WINDECL_HASH", WINDECL_HASH.is_some()),
+    ]
+}
+
 const ANON_NAMESPACE_MARK: &str = "〔anonymousnamespace〕";
 
 /// `replace_enclosed_string`: replaces each outermost `start … end` span with what `replacement`

@@ -39,3 +39,26 @@ pub mod tags;
 
 #[cfg(test)]
 mod tests;
+
+/// Every built-in regular expression of grouping, by name, and whether it compiled. Each is built on
+/// first use and is `None` if it does not compile — with a `regex` build that lacks a Unicode table
+/// the pattern needs (the Lambdas build `regex` with `unicode-perl` and `unicode-case` only; the
+/// tests' build has them all, through phonenumber). `save-event` checks them on its own build:
+/// `POSTFLOW_CHECK_PATTERNS=1 bootstrap` (run by `scripts/lambda-tooling` on what `sam build` made).
+pub fn builtin_patterns() -> Vec<(&'static str, bool)> {
+    let mut all = Vec::new();
+    all.extend(functions::builtin_patterns());
+    all.extend(parameterization::builtin_patterns());
+    all.extend(spans::builtin_patterns());
+    all.extend(strategies::builtin_patterns());
+    all.push(("enhancers::NEWSTYLE_2023_01_11 (built-in rules)", enhancers::builtin_rules_parse()));
+    all
+}
+
+#[cfg(test)]
+#[test]
+fn every_builtin_pattern_compiles() {
+    let all = builtin_patterns();
+    assert_eq!(all.len(), 15);
+    assert!(all.iter().all(|(_, ok)| *ok), "{all:?}");
+}

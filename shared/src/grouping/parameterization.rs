@@ -76,6 +76,11 @@ fn pattern() -> String {
 /// Compiled once; `None` only if the constant pattern failed to compile (a unit test guards that).
 static PARAMETERIZATION_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(&pattern()).ok());
 
+/// Whether the built-in pattern of this module compiled (see [`super::builtin_patterns`]).
+pub(super) fn builtin_patterns() -> [(&'static str, bool); 1] {
+    [("parameterization::PARAMETERIZATION_RE", PARAMETERIZATION_RE.is_some())]
+}
+
 fn placeholder(caps: &Captures<'_>) -> &'static str {
     for name in GROUP_NAMES {
         if caps.name(name).is_some() {

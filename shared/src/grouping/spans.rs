@@ -47,6 +47,15 @@ static DB_NUMBER_OR_BOOL: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"(?:-?\b(?:[0-9]+\.)?[0-9]+(?:[eE][+-]?[0-9]+)?\b)|(?:\b(?:true|false)\b)").ok()
 });
 
+/// Whether each built-in pattern of this module compiled (see [`super::builtin_patterns`]).
+pub(super) fn builtin_patterns() -> [(&'static str, bool); 3] {
+    [
+        ("spans::LOOSE_IN_CONDITION", LOOSE_IN_CONDITION.is_some()),
+        ("spans::DB_SAVEPOINT", DB_SAVEPOINT.is_some()),
+        ("spans::DB_NUMBER_OR_BOOL", DB_NUMBER_OR_BOOL.is_some()),
+    ]
+}
+
 /// Hex digest truncated to 64 bits, Sentry's span `Hash`.
 fn hash_values<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = Md5::new();
@@ -248,7 +257,7 @@ mod tests {
 
     #[test]
     fn regexes_compile() {
-        assert!(LOOSE_IN_CONDITION.is_some() && DB_SAVEPOINT.is_some() && DB_NUMBER_OR_BOOL.is_some());
+        assert!(builtin_patterns().iter().all(|(_, ok)| *ok));
     }
 
     /// Sentry's `test_parametrize_db_span_strategy` table.

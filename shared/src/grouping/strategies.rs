@@ -183,6 +183,15 @@ static JAVA_MODULE_MARKERS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new
 static JAVA_ASSIST: LazyLock<Option<Regex>> =
     LazyLock::new(|| compiled(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?"));
 
+/// Whether each built-in pattern of this module compiled (see [`super::builtin_patterns`]).
+pub(super) fn builtin_patterns() -> [(&'static str, bool); 3] {
+    [
+        ("strategies::RUBY_ERB_FUNC", RUBY_ERB_FUNC.is_some()),
+        ("strategies::JAVA_ASSIST", JAVA_ASSIST.is_some()),
+        ("strategies::JAVA_MODULE_MARKERS", JAVA_MODULE_MARKERS.len() == 7),
+    ]
+}
+
 fn filename_component(abs_path: Option<&str>, filename: Option<&str>, platform: Option<&str>) -> Component {
     let Some(filename) = filename else {
         return Component::empty("filename");
@@ -906,9 +915,7 @@ mod tests {
 
     #[test]
     fn regexes_compile() {
-        assert!(RUBY_ERB_FUNC.is_some());
-        assert!(JAVA_ASSIST.is_some());
-        assert_eq!(JAVA_MODULE_MARKERS.len(), 7);
+        assert!(builtin_patterns().iter().all(|(_, ok)| *ok));
     }
 
     #[test]

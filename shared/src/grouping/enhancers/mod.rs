@@ -180,6 +180,11 @@ static DEFAULT: LazyLock<Arc<Enhancements>> = LazyLock::new(|| {
     Arc::new(Enhancements::parse(NEWSTYLE_2023_01_11).unwrap_or_default())
 });
 
+/// Whether the built-in rules parse, their globs compiled (see [`super::builtin_patterns`]).
+pub(crate) fn builtin_rules_parse() -> bool {
+    Enhancements::parse(NEWSTYLE_2023_01_11).is_ok()
+}
+
 impl Enhancements {
     /// The built-in rules of the default grouping config.
     pub fn builtin() -> &'static Enhancements {
