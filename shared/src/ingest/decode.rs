@@ -153,7 +153,11 @@ impl<'a> Decoding<'a> {
     /// [`MAX_CODINGS`] stacked codings, the inner one's output bounded by `limit` bytes as the body's
     /// is); nothing is decoded yet.
     pub fn start(body: &'a [u8], content_encoding: Option<&str>, limit: usize) -> Result<Self, DecodeError> {
-        let codings = ContentEncoding::parse_header(content_encoding);
+        Self::of_codings(body, ContentEncoding::parse_header(content_encoding), limit)
+    }
+
+    /// [`Decoding::start`] with the codings in the order they were applied.
+    fn of_codings(body: &'a [u8], codings: Vec<ContentEncoding>, limit: usize) -> Result<Self, DecodeError> {
         if codings.len() > MAX_CODINGS {
             return Err(DecodeError::TooManyCodings { count: codings.len() });
         }
@@ -286,14 +290,9 @@ fn stream_decoder<'a>(
     })
 }
 
-/// Undoes one coding, bounded by `limit` bytes of output.
-pub fn decode_one(input: &[u8], coding: ContentEncoding, limit: usize) -> Result<Vec<u8>, DecodeError> {
-    bounded(stream_decoder(Box::new(input), coding)?, limit, coding)
-}
-
 /// Inflates a zlib stream (legacy store bodies), bounded by `limit`.
 pub fn inflate_zlib(input: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    decode_one(input, ContentEncoding::Deflate, limit)
+    Ok(Decoding::of_codings(input, vec![ContentEncoding::Deflate], limit)?.finish(limit)?.into_owned())
 }
 
 /// RFC 1950 header check: CM = 8 and the FCHECK bits make the first two bytes a multiple of 31.
@@ -302,19 +301,6 @@ fn looks_like_zlib(input: &[u8]) -> bool {
         [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
         _ => false,
     }
-}
-
-fn bounded(reader: impl Read, limit: usize, coding: ContentEncoding) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
-    if out.len() > limit {
-        return Err(DecodeError::PayloadTooLarge { limit });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
