@@ -364,22 +364,29 @@ pub fn ingest(request: &Request<'_>, limits: &Limits) -> Result<Ingested, Ingest
     ingest_decoding(request, limits, None)
 }
 
-/// [`ingest`] of a request [`authenticate`] has passed, decoding its body on from where
-/// authentication stopped.
+/// [`ingest`] of a request [`authenticate`] has passed: its project and key as authentication found
+/// them (the same as [`ingest`] finds), its body decoded on from where authentication stopped.
 pub fn ingest_authenticated<'a>(
     request: &Request<'a>,
     limits: &Limits,
     authenticated: Authenticated<'a>,
 ) -> Result<Ingested, IngestError> {
-    ingest_decoding(request, limits, authenticated.body)
+    ingest_decoding(request, limits, Some(authenticated))
 }
 
 fn ingest_decoding<'a>(
     request: &Request<'a>,
     limits: &Limits,
-    started: Option<decode::Decoding<'a>>,
+    authenticated: Option<Authenticated<'a>>,
 ) -> Result<Ingested, IngestError> {
-    let (project_id, request_auth) = project_and_request_auth(request)?;
+    // Authenticated already, or the request's own credentials to combine with the envelope's `dsn`.
+    let (project_id, known, request_auth, started) = match authenticated {
+        Some(a) => (a.project_id, Some(a.auth), None, a.body),
+        None => {
+            let (project_id, request_auth) = project_and_request_auth(request)?;
+            (project_id, None, request_auth, None)
+        }
+    };
     if request.body.is_empty() {
         return Err(IngestError::EmptyBody);
     }
@@ -399,7 +406,10 @@ fn ingest_decoding<'a>(
         Endpoint::Envelope => Envelope::parse(&body, limits).map_err(IngestError::Envelope)?,
         Endpoint::Store => parse_store_request(&body, header(request.headers, "content-type"), limits)?,
     };
-    let auth = auth::combine_with_dsn(request_auth, envelope.headers.dsn.as_deref(), project_id)?;
+    let auth = match known {
+        Some(auth) => auth,
+        None => auth::combine_with_dsn(request_auth, envelope.headers.dsn.as_deref(), project_id)?,
+    };
 
     let client_ip = request
         .client_ip
