@@ -430,11 +430,12 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
             }
             raw.push((key, map.next_value::<&'de RawValue>()?));
         }
-        let held = raw.capacity() * std::mem::size_of::<(Cow<'de, str>, &'de RawValue)>() + owned_keys;
-        self.budget.take_bytes(held - owned_keys)?;
+        // The list's room is taken already (`room_for_one`); the sort's buffer is at most as much again.
+        let raw_bytes = raw.capacity() * std::mem::size_of::<(Cow<'de, str>, &'de RawValue)>();
+        self.budget.take_bytes(raw_bytes)?;
         raw.reverse();
         raw.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the last sent of equal keys comes first
-        self.budget.release(held - owned_keys);
+        self.budget.release(raw_bytes);
         raw.dedup_by(|later, kept| later.0 == kept.0);
         let out = self.budget.object(
             |entries| {
@@ -452,7 +453,7 @@ impl<'de> Visitor<'de> for BagSeed<'_> {
             },
             |_| 0,
         );
-        self.budget.release(held);
+        self.budget.release(raw_bytes + owned_keys);
         let out = out?;
         self.spend(2);
         Ok(Value::Object(out))
