@@ -121,13 +121,18 @@ impl InsertParams<'_> {
     }
 
     fn first_group(&self) -> GroupState {
-        self.groups.first().copied().unwrap_or(GroupState {
-            id: 0,
-            is_new: false,
-            is_regression: false,
-            is_new_group_environment: false,
-        })
+        first_group(self.groups)
     }
+}
+
+/// The first group's state (all `false` without a group).
+fn first_group(groups: &[GroupState]) -> GroupState {
+    groups.first().copied().unwrap_or(GroupState {
+        id: 0,
+        is_new: false,
+        is_regression: false,
+        is_new_group_environment: false,
+    })
 }
 
 /// `event.get_primary_hash()` for the eventstream: `hashes[0]`, none for transactions.
@@ -400,8 +405,6 @@ fn add_geo_context(event: &mut Map<String, Value>) {
 #[derive(Debug)]
 pub struct RecordHead {
     kind: StreamKind,
-    group_id: Option<u64>,
-    group_ids: Vec<u64>,
     event_id: String,
     organization_id: u64,
     project_id: u64,
@@ -412,7 +415,6 @@ pub struct RecordHead {
     retention_days: u32,
     occurrence_id: Option<Value>,
     occurrence_data: Option<Map<String, Value>>,
-    first_group: GroupState,
     skip_consume: bool,
     groups: Vec<GroupState>,
 }
@@ -422,8 +424,6 @@ impl RecordHead {
         let occurrence = params.occurrence.and_then(Value::as_object);
         Self {
             kind: params.kind(),
-            group_id: params.groups.first().map(|g| g.id),
-            group_ids: params.groups.iter().map(|g| g.id).collect(),
             event_id: str_at(params.event, &["event_id"]).unwrap_or("").to_owned(),
             organization_id: params.organization_id,
             project_id: params.project_id,
@@ -442,7 +442,6 @@ impl RecordHead {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             }),
-            first_group: params.first_group(),
             skip_consume: params.skip_consume,
             groups: params.groups.to_vec(),
         }
@@ -450,8 +449,8 @@ impl RecordHead {
 
     fn write(self, data: StreamData<'_>) -> Result<Vec<u8>, EventstreamError> {
         let payload1 = Payload1 {
-            group_id: self.group_id,
-            group_ids: self.group_ids,
+            group_id: self.groups.first().map(|g| g.id),
+            group_ids: self.groups.iter().map(|g| g.id).collect(),
             event_id: &self.event_id,
             organization_id: self.organization_id,
             project_id: self.project_id,
@@ -464,10 +463,11 @@ impl RecordHead {
             occurrence_id: self.occurrence_id.as_ref(),
             occurrence_data: OccurrenceData(self.occurrence_data.as_ref()),
         };
+        let group = first_group(&self.groups);
         let payload2 = Payload2 {
-            is_new: self.first_group.is_new,
-            is_regression: self.first_group.is_regression,
-            is_new_group_environment: self.first_group.is_new_group_environment,
+            is_new: group.is_new,
+            is_regression: group.is_regression,
+            is_new_group_environment: group.is_new_group_environment,
             queue: self.kind.queue(),
             skip_consume: self.skip_consume,
             group_states: (!self.groups.is_empty()).then_some(&self.groups),
