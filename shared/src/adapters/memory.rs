@@ -205,10 +205,7 @@ impl MemoryTable {
     /// CLI runs it while serving, so de-duplication markers and counters do not pile up). Returns how
     /// many were removed.
     pub fn sweep_expired(&self, now_secs: i64) -> usize {
-        let Ok(mut m) = self.items.lock() else { return 0 };
-        let before = m.len();
-        m.retain(|_, it| it.opt_n(crate::storage::attr::TTL).is_none_or(|t| t > now_secs));
-        before - m.len()
+        self.sweep_expired_step(now_secs, None, usize::MAX).0
     }
 
     /// [`MemoryTable::sweep_expired`] a slice at a time: looks at most `max` items in key order from
