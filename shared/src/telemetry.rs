@@ -22,7 +22,6 @@ pub const PAYLOAD_CAPS: &[&str] = &[
     "lambda_runtime::layers::api_response=info",
     "lambda_runtime=debug",
     "aws_smithy_runtime=info",
-    "aws_smithy_http_client=info",
     "aws_smithy_runtime_api=info",
     "hyper=info",
     "hyper_util=info",

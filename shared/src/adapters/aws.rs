@@ -39,12 +39,7 @@ fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
-/// The HTTPS client every client of ours uses: hyper + rustls over ring (the SDK's default is aws-lc,
-/// a C library built with cmake: slower to build, larger binaries).
-fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
-}
+use super::http_client::https_client;
 
 /// The SDK configuration of the local CLI and the tests: the SDK's whole default chain (profiles,
 /// SSO, web identity, IMDS, the endpoint variables), so a developer's usual AWS setup works.

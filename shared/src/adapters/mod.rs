@@ -1,6 +1,7 @@
 //! Adapters for the ports in [`crate::ports`]:
 //!
 //! - [`aws`]: DynamoDB and Kinesis, SDK clients built once per cold start.
+//! - [`http_client`]: the HTTP client under the SDK clients (hyper's HTTP/1.1 client, rustls over ring).
 //! - [`memory`]: in-memory implementations with the same semantics (the embedded default of the local CLI
 //!   and of every `cargo test`).
 //! - [`publisher`]: the stream publishing algorithm (validation, batching, retrying only failed entries),
@@ -13,6 +14,8 @@ pub mod aws;
 pub mod disabled;
 #[cfg(feature = "aws")]
 pub mod dynamo_table;
+#[cfg(feature = "aws")]
+pub mod http_client;
 #[cfg(feature = "stream")]
 pub mod kinesis;
 pub mod memory;
