@@ -187,18 +187,73 @@ pub fn memory_stream_with_retention(max_attempts: u32, retention: usize) -> Memo
 
 /// The table in memory: one ordered map under one mutex, so every transaction is atomic. Expired TTL
 /// items stay visible, exactly as on DynamoDB before its TTL sweeper runs; readers check `expires_at`.
+///
+/// Items are kept packed ([`Packed`]): `postflow serve` holds one de-duplication marker per event for
+/// an hour, hundreds of thousands of them at full speed, and an item as a map of strings costs about
+/// 2 KiB with the allocator's share against ~0.3 KiB packed (BENCHMARKS §9). A read unpacks (as many
+/// allocations as the clone it replaces); a write packs.
 #[derive(Debug, Default)]
 pub struct MemoryTable {
-    items: Mutex<std::collections::BTreeMap<Key, Item>>,
+    items: Mutex<std::collections::BTreeMap<Key, Packed>>,
 }
 
-use crate::storage::item::{Item, ItemExt, Key};
+use crate::storage::item::{Item, ItemExt, Key, Val};
 use crate::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
+
+/// An item without its key attributes (the map's key holds them), in postcard's compact encoding,
+/// with its TTL beside it for the sweep.
+#[derive(Debug)]
+struct Packed {
+    ttl: Option<i64>,
+    bytes: Box<[u8]>,
+}
+
+/// The attributes of an item other than its key, serialized as a map.
+struct Attributes<'a>(&'a Item);
+
+impl serde::Serialize for Attributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let is_key = |a: &str| a == crate::storage::attr::PK || a == crate::storage::attr::SK;
+        let n = self.0.keys().filter(|a| !is_key(a)).count();
+        let mut m = s.serialize_map(Some(n))?;
+        for (a, v) in self.0.iter().filter(|(a, _)| !is_key(a)) {
+            m.serialize_entry(a, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Packed {
+    fn pack(item: &Item) -> Result<Self, StoreError> {
+        let bytes = postcard::to_allocvec(&Attributes(item))
+            .map_err(|e| StoreError::Other { service: "memory", message: format!("packing an item: {e}") })?;
+        Ok(Self { ttl: item.opt_n(crate::storage::attr::TTL), bytes: bytes.into_boxed_slice() })
+    }
+
+    fn unpack(&self, key: &Key) -> Result<Item, StoreError> {
+        let mut item: Item = postcard::from_bytes(&self.bytes).map_err(|e| StoreError::Other {
+            service: "memory",
+            message: format!("unpacking an item: {e}"),
+        })?;
+        item.insert(crate::storage::attr::PK.into(), Val::S(key.pk.clone()));
+        item.insert(crate::storage::attr::SK.into(), Val::S(key.sk.clone()));
+        Ok(item)
+    }
+}
+
+/// The current item under `key`, unpacked.
+fn current(m: &std::collections::BTreeMap<Key, Packed>, key: &Key) -> Result<Option<Item>, StoreError> {
+    m.get(key).map(|p| p.unpack(key)).transpose()
+}
 
 impl MemoryTable {
     /// Every item, in key order (the CLI saves state with this).
     pub fn dump(&self) -> Vec<Item> {
-        self.items.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.items
+            .lock()
+            .map(|m| m.iter().filter_map(|(k, p)| p.unpack(k).ok()).collect())
+            .unwrap_or_default()
     }
 
     /// Removes the items whose TTL (`expires_at`) has passed, as DynamoDB's TTL sweeper does (the local
@@ -223,7 +278,7 @@ impl MemoryTable {
                 next = Some(key.clone());
                 break;
             }
-            if item.opt_n(crate::storage::attr::TTL).is_some_and(|t| t <= now_secs) {
+            if item.ttl.is_some_and(|t| t <= now_secs) {
                 expired.push(key.clone());
             }
         }
@@ -255,8 +310,8 @@ impl MemoryTable {
         if let Ok(mut m) = self.items.lock() {
             m.clear();
             for it in items {
-                if let Some(k) = it.key() {
-                    m.insert(k, it);
+                if let (Some(k), Ok(p)) = (it.key(), Packed::pack(&it)) {
+                    m.insert(k, p);
                 }
             }
         }
@@ -267,17 +322,17 @@ impl MemoryTable {
 impl Table for MemoryTable {
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
         let m = self.items.lock().map_err(|_| poisoned())?;
-        Ok(keys.iter().map(|k| m.get(k).cloned()).collect())
+        keys.iter().map(|k| current(&m, k)).collect()
     }
 
     async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
         let m = self.items.lock().map_err(|_| poisoned())?;
         let from = Key::new(pk, "");
-        Ok(m.range(from..)
+        m.range(from..)
             .take_while(|(k, _)| k.pk == pk)
             .filter(|(k, _)| sk_prefix.is_none_or(|p| k.sk.starts_with(p)))
-            .map(|(_, v)| v.clone())
-            .collect())
+            .map(|(k, v)| v.unpack(k))
+            .collect()
     }
 
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<TxOutcome, StoreError> {
@@ -293,38 +348,51 @@ impl Table for MemoryTable {
             return Err(StoreError::Rejected("transaction touches one item twice".into()));
         }
         let mut m = self.items.lock().map_err(|_| poisoned())?;
-        let failed: Vec<bool> = ops
-            .iter()
-            .map(|op| {
-                let (key, cond) = match op {
-                    WriteOp::Put { cond, .. } => (op.key(), cond.as_ref()),
-                    WriteOp::Update { key, cond, .. } | WriteOp::Delete { key, cond } => {
-                        (Some(key.clone()), cond.as_ref())
-                    }
-                    WriteOp::Check { key, cond } => (Some(key.clone()), Some(cond)),
-                };
-                let current = key.as_ref().and_then(|k| m.get(k));
-                cond.is_some_and(|c| !c.eval(current))
-            })
-            .collect();
+        // Each item the transaction writes, as it will be (`None`: deleted), worked out before any is
+        // stored: a packing failure leaves the table as it was.
+        let mut failed = Vec::with_capacity(ops.len());
+        let mut writes: Vec<(Key, Option<Packed>)> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let (key, cond) = match op {
+                WriteOp::Put { cond, .. } => (op.key(), cond.as_ref()),
+                WriteOp::Update { key, cond, .. } | WriteOp::Delete { key, cond } => {
+                    (Some(key.clone()), cond.as_ref())
+                }
+                WriteOp::Check { key, cond } => (Some(key.clone()), Some(cond)),
+            };
+            let now = match (&key, op) {
+                // A put needs the current item only for its condition.
+                (
+                    Some(k),
+                    WriteOp::Put { cond: Some(_), .. }
+                    | WriteOp::Update { .. }
+                    | WriteOp::Delete { cond: Some(_), .. }
+                    | WriteOp::Check { .. },
+                ) => current(&m, k)?,
+                _ => None,
+            };
+            failed.push(cond.is_some_and(|c| !c.eval(now.as_ref())));
+            match (key, op) {
+                (Some(k), WriteOp::Put { item, .. }) => writes.push((k, Some(Packed::pack(item)?))),
+                (Some(k), WriteOp::Update { update, .. }) => {
+                    let next = update.apply(&k, now);
+                    writes.push((k, Some(Packed::pack(&next)?)));
+                }
+                (Some(k), WriteOp::Delete { .. }) => writes.push((k, None)),
+                _ => {}
+            }
+        }
         if failed.iter().any(|f| *f) {
             return Ok(TxOutcome::ConditionFailed { failed });
         }
-        for op in ops {
-            match op {
-                WriteOp::Put { item, .. } => {
-                    if let Some(k) = item.key() {
-                        m.insert(k, item);
-                    }
+        for (key, packed) in writes {
+            match packed {
+                Some(p) => {
+                    m.insert(key, p);
                 }
-                WriteOp::Update { key, update, .. } => {
-                    let next = update.apply(&key, m.remove(&key));
-                    m.insert(key, next);
-                }
-                WriteOp::Delete { key, .. } => {
+                None => {
                     m.remove(&key);
                 }
-                WriteOp::Check { .. } => {}
             }
         }
         Ok(TxOutcome::Committed)
@@ -337,11 +405,12 @@ impl Table for MemoryTable {
         cond: Option<Cond>,
     ) -> Result<Option<Item>, StoreError> {
         let mut m = self.items.lock().map_err(|_| poisoned())?;
-        if cond.is_some_and(|c| !c.eval(m.get(&key))) {
+        let now = current(&m, &key)?;
+        if cond.is_some_and(|c| !c.eval(now.as_ref())) {
             return Ok(None);
         }
-        let next = update.apply(&key, m.remove(&key));
-        m.insert(key, next.clone());
+        let next = update.apply(&key, now);
+        m.insert(key, Packed::pack(&next)?);
         Ok(Some(next))
     }
 }
@@ -391,6 +460,7 @@ mod retention_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::storage::item::{Val, item};
+    use crate::storage::table::Update;
 
     fn rec(n: usize) -> StreamRecord {
         StreamRecord { partition_key: format!("k{n}"), data: vec![n as u8] }
@@ -460,6 +530,35 @@ mod retention_tests {
         }
         assert_eq!((removed, steps, t.dump().len()), (13, 3, 12));
         assert_eq!(t.sweep_expired_step(200, None, 100), (0, None));
+    }
+
+    /// An item comes back as it was written, every kind of value, and its packed form is a fraction
+    /// of the map it stands for.
+    #[tokio::test]
+    async fn a_packed_item_comes_back_as_it_was() {
+        let t = MemoryTable::default();
+        let key = Key::new("EVT#7#0123456789abcdef0123456789abcdef", "MARK");
+        let mut it = item(&key);
+        it.insert("s".into(), Val::S("é ☃ \u{0} text".into()));
+        it.insert("n".into(), Val::N(-1_700_000_000_123));
+        it.insert("b".into(), Val::Bool(true));
+        it.insert("l".into(), Val::L(vec![Val::N(1), Val::S("x".into()), Val::L(vec![])]));
+        let inner = [("k".to_owned(), Val::Bool(false))].into_iter().collect();
+        it.insert("m".into(), Val::M(inner));
+        it.insert(crate::storage::attr::TTL.into(), Val::N(1234));
+        t.transact(vec![WriteOp::Put { item: it.clone(), cond: None }]).await.unwrap();
+        assert_eq!(t.get(&key).await.unwrap(), Some(it.clone()));
+        assert_eq!(t.query("EVT#7#0123456789abcdef0123456789abcdef", None).await.unwrap(), vec![it.clone()]);
+        assert_eq!(t.dump(), vec![it.clone()]);
+        let packed = Packed::pack(&it).unwrap();
+        assert_eq!(packed.ttl, Some(1234));
+        assert!(packed.bytes.len() < 80, "{} bytes", packed.bytes.len());
+        // An update unpacks, applies and packs again; the key attributes are the map key's.
+        let u = Update::default().set("s", "y").remove("l").add("n", 1);
+        let next = t.update_returning(key.clone(), u, None).await.unwrap().unwrap();
+        assert_eq!(next.opt_s("s"), Some("y"));
+        assert_eq!(next.opt_n("n"), Some(-1_700_000_000_122));
+        assert_eq!(t.get(&key).await.unwrap(), Some(next));
     }
 
     #[tokio::test]
