@@ -197,7 +197,7 @@ pub struct MemoryTable {
     items: Mutex<std::collections::BTreeMap<Key, Packed>>,
 }
 
-use crate::storage::item::{Item, ItemExt, Key, Val};
+use crate::storage::item::{Item, ItemExt, Key};
 use crate::storage::table::{Cond, Table, TxOutcome, Update, WriteOp};
 
 /// An item without its key attributes (the map's key holds them), in postcard's compact encoding,
@@ -232,13 +232,13 @@ impl Packed {
     }
 
     fn unpack(&self, key: &Key) -> Result<Item, StoreError> {
-        let mut item: Item = postcard::from_bytes(&self.bytes).map_err(|e| StoreError::Other {
+        let mut attributes: Item = postcard::from_bytes(&self.bytes).map_err(|e| StoreError::Other {
             service: "memory",
             message: format!("unpacking an item: {e}"),
         })?;
-        item.insert(crate::storage::attr::PK.into(), Val::S(key.pk.clone()));
-        item.insert(crate::storage::attr::SK.into(), Val::S(key.sk.clone()));
-        Ok(item)
+        let mut it = crate::storage::item::item(key);
+        it.append(&mut attributes);
+        Ok(it)
     }
 }
 
@@ -350,36 +350,30 @@ impl Table for MemoryTable {
         let mut m = self.items.lock().map_err(|_| poisoned())?;
         // Each item the transaction writes, as it will be (`None`: deleted), worked out before any is
         // stored: a packing failure leaves the table as it was.
+        // (Every operation has its key: `keys` is one per operation, checked above.)
         let mut failed = Vec::with_capacity(ops.len());
         let mut writes: Vec<(Key, Option<Packed>)> = Vec::with_capacity(ops.len());
-        for op in &ops {
-            let (key, cond) = match op {
-                WriteOp::Put { cond, .. } => (op.key(), cond.as_ref()),
-                WriteOp::Update { key, cond, .. } | WriteOp::Delete { key, cond } => {
-                    (Some(key.clone()), cond.as_ref())
+        for (op, key) in ops.iter().zip(keys) {
+            let cond = match op {
+                WriteOp::Put { cond, .. } | WriteOp::Update { cond, .. } | WriteOp::Delete { cond, .. } => {
+                    cond.as_ref()
                 }
-                WriteOp::Check { key, cond } => (Some(key.clone()), Some(cond)),
+                WriteOp::Check { cond, .. } => Some(cond),
             };
-            let now = match (&key, op) {
-                // A put needs the current item only for its condition.
-                (
-                    Some(k),
-                    WriteOp::Put { cond: Some(_), .. }
-                    | WriteOp::Update { .. }
-                    | WriteOp::Delete { cond: Some(_), .. }
-                    | WriteOp::Check { .. },
-                ) => current(&m, k)?,
-                _ => None,
+            // Only an unconditional put or delete does without the current item.
+            let now = match op {
+                WriteOp::Put { cond: None, .. } | WriteOp::Delete { cond: None, .. } => None,
+                _ => current(&m, &key)?,
             };
             failed.push(cond.is_some_and(|c| !c.eval(now.as_ref())));
-            match (key, op) {
-                (Some(k), WriteOp::Put { item, .. }) => writes.push((k, Some(Packed::pack(item)?))),
-                (Some(k), WriteOp::Update { update, .. }) => {
-                    let next = update.apply(&k, now);
-                    writes.push((k, Some(Packed::pack(&next)?)));
+            match op {
+                WriteOp::Put { item, .. } => writes.push((key, Some(Packed::pack(item)?))),
+                WriteOp::Update { update, .. } => {
+                    let next = update.apply(&key, now);
+                    writes.push((key, Some(Packed::pack(&next)?)));
                 }
-                (Some(k), WriteOp::Delete { .. }) => writes.push((k, None)),
-                _ => {}
+                WriteOp::Delete { .. } => writes.push((key, None)),
+                WriteOp::Check { .. } => {}
             }
         }
         if failed.iter().any(|f| *f) {
