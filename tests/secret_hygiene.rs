@@ -104,3 +104,53 @@ async fn no_secret_in_logs_or_error_bodies() {
     }
     assert!(error_bodies.len() >= 10);
 }
+
+/// The cookie key reaches only the functions that read it (issue 18, "secrets scoped"): in
+/// `template.yaml` a function's block sets `INVITE_COOKIE_KEY` exactly when its `main.rs` asks for the
+/// key (`invite_cookie_key: true`), `Globals` never sets it, and its parameter is `NoEcho`.
+#[test]
+fn cookie_key_only_on_the_functions_that_use_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    // Top-level sections and the resources under `Resources:` (two-space keys), each with its lines.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut section = String::new();
+    for line in template.lines() {
+        let top = !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#');
+        let resource = section == "Resources" && line.starts_with("  ") && !line.starts_with("   ");
+        if top {
+            section = line.trim_end_matches(':').to_owned();
+            blocks.push((section.clone(), String::new()));
+        } else if resource && line.trim_end().ends_with(':') && !line.trim_start().starts_with('#') {
+            blocks.push((line.trim().trim_end_matches(':').to_owned(), String::new()));
+        } else if let Some((_, body)) = blocks.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let block = |name: &str| blocks.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_str());
+    assert!(
+        !block("Globals").unwrap().contains("INVITE_COOKIE_KEY"),
+        "Globals hands the cookie key to every function"
+    );
+    let parameter = block("Parameters").unwrap().split("\n  InviteCookieKey:\n").nth(1).unwrap();
+    let parameter: Vec<&str> = parameter.lines().take_while(|l| l.starts_with("    ")).collect();
+    let parameter = parameter.join("\n");
+    assert!(parameter.contains("NoEcho: true"), "InviteCookieKey is not NoEcho:\n{parameter}");
+
+    let mut functions = 0;
+    for (name, body) in blocks.iter().filter(|(_, b)| b.contains("Type: AWS::Serverless::Function")) {
+        let binary =
+            body.lines().find_map(|l| l.trim().strip_prefix("Binary: ")).expect("BuildProperties.Binary");
+        let main = std::fs::read_to_string(root.join("functions").join(binary).join("src/main.rs")).unwrap();
+        let reads_key = main.contains("invite_cookie_key: true");
+        let gets_key = body.contains("INVITE_COOKIE_KEY");
+        assert_eq!(
+            gets_key, reads_key,
+            "{name} ({binary}): INVITE_COOKIE_KEY set {gets_key}, read {reads_key}"
+        );
+        functions += 1;
+    }
+    // accept-invite, enroll-authenticator, save-event, aggregate-events, jwt-authorizer.
+    assert_eq!(functions, 5, "{:?}", blocks.iter().map(|(n, _)| n).collect::<Vec<_>>());
+}
