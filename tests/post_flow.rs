@@ -134,3 +134,61 @@ async fn two_factor_invite_flow() {
     assert!(!session.cookies.contains_key("postflow-invite"), "the cookie is cleared");
     assert_eq!(backend.table.query(&keys::org_pk(2), Some("AUDIT#")).await.unwrap().len(), 1);
 }
+
+/// Concurrent save-event requests each run the in-process aggregation (`App::aggregate`, what
+/// `postflow serve` does after every save): one drain runs at a time and a request that finds one
+/// running leaves its records to it. When every request has returned, every event is counted exactly
+/// once: the invariants (a group's `times_seen` = its distinct streamed events, first/last seen, new
+/// flags) hold over the whole table and stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_saves_are_each_aggregated_once() {
+    use postflow::backend::Function;
+    use shared::http::ApiRequest;
+    let backend = Backend::embedded();
+    seed(&backend, &events().join("seed.json")).await;
+    let app = Arc::new(App::new(&backend, config()));
+    const EVENTS: usize = 96;
+    let tasks: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let event = serde_json::json!({
+                    // Numbers would be parameterized away by grouping: six words, six groups.
+                    "message": format!("concurrent saves, {}", ["ash", "birch", "cedar", "elm", "fir", "oak"][i % 6]),
+                    "level": "error",
+                    "platform": "python",
+                    "release": format!("app@1.{}", i % 3),
+                    "environment": if i % 2 == 0 { "production" } else { "staging" },
+                });
+                let req = ApiRequest {
+                    method: "POST".into(),
+                    path: "/api/42/store/".into(),
+                    path_params: [("project_id".to_owned(), "42".to_owned())].into(),
+                    headers: vec![(
+                        "x-sentry-auth".into(),
+                        "Sentry sentry_key=c0ffee0c0ffee0c0ffee0c0ffee0c0ff, sentry_version=7".into(),
+                    )],
+                    body: event.to_string().into_bytes(),
+                    ..Default::default()
+                };
+                app.invoke_api(Function::SaveEvent, &req).await.status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // No further drain: what the requests ran is all the aggregation there is.
+    let records = backend.records().await.unwrap();
+    assert_eq!(records.len(), EVENTS);
+    let items = backend.memory.as_ref().unwrap().dump();
+    let report = postflow::invariants::check(&items, &records);
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    let groups: std::collections::BTreeSet<u64> = records
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.data).unwrap()[2]["group_id"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(groups.len(), 6);
+}
