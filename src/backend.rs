@@ -2,7 +2,7 @@
 //! `template.yaml` (HTTP API path templates).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 
 use accept_invite::AcceptInvite;
 use enroll_authenticator::EnrollAuthenticator;
@@ -271,12 +271,11 @@ impl App {
 
     /// Counts what is on the stream and not counted yet (the aggregation's job on AWS).
     ///
-    /// One drain runs at a time, as one `aggregate-events` invocation at a time reads a shard on AWS.
-    /// Concurrent requests used to drain side by side: each polled and parsed the same uncommitted
-    /// records and lost the claim on their markers, work done twice for nothing (12 % of `serve`'s CPU
-    /// per event at 16 connections, BENCHMARKS §9). A request that finds a drain running leaves its
-    /// records to it ([`OneAtATime`]). When this returns, the caller's records are counted or the
-    /// running drain will count them before it returns.
+    /// One drain at a time for this `App`, as one `aggregate-events` invocation at a time reads a
+    /// shard on AWS: a call that finds a drain running leaves the records to it ([`OneAtATime`]). When
+    /// this returns, everything streamed before the call is counted, or a drain running now will count
+    /// it, or — after a failed or dropped drain, or a drainer at its last run — the next call will
+    /// (`postflow serve` calls it after every save-event request and once a second).
     pub async fn aggregate(&self) {
         self.draining
             .run(|| async {
@@ -316,10 +315,12 @@ impl App {
     }
 }
 
-/// A job many callers ask for and one runs at a time, none of them waiting for another: a caller
-/// that finds the job running marks it pending and returns; the runner runs it again while anything
-/// is pending, also when a call came after its last look but before it let go (it looks again after
-/// letting go). So a run that starts after a call returned sees whatever that caller did before it.
+/// A job many callers ask for and one runs at a time, none of them waiting for another: a caller that
+/// finds the job running marks it pending and returns; the runner runs it again for what became
+/// pending meanwhile (it looks after letting go of the lock too, so a call made just before it let go
+/// is not missed), at most [`OneAtATime::MAX_RUNS`] times per call, so no caller is held running it for
+/// the others under a steady stream of calls. What is pending when a run fails, when the runner's
+/// future is dropped mid-run or when it reached its runs, stays pending: the next call runs it.
 #[derive(Default)]
 pub struct OneAtATime {
     running: tokio::sync::Mutex<()>,
@@ -327,19 +328,26 @@ pub struct OneAtATime {
 }
 
 impl OneAtATime {
-    /// Runs `job` now, again while calls come in meanwhile, or leaves it to the caller running it.
-    /// A run that returns `false` (a failure) stops the runs until the next call.
+    /// Runs a caller makes at most (its own and what came in while it ran).
+    pub const MAX_RUNS: usize = 4;
+
+    /// Runs `job` now and again for calls that come in meanwhile, or leaves it to the caller running
+    /// it. A run that returns `false` (a failure) ends the call.
     pub async fn run<F: std::future::Future<Output = bool>>(&self, mut job: impl FnMut() -> F) {
         self.pending.store(true, Ordering::SeqCst);
-        loop {
+        // The store before the look at the lock, and (below) the release of the lock before the look at
+        // `pending`: with the runner doing the opposite, one of the two sees the other (a store-buffer
+        // pattern, which needs sequentially consistent fences on both sides).
+        fence(Ordering::SeqCst);
+        for _ in 0..Self::MAX_RUNS {
             let Ok(guard) = self.running.try_lock() else { return };
-            while self.pending.swap(false, Ordering::SeqCst) {
-                if !job().await {
-                    break;
-                }
+            if !self.pending.swap(false, Ordering::SeqCst) {
+                return; // a run that started after this call's store took it
             }
+            let ok = job().await;
             drop(guard);
-            if !self.pending.load(Ordering::SeqCst) {
+            fence(Ordering::SeqCst);
+            if !ok || !self.pending.load(Ordering::SeqCst) {
                 return;
             }
         }
@@ -406,7 +414,8 @@ mod tests {
     }
 
     /// A call while the job runs returns at once without running it, and the runner runs the job again
-    /// for it; a failed run stops the runs until the next call.
+    /// for it; a runner makes at most `MAX_RUNS` runs; a failed run ends the call and leaves what is
+    /// pending to the next.
     #[tokio::test(flavor = "current_thread")]
     async fn one_at_a_time_runs_again_for_a_call_made_during_a_run() {
         use std::sync::atomic::AtomicUsize;
@@ -443,16 +452,35 @@ mod tests {
             "the runner ran the job again for the call made during its run"
         );
 
-        // Nothing pending: a call runs the job once; a failed run is not repeated until the next call.
+        // A steady stream of calls (each run sees a new one pending): the runner stops after its
+        // runs, and what is pending is left to the next call.
+        let steady = AtomicUsize::new(0);
+        one.run(|| async {
+            steady.fetch_add(1, Ordering::SeqCst);
+            one.pending.store(true, Ordering::SeqCst);
+            true
+        })
+        .await;
+        assert_eq!(steady.load(Ordering::SeqCst), OneAtATime::MAX_RUNS, "runs per call are bounded");
+        assert!(one.pending.load(Ordering::SeqCst));
+
+        // A failed run ends the call, also with a call pending; the next call runs the job.
         let failed = AtomicUsize::new(0);
         one.run(|| async {
             failed.fetch_add(1, Ordering::SeqCst);
+            one.pending.store(true, Ordering::SeqCst);
             false
         })
         .await;
-        assert_eq!(failed.load(Ordering::SeqCst), 1);
-        one.run(|| async { true }).await;
-        assert_eq!(failed.load(Ordering::SeqCst), 1);
+        assert_eq!(failed.load(Ordering::SeqCst), 1, "a failed run is not retried by the same call");
+        let next = AtomicUsize::new(0);
+        one.run(|| async {
+            next.fetch_add(1, Ordering::SeqCst);
+            true
+        })
+        .await;
+        assert_eq!(next.load(Ordering::SeqCst), 1);
+        assert!(!one.pending.load(Ordering::SeqCst));
     }
 
     /// The CLI's routes are the routes of `template.yaml`.

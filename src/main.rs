@@ -354,6 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+            let aggregating = app.clone();
             let periodic = async {
                 // Expired markers and counters go, as DynamoDB's TTL sweeper removes them: a pass over
                 // the table every 5 s, in slices of 10,000 items every 100 ms (a pass over more than
@@ -373,6 +374,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                         cursor =
                             m.sweep_expired_step(postflow::scenario::now_secs(), cursor.as_ref(), 10_000).1;
                     }
+                    // Every second, the aggregation counts what no request's drain took (a drain that
+                    // failed or was dropped with its connection, or a drainer at its last run).
+                    if n % 10 == 0 {
+                        aggregating.aggregate().await;
+                    }
                     if n % 50 == 0
                         && let Err(e) = save("periodic")
                     {
@@ -386,6 +392,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 _ = tokio::signal::ctrl_c() => println!("stopped"),
                 _ = term.recv() => println!("stopped (SIGTERM)"),
             }
+            aggregating.aggregate().await;
             save("shutdown")?;
             Ok(ExitCode::SUCCESS)
         }

@@ -133,22 +133,37 @@ fn cookie_key_only_on_the_functions_that_use_it() {
         !block("Globals").unwrap().contains("INVITE_COOKIE_KEY"),
         "Globals hands the cookie key to every function"
     );
-    let parameter = block("Parameters").unwrap().split("\n  InviteCookieKey:\n").nth(1).unwrap();
-    let parameter: Vec<&str> = parameter.lines().take_while(|l| l.starts_with("    ")).collect();
+    let parameters = format!("\n{}", block("Parameters").unwrap());
+    let parameter: Vec<&str> = parameters
+        .split("\n  InviteCookieKey:\n")
+        .nth(1)
+        .expect("template.yaml declares the InviteCookieKey parameter")
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .collect();
     let parameter = parameter.join("\n");
     assert!(parameter.contains("NoEcho: true"), "InviteCookieKey is not NoEcho:\n{parameter}");
 
     let mut functions = 0;
-    for (name, body) in blocks.iter().filter(|(_, b)| b.contains("Type: AWS::Serverless::Function")) {
+    for (name, body) in &blocks {
+        // The parameters (`InviteCookieKey`, `InviteCookieKeySecret`) are referred to only where the
+        // key is declared or chosen, and in the functions that read it.
+        let refers = body.contains("InviteCookieKey") || body.contains("INVITE_COOKIE_KEY");
+        if !body.contains("Type: AWS::Serverless::Function") {
+            assert!(
+                !refers || name == "Parameters" || name == "Conditions",
+                "{name} refers to the cookie key:\n{body}"
+            );
+            continue;
+        }
         let binary =
             body.lines().find_map(|l| l.trim().strip_prefix("Binary: ")).expect("BuildProperties.Binary");
         let main = std::fs::read_to_string(root.join("functions").join(binary).join("src/main.rs")).unwrap();
         let reads_key = main.contains("invite_cookie_key: true");
-        let gets_key = body.contains("INVITE_COOKIE_KEY");
-        assert_eq!(
-            gets_key, reads_key,
-            "{name} ({binary}): INVITE_COOKIE_KEY set {gets_key}, read {reads_key}"
-        );
+        assert_eq!(refers, reads_key, "{name} ({binary}): cookie key set {refers}, read {reads_key}");
+        if reads_key {
+            assert!(body.contains("INVITE_COOKIE_KEY: "), "{name} reads the key under another name");
+        }
         functions += 1;
     }
     // accept-invite, enroll-authenticator, save-event, aggregate-events, jwt-authorizer.
