@@ -76,7 +76,7 @@ if [[ -n ${SOAK:-} ]]; then
     exit 0
 fi
 
-printf '%-10s %5s %5s %10s %9s %9s %12s %9s %s\n' payload conns round "events/s" "p50 ms" "p99 ms" "CPU µs/ev" "RSS MiB" "verified"
+printf '%-10s %5s %5s %10s %9s %9s %9s %12s %9s %s\n' payload conns round "events/s" "p50 ms" "p99 ms" "max ms" "CPU µs/ev" "RSS MiB" "verified"
 failed=0
 for payload in ${PAYLOADS:-stackpit sdk}; do
     for conns in $CONNS; do
@@ -89,6 +89,7 @@ for payload in ${PAYLOADS:-stackpit sdk}; do
             non2xx=$(echo "$out" | field 'Non-2xx' 5); non2xx=${non2xx:-0}
             rps=$(echo "$out" | field 'Requests/sec' 2)
             p50=$(to_ms "$(echo "$out" | field ' 50%' 2)"); p99=$(to_ms "$(echo "$out" | field ' 99%' 2)")
+            max=$(to_ms "$(echo "$out" | field 'Latency ' 4)")   # wrk: Latency avg stdev max +/-
             cpu=$(python3 -c "print(f'{($t1-$t0)/$hz*1e6/max($reqs,1):.0f}')")
             rss=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status")
             ok=$((reqs - non2xx)); streamed=$((r1 - r0))
@@ -101,7 +102,7 @@ for payload in ${PAYLOADS:-stackpit sdk}; do
                 verdict="MISMATCH: $ok answered 2xx, $streamed streamed"
                 failed=1
             fi
-            printf '%-10s %5s %5s %10.0f %9.2f %9.2f %12s %9s %s\n' "$payload" "$conns" "$round" "$rps" "$p50" "$p99" "$cpu" "$rss" "$verdict"
+            printf '%-10s %5s %5s %10.0f %9.2f %9.2f %9.2f %12s %9s %s\n' "$payload" "$conns" "$round" "$rps" "$p50" "$p99" "$max" "$cpu" "$rss" "$verdict"
         done
     done
 done
