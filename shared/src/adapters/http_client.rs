@@ -137,13 +137,8 @@ impl HttpConnector for Connector {
         let call = self.client.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            let answer = match read_timeout {
-                Some(t) => match tokio::time::timeout(t, call).await {
-                    Ok(answer) => answer,
-                    Err(_) => return Err(ConnectorError::timeout(Box::new(TimedOut("read", t)))),
-                },
-                None => call.await,
-            };
+            let answer =
+                within("read", read_timeout, call).await.map_err(|t| ConnectorError::timeout(Box::new(t)))?;
             match answer {
                 Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
                     .map_err(|e| ConnectorError::other(e.into(), None)),
@@ -187,15 +182,21 @@ impl tower_service::Service<http::Uri> for TimedConnect {
                 Box::pin(async { Err(BoxError::from("no TLS configuration: see the log at start")) })
             }
         };
-        Box::pin(async move {
-            match timeout {
-                Some(t) => match tokio::time::timeout(t, connecting).await {
-                    Ok(connected) => connected,
-                    Err(_) => Err(Box::new(TimedOut("connect", t)) as BoxError),
-                },
-                None => connecting.await,
-            }
-        })
+        Box::pin(
+            async move { within("connect", timeout, connecting).await.map_err(|t| Box::new(t) as BoxError)? },
+        )
+    }
+}
+
+/// The output of `f`, or [`TimedOut`] (`what`) once `timeout`, when there is one, has elapsed.
+async fn within<T>(
+    what: &'static str,
+    timeout: Option<Duration>,
+    f: impl Future<Output = T>,
+) -> Result<T, TimedOut> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, f).await.map_err(|_| TimedOut(what, t)),
+        None => Ok(f.await),
     }
 }
 
