@@ -16,6 +16,7 @@ TOOLS_REQUIREMENTS=(
     "cfn-lint-serverless==0.3.6"
     "aws-sam-cli==1.170.0"
     "pyotp==2.9.0"
+    "phonenumbers==9.0.43"
     "sentry-sdk==2.75.0"
     "sentry-relay==0.10.1"
     "cargo-lambda==1.9.2"

@@ -25,7 +25,7 @@
 //! |---|---|---|---|
 //! | (none) | configuration, HTTP, errors, logging, the table engine (in memory), users, organizations, invites, cookies, projects | – | jwt-authorizer |
 //! | `aws` | the DynamoDB table ([`adapters::dynamo_table`]) and limiter, the SDK configuration ([`adapters::aws`]), provisioning | AWS SDK for DynamoDB | accept-invite |
-//! | `enroll` (+ `aws`) | authenticator interfaces: [`domain::otp`], [`domain::sms`], [`domain::webauthn`], [`domain::enroll`], [`domain::interfaces`], the enrollment store, SNS texts | `totp-rs`, `phonenumber`, `webauthn-rs`, CBOR, AWS SDK for SNS | enroll-authenticator |
+//! | `enroll` (+ `aws`) | authenticator interfaces: [`domain::otp`], [`domain::sms`], [`domain::webauthn`], [`domain::enroll`], [`domain::interfaces`], the enrollment store, SNS texts | `totp-rs`, `rlibphonenumber`, `webauthn-rs`, CBOR, AWS SDK for SNS | enroll-authenticator |
 //! | `aggregate` | [`save::aggregate`]: counters aggregated from the event stream | – | aggregate-events |
 //! | `stream` (+ `aws`, `aggregate`) | the event stream on Kinesis ([`adapters::kinesis`]) | AWS SDK for Kinesis | save-event |
 //! | `events` (+ `stream`) | [`ingest`], [`grouping`], the event saver and record ([`save`]), seeding | gzip/deflate, brotli, zstd, `regex`, `sentry-release-parser` | save-event |

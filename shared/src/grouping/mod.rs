@@ -42,8 +42,8 @@ mod tests;
 
 /// Every built-in regular expression of grouping, by name, and whether it compiled. Each is built on
 /// first use and is `None` if it does not compile — with a `regex` build that lacks a Unicode table
-/// the pattern needs (the Lambdas build `regex` with `unicode-perl` and `unicode-case` only; the
-/// tests' build has them all, through phonenumber). `save-event` checks them on its own build:
+/// the pattern needs (the workspace builds `regex` with `unicode-perl` and `unicode-case` only, and
+/// so do the tests while no other crate asks for more). `save-event` checks them on its own build:
 /// `POSTFLOW_CHECK_PATTERNS=1 bootstrap` (run by `scripts/lambda-tooling` on what `sam build` made).
 pub fn builtin_patterns() -> Vec<(&'static str, bool)> {
     let mut all = Vec::new();
