@@ -137,6 +137,7 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
         iterations
     );
     let mut ours = Vec::new();
+    let mut stages = Vec::new();
     for (name, api) in &samples {
         for _ in 0..50 {
             std::hint::black_box(pipeline_once(api));
@@ -148,6 +149,7 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
             t.push(t0.elapsed().as_secs_f64() * 1e6);
         }
         ours.push((name.clone(), median(t), api.body.len()));
+        stages.push((name.clone(), stage_medians(api, iterations)));
     }
     let relay: Option<Value> = match relay_python {
         None => None,
@@ -199,7 +201,51 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
         sum_ours / n,
         if relay.is_some() { format!("{:.1}", sum_relay / n) } else { "-".into() }
     );
+    println!(
+        "\nthe same requests by stage (median µs of each stage timed on its own, its input made beforehand)"
+    );
+    println!(
+        "{:<22} {:>22} {:>24} {:>16}",
+        "payload", "ingest (decode, parse,", "prepare (grouping, tags,", "stream record"
+    );
+    println!("{:<22} {:>22} {:>24} {:>16}", "", "normalize)", "metadata)", "");
+    let mut sums = [0.0; 3];
+    for (name, [a, b, c]) in &stages {
+        println!("{name:<22} {a:>22.1} {b:>24.1} {c:>16.1}");
+        for (sum, v) in sums.iter_mut().zip([a, b, c]) {
+            *sum += v;
+        }
+    }
+    println!("{:<22} {:>22.1} {:>24.1} {:>16.1}", "mean", sums[0] / n, sums[1] / n, sums[2] / n);
     Ok(())
+}
+
+/// Median µs of each stage of [`pipeline_once`] on its own — ingest, prepare, the stream record — each
+/// run on a copy of its input made before the clock starts.
+fn stage_medians(api: &ApiRequest, iterations: usize) -> [f64; 3] {
+    let Ok(ingested) = ingest_once(api) else { return [0.0; 3] };
+    let Some(ev) = ingested.events.first() else { return [0.0; 3] };
+    let (project_id, kind) = (ingested.project_id, ev.kind);
+    let result = SaveResult {
+        group: Some(GroupState { id: 1, is_new: true, is_regression: false, is_new_group_environment: true }),
+        received: 0.0,
+    };
+    let prepared = shared::save::prepare(ev.payload.clone(), kind, project_id, GroupingConfig::builtin());
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        std::hint::black_box(ingest_once(api).ok());
+        a.push(t0.elapsed().as_secs_f64() * 1e6);
+        let payload = ev.payload.clone();
+        let t0 = Instant::now();
+        std::hint::black_box(shared::save::prepare(payload, kind, project_id, GroupingConfig::builtin()));
+        b.push(t0.elapsed().as_secs_f64() * 1e6);
+        let event = prepared.1.clone();
+        let t0 = Instant::now();
+        std::hint::black_box(shared::save::stream_record(&prepared.0, event, &result).ok());
+        c.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    [median(a), median(b), median(c)]
 }
 
 /// save-event with N distinct releases and groups, 2000 events each round, on the embedded store.
