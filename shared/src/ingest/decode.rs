@@ -161,19 +161,16 @@ impl<'a> Decoding<'a> {
         if codings.len() > MAX_CODINGS {
             return Err(DecodeError::TooManyCodings { count: codings.len() });
         }
-        if codings.is_empty() {
-            return Ok(Self::Identity(body));
-        }
-        // The outermost coding was applied last, so it is undone first.
-        let mut reader: Box<dyn Read + Send + 'a> = Box::new(body);
-        let mut last = ContentEncoding::Identity;
-        for (i, coding) in codings.into_iter().rev().enumerate() {
-            if i > 0 {
-                // What the outer coding decodes to feeds the inner decoder: bounded too, or a stream
-                // of empty deflate blocks (input consumed, nothing out) would cost CPU without end.
-                reader = Box::new(LayerLimit { inner: reader, left: limit });
-            }
-            reader = stream_decoder(reader, coding)?;
+        // The outermost coding was applied last, so it is undone first. Its decoder reads the body
+        // in place (a slice is a `BufRead`): no buffer of its own to allocate, fill and copy from.
+        let mut codings = codings.into_iter().rev();
+        let Some(outermost) = codings.next() else { return Ok(Self::Identity(body)) };
+        let mut reader = stream_decoder(body, outermost)?;
+        let mut last = outermost;
+        for coding in codings {
+            // What the outer coding decodes to feeds the inner decoder: bounded too, or a stream of
+            // empty deflate blocks (input consumed, nothing out) would cost CPU without end.
+            reader = stream_decoder(io::BufReader::new(LayerLimit { inner: reader, left: limit }), coding)?;
             last = coding;
         }
         // Room for a typical compressed body's output without regrowing (bounded by what it decodes to).
@@ -266,25 +263,26 @@ fn read_error(source: io::Error, last: ContentEncoding, layer_limit: usize) -> D
 
 /// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header).
 fn stream_decoder<'a>(
-    inner: Box<dyn Read + Send + 'a>,
+    mut inner: impl io::BufRead + Send + 'a,
     coding: ContentEncoding,
 ) -> Result<Box<dyn Read + Send + 'a>, DecodeError> {
+    use flate2::bufread;
     Ok(match coding {
-        ContentEncoding::Identity => inner,
-        ContentEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+        ContentEncoding::Identity => Box::new(inner),
+        ContentEncoding::Gzip => Box::new(bufread::MultiGzDecoder::new(inner)),
         ContentEncoding::Deflate => {
-            let mut inner = io::BufReader::new(inner);
-            let head = io::BufRead::fill_buf(&mut inner)
+            let head = inner
+                .fill_buf()
                 .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
             if looks_like_zlib(head) {
-                Box::new(flate2::read::ZlibDecoder::new(inner))
+                Box::new(bufread::ZlibDecoder::new(inner))
             } else {
-                Box::new(flate2::read::DeflateDecoder::new(inner))
+                Box::new(bufread::DeflateDecoder::new(inner))
             }
         }
         ContentEncoding::Brotli => Box::new(brotli::Decompressor::new(inner, 4096)),
         ContentEncoding::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(inner)
+            zstd::stream::read::Decoder::with_buffer(inner)
                 .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?,
         ),
     })
