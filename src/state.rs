@@ -24,7 +24,7 @@ pub fn load(path: &Path, table: &MemoryTable, stream: &MemoryStream) -> Result<S
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let state: SavedState = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    table.restore(state.items);
+    table.restore(state.items).map_err(|e| format!("{}: {e}", path.display()))?;
     stream.sink().restore(state.records);
     Ok(state.session)
 }
@@ -35,8 +35,8 @@ pub fn save(
     stream: &MemoryStream,
     session: &Session,
 ) -> Result<(), String> {
-    let state =
-        SavedState { items: table.dump(), records: stream.sink().records(), session: session.clone() };
+    let items = table.dump().map_err(|e| e.to_string())?;
+    let state = SavedState { items, records: stream.sink().records(), session: session.clone() };
     let text = serde_json::to_string_pretty(&state).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;

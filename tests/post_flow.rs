@@ -181,7 +181,7 @@ async fn concurrent_saves_are_each_aggregated_once() {
     // No further drain: what the requests ran is all the aggregation there is.
     let records = backend.records().await.unwrap();
     assert_eq!(records.len(), EVENTS);
-    let items = backend.memory.as_ref().unwrap().dump();
+    let items = backend.memory.as_ref().unwrap().dump().unwrap();
     let report = postflow::invariants::check(&items, &records);
     assert!(report.violations.is_empty(), "{:#?}", report.violations);
     let groups: std::collections::BTreeSet<u64> = records

@@ -248,12 +248,11 @@ fn current(m: &std::collections::BTreeMap<Key, Packed>, key: &Key) -> Result<Opt
 }
 
 impl MemoryTable {
-    /// Every item, in key order (the CLI saves state with this).
-    pub fn dump(&self) -> Vec<Item> {
-        self.items
-            .lock()
-            .map(|m| m.iter().filter_map(|(k, p)| p.unpack(k).ok()).collect())
-            .unwrap_or_default()
+    /// Every item, in key order (the CLI saves state with this). An item that does not unpack is an
+    /// error, never left out of what is saved.
+    pub fn dump(&self) -> Result<Vec<Item>, StoreError> {
+        let m = self.items.lock().map_err(|_| poisoned())?;
+        m.iter().map(|(k, p)| p.unpack(k)).collect()
     }
 
     /// Removes the items whose TTL (`expires_at`) has passed, as DynamoDB's TTL sweeper does (the local
@@ -306,15 +305,25 @@ impl MemoryTable {
         out
     }
 
-    pub fn restore(&self, items: Vec<Item>) {
-        if let Ok(mut m) = self.items.lock() {
-            m.clear();
-            for it in items {
-                if let (Some(k), Ok(p)) = (it.key(), Packed::pack(&it)) {
-                    m.insert(k, p);
-                }
-            }
-        }
+    /// Replaces every item with `items` (what [`MemoryTable::dump`] gave, e.g. read back from a state
+    /// file). An item without its key attributes, or one that does not pack, is an error naming its
+    /// position, and the table is left as it was.
+    pub fn restore(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let invalid = |i: usize, why: &str| StoreError::Other {
+            service: "memory",
+            message: format!("item {i} of the saved state {why}"),
+        };
+        let packed = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                let key = it.key().ok_or_else(|| invalid(i, "has no pk/sk"))?;
+                let packed = Packed::pack(it).map_err(|e| invalid(i, &format!("cannot be stored: {e}")))?;
+                Ok((key, packed))
+            })
+            .collect::<Result<std::collections::BTreeMap<_, _>, StoreError>>()?;
+        *self.items.lock().map_err(|_| poisoned())? = packed;
+        Ok(())
     }
 }
 
@@ -498,7 +507,7 @@ mod retention_tests {
             t.transact(vec![WriteOp::Put { item: i, cond: None }]).await.unwrap();
         }
         assert_eq!(t.sweep_expired(200), 1);
-        assert_eq!(t.dump().len(), 2);
+        assert_eq!(t.dump().unwrap().len(), 2);
         assert!(t.get(&Key::new("EVT#1#a", "MARK")).await.unwrap().is_none());
     }
 
@@ -522,7 +531,7 @@ mod retention_tests {
                 None => break,
             }
         }
-        assert_eq!((removed, steps, t.dump().len()), (13, 3, 12));
+        assert_eq!((removed, steps, t.dump().unwrap().len()), (13, 3, 12));
         assert_eq!(t.sweep_expired_step(200, None, 100), (0, None));
     }
 
@@ -543,7 +552,17 @@ mod retention_tests {
         t.transact(vec![WriteOp::Put { item: it.clone(), cond: None }]).await.unwrap();
         assert_eq!(t.get(&key).await.unwrap(), Some(it.clone()));
         assert_eq!(t.query("EVT#7#0123456789abcdef0123456789abcdef", None).await.unwrap(), vec![it.clone()]);
-        assert_eq!(t.dump(), vec![it.clone()]);
+        assert_eq!(t.dump().unwrap(), vec![it.clone()]);
+        // What was dumped restores to the same table; a saved item without its sort key is refused
+        // with its position, and the table keeps what it had.
+        let other = MemoryTable::default();
+        other.restore(t.dump().unwrap()).unwrap();
+        assert_eq!(other.dump().unwrap(), vec![it.clone()]);
+        let mut keyless = it.clone();
+        keyless.remove(crate::storage::attr::SK);
+        let err = other.restore(vec![it.clone(), keyless]).unwrap_err().to_string();
+        assert!(err.contains("item 1 of the saved state has no pk/sk"), "{err}");
+        assert_eq!(other.dump().unwrap(), vec![it.clone()]);
         let packed = Packed::pack(&it).unwrap();
         assert_eq!(packed.ttl, Some(1234));
         assert!(packed.bytes.len() < 80, "{} bytes", packed.bytes.len());
