@@ -6,8 +6,9 @@
 //! `sentry.utils.json.dumps` (simplejson, separators `,`/`:`, `ensure_ascii`, floats as Python
 //! `repr`, NaN/Infinity as `null`). `payload1` keeps Sentry's field order; its `data` is the event
 //! without `debug_meta` and `_meta` (serialized straight from the borrowed event, no copy; issue
-//! platform events get one copy to add `contexts.geo`). Object keys inside `data` come out sorted,
-//! where Python keeps insertion order — consumers parse JSON, so this is not a semantic change.
+//! platform events get one copy to add `contexts.geo`). Object keys inside `data` are written in the
+//! event's own order (as parsed, normalized and grouped here), which need not be the order Sentry's
+//! Python objects have — consumers parse JSON, so this is not a semantic change.
 //!
 //! [`partition_key`] is the event id for every kind (see there for why not the project id).
 //!
