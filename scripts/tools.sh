@@ -4,9 +4,9 @@
 #   source scripts/tools.sh && tools_install     # then cfn-lint, sam, ... are on PATH
 #
 # Pinned top-level packages are listed in TOOLS_REQUIREMENTS; scripts/tools-constraints.txt (a pip freeze of a
-# working venv) pins everything they pull in, so CI does not drift. Changing the list reinstalls on the next
-# run. cargo-lambda and ziglang are meant to join this same venv later (`sam build` finds zig only when
-# aws-sam-cli and cargo-lambda/ziglang share one venv); add them to the list and regenerate the constraints.
+# working venv) pins everything they pull in, so CI does not drift. Changing the list installs what it adds
+# on the next run; regenerate the constraints then. cargo-lambda and ziglang share this venv with aws-sam-cli
+# (`sam build` finds zig only then).
 
 POSTFLOW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_VENV="$POSTFLOW_ROOT/.tools/venv"

@@ -560,9 +560,10 @@ mod retention_tests {
         assert_eq!(other.dump().unwrap(), vec![it.clone()]);
         let mut keyless = it.clone();
         keyless.remove(crate::storage::attr::SK);
-        let err = other.restore(vec![it.clone(), keyless]).unwrap_err().to_string();
+        let fresh = item(&Key::new("EVT#7#fedcba9876543210fedcba9876543210", "MARK"));
+        let err = other.restore(vec![fresh, keyless]).unwrap_err().to_string();
         assert!(err.contains("item 1 of the saved state has no pk/sk"), "{err}");
-        assert_eq!(other.dump().unwrap(), vec![it.clone()]);
+        assert_eq!(other.dump().unwrap(), vec![it.clone()], "not cleared, not half-restored");
         let packed = Packed::pack(&it).unwrap();
         assert_eq!(packed.ttl, Some(1234));
         assert!(packed.bytes.len() < 80, "{} bytes", packed.bytes.len());

@@ -165,12 +165,13 @@ impl<'a> Decoding<'a> {
         // in place (a slice is a `BufRead`): no buffer of its own to allocate, fill and copy from.
         let mut codings = codings.into_iter().rev();
         let Some(outermost) = codings.next() else { return Ok(Self::Identity(body)) };
-        let mut reader = stream_decoder(body, outermost)?;
+        let mut reader = stream_decoder(body, outermost).map_err(|e| read_error(e, outermost, limit))?;
         let mut last = outermost;
         for coding in codings {
             // What the outer coding decodes to feeds the inner decoder: bounded too, or a stream of
             // empty deflate blocks (input consumed, nothing out) would cost CPU without end.
-            reader = stream_decoder(io::BufReader::new(LayerLimit { inner: reader, left: limit }), coding)?;
+            let inner = io::BufReader::new(LayerLimit { inner: reader, left: limit });
+            reader = stream_decoder(inner, coding).map_err(|e| read_error(e, coding, limit))?;
             last = coding;
         }
         // Room for a typical compressed body's output without regrowing (bounded by what it decodes to).
@@ -261,30 +262,25 @@ fn read_error(source: io::Error, last: ContentEncoding, layer_limit: usize) -> D
     }
 }
 
-/// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header).
+/// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header,
+/// which is read here: its read error is the caller's to classify, as a decoder's are).
 fn stream_decoder<'a>(
     mut inner: impl io::BufRead + Send + 'a,
     coding: ContentEncoding,
-) -> Result<Box<dyn Read + Send + 'a>, DecodeError> {
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     use flate2::bufread;
     Ok(match coding {
         ContentEncoding::Identity => Box::new(inner),
         ContentEncoding::Gzip => Box::new(bufread::MultiGzDecoder::new(inner)),
         ContentEncoding::Deflate => {
-            let head = inner
-                .fill_buf()
-                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?;
-            if looks_like_zlib(head) {
+            if looks_like_zlib(inner.fill_buf()?) {
                 Box::new(bufread::ZlibDecoder::new(inner))
             } else {
                 Box::new(bufread::DeflateDecoder::new(inner))
             }
         }
         ContentEncoding::Brotli => Box::new(brotli::Decompressor::new(inner, 4096)),
-        ContentEncoding::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(inner)
-                .map_err(|source| DecodeError::Invalid { encoding: coding.name(), source })?,
-        ),
+        ContentEncoding::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(inner)?),
     })
 }
 
@@ -454,6 +450,9 @@ mod tests {
         assert_eq!(decoding.prefix(4096).unwrap_err().status(), 413);
         // Under the limit it decodes (to nothing).
         assert!(decode_body(&outer, Some("gzip, gzip"), 4 << 20).unwrap().is_empty());
+        // The bound holds while an inner deflate layer's header is read, too: the body's 413.
+        let err = decode_body(&gzip(&[0; 20_000]), Some("deflate, gzip"), 4096).unwrap_err();
+        assert_eq!(err.status(), 413, "{err}");
     }
 
     #[test]
