@@ -165,12 +165,13 @@ impl<'a> Decoding<'a> {
         // in place (a slice is a `BufRead`): no buffer of its own to allocate, fill and copy from.
         let mut codings = codings.into_iter().rev();
         let Some(outermost) = codings.next() else { return Ok(Self::Identity(body)) };
-        let mut reader = stream_decoder(body, outermost).map_err(|e| read_error(e, outermost, limit))?;
+        let mut reader =
+            stream_decoder(Box::new(body), outermost).map_err(|e| read_error(e, outermost, limit))?;
         let mut last = outermost;
         for coding in codings {
             // What the outer coding decodes to feeds the inner decoder: bounded too, or a stream of
             // empty deflate blocks (input consumed, nothing out) would cost CPU without end.
-            let inner = io::BufReader::new(LayerLimit { inner: reader, left: limit });
+            let inner = Box::new(io::BufReader::new(LayerLimit { inner: reader, left: limit }));
             reader = stream_decoder(inner, coding).map_err(|e| read_error(e, coding, limit))?;
             last = coding;
         }
@@ -263,9 +264,10 @@ fn read_error(source: io::Error, last: ContentEncoding, layer_limit: usize) -> D
 }
 
 /// A streaming decoder of `coding` over `inner` (deflate: zlib or raw, told apart by the header,
-/// which is read here: its read error is the caller's to classify, as a decoder's are).
+/// which is read here: its read error is the caller's to classify, as a decoder's are). `inner` is a
+/// trait object so that each decoder is compiled once, for the body and an inner layer alike.
 fn stream_decoder<'a>(
-    mut inner: impl io::BufRead + Send + 'a,
+    mut inner: Box<dyn io::BufRead + Send + 'a>,
     coding: ContentEncoding,
 ) -> io::Result<Box<dyn Read + Send + 'a>> {
     use flate2::bufread;
