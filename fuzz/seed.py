@@ -132,7 +132,7 @@ def sign_cookie(payload: bytes) -> str:
 
 
 def main():
-    seeds = {t: {} for t in ["envelope", "store_body", "normalize", "apigw_event", "cookie", "auth_header"]}
+    seeds = {t: {} for t in ["envelope", "store_body", "normalize", "apigw_event", "cookie", "auth_header", "phone_number"]}
 
     def add(target, name, data):
         if isinstance(data, str):
@@ -256,6 +256,21 @@ def main():
         "percent.auth": "\n\nsentry_key=%41%zz%+&sentry_version=7",
     }.items():
         add("auth_header", name, data)
+
+    # Phone numbers as a user types them into the SMS enrollment form.
+    for name, data in {
+        "us-national.phone": "(234) 567-8900",
+        "uk-mobile.phone": "+44 7400 123456",
+        "premium.phone": "+1 900 555 0123",
+        "full-width.phone": "\uff0b\uff14\uff14\u3000\uff17\uff14\uff10\uff10\u3000\uff11\uff12\uff13\uff14\uff15\uff16",
+        "arabic-indic.phone": "+\u0669\u0667\u0661 \u0665\u0660 \u0661\u0662\u0663 \u0664\u0665\u0666\u0667",
+        "vanity.phone": "1-800-FLOWERS",
+        "extension.phone": "+1 234 567 8900 ext. 1234",
+        "rfc3966.phone": "tel:+1-234-567-8900;ext=12;isub=99",
+        "italian-zero.phone": "+39 06 1234 5678",
+        "non-geographic.phone": "+800 1234 5678",
+    }.items():
+        add("phone_number", name, data)
 
     shutil.rmtree(SEEDS, ignore_errors=True)
     for target, files in seeds.items():

@@ -23,13 +23,14 @@ use shared::secret::Secret;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("envelope", fuzzing::envelope),
     ("store_body", fuzzing::store_body),
     ("normalize", fuzzing::normalize),
     ("apigw_event", fuzzing::apigw_event),
     ("cookie", fuzzing::cookie),
     ("auth_header", fuzzing::auth_header),
+    ("phone_number", fuzzing::phone_number),
 ];
 
 fn fuzz_dir() -> PathBuf {
