@@ -36,6 +36,10 @@ DSN_KEY = "c0ffee0c0ffee0c0ffee0c0ffee0c0ff"
 MAX_SEED = 16 * 1024
 
 
+# The functions behind API Gateway's HTTP routes (events/<function>.<case>.json).
+HTTP_FUNCTIONS = ("accept-invite.", "enroll-authenticator.", "save-event.")
+
+
 def load(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -145,6 +149,9 @@ def main():
     )
     for path in api_events:
         name = os.path.basename(path)[: -len(".json")]
+        if not name.startswith(HTTP_FUNCTIONS):
+            # The authorizer's and the stream consumer's events are not API Gateway HTTP requests.
+            continue
         event = load(path)
         add("apigw_event", f"ok-{name}.json", json.dumps(event, separators=(",", ":")))
         headers = event.get("headers") or {}
