@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at};
 use super::cursor::Cursor;
+use super::frame::{FrameFields, text};
 use super::glob::{Glob, GlobMatcher, glob};
 use super::hashing::{DEFAULT_FINGERPRINT_VARIABLE, is_default_fingerprint_var, resolve_variable};
 
@@ -352,20 +353,22 @@ impl<'a> EventValues<'a> {
         stacktraces.extend(list_at(event, &["threads", "values"]).filter_map(|t| t.get("stacktrace")));
         let mut frames = Vec::new();
         for frame in stacktraces.into_iter().flat_map(|s| list_at(s, &["frames"])).filter(|f| f.is_object()) {
-            let text = |k: &str| frame.get(k).and_then(Value::as_str);
-            let function = super::functions::function_name_for_frame(frame, platform).into_owned();
+            let fields = FrameFields::of(frame);
+            let function = super::functions::function_name_for_frame(&fields, platform).into_owned();
             frames.push(Values {
                 text: vec![
                     ("function", Some(function)),
                     (
                         "abs_path",
-                        owned(text("abs_path").filter(|p| !p.is_empty()).or_else(|| text("filename"))),
+                        owned(
+                            text(fields.abs_path).filter(|p| !p.is_empty()).or_else(|| text(fields.filename)),
+                        ),
                     ),
-                    ("filename", owned(text("filename"))),
-                    ("module", owned(text("module"))),
-                    ("package", owned(text("package"))),
+                    ("filename", owned(text(fields.filename))),
+                    ("module", owned(text(fields.module))),
+                    ("package", owned(text(fields.package))),
                 ],
-                app: frame.get("in_app").and_then(Value::as_bool),
+                app: fields.in_app.and_then(Value::as_bool),
                 tags: None,
             });
         }

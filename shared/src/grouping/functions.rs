@@ -15,6 +15,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::frame::{FrameFields, truthy};
+
 /// Sentry's `get_behavior_family_for_platform`: `native`, `javascript` or `other`.
 pub fn behavior_family(platform: Option<&str>) -> &'static str {
     match platform {
@@ -32,13 +34,9 @@ pub fn is_native_platform(platform: Option<&str>) -> bool {
 /// Sentry's `get_function_name_for_frame` (what rules match a frame's `function` against): the stored
 /// name when a raw one was recorded (it is trimmed already), else the trimmed name; `<unknown>` when
 /// the frame has none. `platform` is the event's (a frame's own wins).
-pub(crate) fn function_name_for_frame<'a>(
-    frame: &'a serde_json::Value,
-    platform: Option<&str>,
-) -> Cow<'a, str> {
-    let text = |key: &str| frame.get(key).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
-    let frame_platform = text("platform").or(platform);
-    let name: Cow<'a, str> = match (text("raw_function"), text("function")) {
+pub(crate) fn function_name_for_frame<'a>(frame: &FrameFields<'a>, platform: Option<&str>) -> Cow<'a, str> {
+    let frame_platform = truthy(frame.platform).or(platform);
+    let name: Cow<'a, str> = match (truthy(frame.raw_function), truthy(frame.function)) {
         (Some(_), function) => Cow::Borrowed(function.unwrap_or("")),
         (None, Some(function)) => match trim_function_name(function, frame_platform) {
             trimmed if trimmed == function => Cow::Borrowed(function),

@@ -259,13 +259,13 @@ fn normalize_frames(
     enhancements.apply_modifications(frames, platform, exception);
     let (mut has_in_app, mut has_system) = (false, false);
     for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
-        if frame.get("in_app").is_none_or(Value::is_null) {
-            set_in_app(frame, false);
-        }
-        if frame.get("in_app").and_then(Value::as_bool) == Some(true) {
-            has_in_app = true;
-        } else {
-            has_system = true;
+        match frame.get("in_app") {
+            Some(Value::Bool(true)) => has_in_app = true,
+            None | Some(Value::Null) => {
+                set_in_app(frame, false);
+                has_system = true;
+            }
+            Some(_) => has_system = true,
         }
     }
     match (has_in_app, has_system) {

@@ -19,6 +19,7 @@
 //!   and title).
 //! - [`config`]: a project's grouping configuration (both rule sets) and its per-Lambda cache.
 //! - [`functions`]: native and C# function-name trimming.
+//! - `frame`: a stack frame's fields, read in one pass for the stack-trace steps.
 //!
 //! The save pipeline that calls them in order lives in [`crate::save`] (`save::prepare`, then the
 //! saver and `save::record::insert_message` for the eventstream record).
@@ -28,6 +29,7 @@ pub mod config;
 mod cursor;
 pub mod enhancers;
 pub mod fingerprinting;
+mod frame;
 pub mod functions;
 mod glob;
 pub mod hashing;

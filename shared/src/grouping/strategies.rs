@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use super::compat::{collapse_whitespace, get_path, is_truthy, list_at, py_str, str_at};
 use super::enhancers::{Enhancements, ExceptionData, FrameViews};
+use super::frame::{FrameFields, text, truthy};
 use super::functions::behavior_family;
 use super::parameterization::normalize_message_for_grouping;
 
@@ -148,14 +149,14 @@ fn has_url_origin(path: Option<&str>, files_count_as_urls: bool) -> bool {
     }
 }
 
-/// A frame field as a string (`None` for missing, `null` and non-strings).
-fn fs<'a>(frame: &'a Value, key: &str) -> Option<&'a str> {
-    frame.get(key).and_then(Value::as_str)
+/// A field of an object as a string (`None` for missing, `null` and non-strings).
+fn fs<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str)
 }
 
-/// A frame field as a non-empty string (Python truthiness).
-fn fs_truthy<'a>(frame: &'a Value, key: &str) -> Option<&'a str> {
-    fs(frame, key).filter(|s| !s.is_empty())
+/// A field of an object as a non-empty string (Python truthiness).
+fn fs_truthy<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    fs(object, key).filter(|s| !s.is_empty())
 }
 
 fn compiled(pattern: &str) -> Option<Regex> {
@@ -318,25 +319,25 @@ fn context_line_component(
 }
 
 /// The frame component of `frame:v1` (before recursion and in-app handling).
-fn frame_component(frame: &Value, event_platform: Option<&str>) -> Component {
-    let platform = fs_truthy(frame, "platform").or(event_platform);
-    let abs_path = fs(frame, "abs_path");
-    let function = fs(frame, "function");
-    let raw_function = fs(frame, "raw_function");
+fn frame_component(frame: &FrameFields, event_platform: Option<&str>) -> Component {
+    let platform = truthy(frame.platform).or(event_platform);
+    let abs_path = text(frame.abs_path);
+    let function = text(frame.function);
+    let raw_function = text(frame.raw_function);
 
-    let mut filename = filename_component(abs_path, fs(frame, "filename"), platform);
-    let module = module_component(abs_path, fs(frame, "module"), platform);
+    let mut filename = filename_component(abs_path, text(frame.filename), platform);
+    let module = module_component(abs_path, text(frame.module), platform);
     if module.contributes && filename.contributes {
         filename.contributes = false;
     }
-    let context_line = match fs_truthy(frame, "context_line") {
+    let context_line = match truthy(frame.context_line) {
         Some(line) if platform.is_some_and(|p| CONTEXTLINE_PLATFORMS.contains(&p)) => {
             Some(context_line_component(line, platform, function, abs_path))
         }
         _ => None,
     };
     let sourcemap_used = frame
-        .get("data")
+        .data
         .filter(|data| is_truthy(data))
         .and_then(|data| data.get("sourcemap"))
         .is_some_and(|sourcemap| !sourcemap.is_null());
@@ -376,27 +377,24 @@ fn frame_component(frame: &Value, event_platform: Option<&str>) -> Component {
     if let Some(context_line) = context_line {
         values.push(Node::Child(context_line));
     }
-    Component {
-        id: "frame",
-        values,
-        contributes,
-        in_app: frame.get("in_app").and_then(Value::as_bool).unwrap_or(false),
-    }
+    Component { id: "frame", values, contributes, in_app: frame.in_app() }
 }
 
-/// Fields that must all be equal for a frame to count as a recursive repeat of the previous one.
-const RECURSION_COMPARISON_FIELDS: [&str; 7] =
-    ["abs_path", "package", "module", "filename", "function", "lineno", "colno"];
-
-fn is_recursive_frame(frame: &Value, previous: Option<&Value>) -> bool {
+/// Whether a frame is a recursive repeat of the previous one: these fields all equal (`abs_path`,
+/// `package`, `module`, `filename`, `function`, `lineno`, `colno`; absent and `null` alike).
+fn is_recursive_frame(frame: &FrameFields, previous: Option<&FrameFields>) -> bool {
     let Some(previous) = previous else {
         return false;
     };
-    RECURSION_COMPARISON_FIELDS.iter().all(|field| {
-        let a = frame.get(*field).filter(|v| !v.is_null());
-        let b = previous.get(*field).filter(|v| !v.is_null());
-        a == b
-    })
+    let same =
+        |a: Option<&Value>, b: Option<&Value>| a.filter(|v| !v.is_null()) == b.filter(|v| !v.is_null());
+    same(frame.abs_path, previous.abs_path)
+        && same(frame.package, previous.package)
+        && same(frame.module, previous.module)
+        && same(frame.filename, previous.filename)
+        && same(frame.function, previous.function)
+        && same(frame.lineno, previous.lineno)
+        && same(frame.colno, previous.colno)
 }
 
 /// What every strategy needs besides the event: its platform and the stack-trace rules.
@@ -410,8 +408,8 @@ pub(crate) struct Ctx<'a> {
 /// the updater stack-trace rules applied per variant (`assemble_stacktrace_component`).
 fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) -> Variants {
     let event_platform = ctx.platform;
-    let empty = Value::Object(Default::default());
-    let frames: Vec<&Value> = frames.iter().map(|f| if f.is_object() { f } else { &empty }).collect();
+    // A non-object frame reads as one without fields.
+    let frames: Vec<FrameFields> = frames.iter().map(FrameFields::of).collect();
     let mut base = Vec::with_capacity(frames.len());
     let mut previous = None;
     for frame in &frames {
@@ -419,7 +417,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
         if is_recursive_frame(frame, previous) {
             component.contributes = false;
         }
-        previous = Some(*frame);
+        previous = Some(frame);
         base.push(component);
     }
 
@@ -436,11 +434,11 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
         // `handle_js_single_frame_url_origin_backwards`: a lone function-less JavaScript frame is
         // ignored when it *has* a URL origin (a long-standing Sentry bug kept by this config).
         if let ([frame], [component]) = (frames.as_slice(), components.as_mut_slice()) {
-            let platform = fs_truthy(frame, "platform").or(event_platform);
+            let platform = truthy(frame.platform).or(event_platform);
             if component.contributes
                 && behavior_family(platform) == "javascript"
-                && fs_truthy(frame, "function").is_none()
-                && has_url_origin(fs(frame, "abs_path"), true)
+                && truthy(frame.function).is_none()
+                && has_url_origin(text(frame.abs_path), true)
             {
                 component.contributes = false;
             }
@@ -922,50 +920,56 @@ mod tests {
     fn frame_uses_module_over_filename_and_context_line_for_python() {
         let frame = json!({"module": "app.views", "filename": "app/views.py", "function": "index",
             "context_line": "    return   1 / 0", "in_app": true});
-        let component = frame_component(&frame, Some("python"));
+        let component = frame_component(&FrameFields::of(&frame), Some("python"));
         assert_eq!(values_of(&component), ["app.views", "index", "return 1 / 0"]);
     }
 
     #[test]
     fn frame_filename_basename_lowercased_and_urls_ignored() {
         let frame = json!({"filename": "C:\\Src\\App.PY", "function": "f"});
-        assert_eq!(values_of(&frame_component(&frame, Some("other"))), ["app.py", "f"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("other"))), ["app.py", "f"]);
         let frame = json!({"filename": "app.js", "abs_path": "https://x.example/app.js", "function": "f"});
-        assert_eq!(values_of(&frame_component(&frame, Some("javascript"))), ["f"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("javascript"))), ["f"]);
     }
 
     #[test]
     fn javascript_function_names_are_trimmed_and_anonymous_ignored() {
         let frame = json!({"filename": "app.js", "abs_path": "/srv/app.js", "function": "Object.foo"});
-        assert_eq!(values_of(&frame_component(&frame, Some("javascript"))), ["app.js", "foo"]);
+        assert_eq!(
+            values_of(&frame_component(&FrameFields::of(&frame), Some("javascript"))),
+            ["app.js", "foo"]
+        );
         let frame = json!({"filename": "app.js", "abs_path": "/srv/app.js", "function": "?"});
-        assert_eq!(values_of(&frame_component(&frame, Some("javascript"))), ["app.js"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("javascript"))), ["app.js"]);
         let frame = json!({"filename": "app.js", "abs_path": "/srv/app.js", "function": "<anonymous>"});
-        assert_eq!(values_of(&frame_component(&frame, Some("node"))), ["app.js"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("node"))), ["app.js"]);
         let frame = json!({"filename": "[native code]", "abs_path": "[native code]", "function": "forEach"});
-        assert!(!frame_component(&frame, Some("javascript")).contributes);
+        assert!(!frame_component(&FrameFields::of(&frame), Some("javascript")).contributes);
     }
 
     #[test]
     fn context_line_only_for_trusted_platforms_and_short_lines() {
         let frame = json!({"function": "f", "context_line": "x = 1"});
-        assert_eq!(values_of(&frame_component(&frame, Some("java"))), ["f"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("java"))), ["f"]);
         let long = "x".repeat(121);
         let frame = json!({"function": "f", "context_line": long});
-        assert_eq!(values_of(&frame_component(&frame, Some("python"))), ["f"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("python"))), ["f"]);
     }
 
     #[test]
     fn platform_function_cleanup() {
         let frame = json!({"function": "block in foo"});
-        assert_eq!(values_of(&frame_component(&frame, Some("ruby"))), ["block"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("ruby"))), ["block"]);
         let frame = json!({"function": "_app_views_foo_erb__1234567_12345678"});
-        assert_eq!(values_of(&frame_component(&frame, Some("ruby"))), ["_app_views_foo_erb"]);
+        assert_eq!(
+            values_of(&frame_component(&FrameFields::of(&frame), Some("ruby"))),
+            ["_app_views_foo_erb"]
+        );
         let frame = json!({"function": "lambda$main$0", "module": "com.example.App"});
-        assert_eq!(values_of(&frame_component(&frame, Some("java"))), ["com.example.App"]);
+        assert_eq!(values_of(&frame_component(&FrameFields::of(&frame), Some("java"))), ["com.example.App"]);
         let frame = json!({"module": "com.example.Foo$$EnhancerByGuice$$ae46b1bf", "function": "run"});
         assert_eq!(
-            values_of(&frame_component(&frame, Some("java"))),
+            values_of(&frame_component(&FrameFields::of(&frame), Some("java"))),
             ["com.example.Foo$$EnhancerByGuice$$<auto>", "run"]
         );
     }

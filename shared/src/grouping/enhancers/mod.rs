@@ -42,6 +42,7 @@ use std::sync::{Arc, LazyLock};
 use serde_json::{Map, Value};
 
 use super::cursor::Cursor;
+use super::frame::{FrameFields, text, truthy};
 use super::glob::{Glob, GlobMatcher, glob};
 
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
@@ -244,7 +245,7 @@ impl Enhancements {
         let mut writes: Vec<(usize, Write<'_>)> = Vec::new();
         {
             let mut views: Vec<MatchFrame> =
-                positions.iter().map(|i| MatchFrame::of(&frames[*i], platform)).collect();
+                positions.iter().map(|i| MatchFrame::of(&FrameFields::of(&frames[*i]), platform)).collect();
             let (families, mut any_category) = summary(&views);
             let mut matching = Vec::new();
             for rule in self.rules.iter().filter(|r| r.modifier) {
@@ -440,7 +441,7 @@ enum Write<'r> {
 pub(crate) struct FrameViews<'a>(Vec<MatchFrame<'a>>);
 
 impl<'a> FrameViews<'a> {
-    pub(crate) fn of(frames: &[&'a Value], platform: Option<&'a str>) -> Self {
+    pub(crate) fn of(frames: &[FrameFields<'a>], platform: Option<&'a str>) -> Self {
         Self(frames.iter().map(|f| MatchFrame::of(f, platform)).collect())
     }
 }
@@ -483,21 +484,15 @@ impl<'a> PathValue<'a> {
 }
 
 impl<'a> MatchFrame<'a> {
-    fn of(frame: &'a Value, platform: Option<&'a str>) -> Self {
-        let text = |key: &str| frame.get(key).and_then(Value::as_str);
-        let truthy = |key: &str| text(key).filter(|s| !s.is_empty());
+    fn of(frame: &FrameFields<'a>, platform: Option<&'a str>) -> Self {
         Self {
-            family: super::functions::behavior_family(truthy("platform").or(platform)),
+            family: super::functions::behavior_family(truthy(frame.platform).or(platform)),
             function: super::functions::function_name_for_frame(frame, platform),
-            module: text("module"),
-            package: text("package").map(PathValue::new),
-            path: truthy("abs_path").or_else(|| text("filename")).map(PathValue::new),
-            category: frame
-                .get("data")
-                .and_then(|d| d.get("category"))
-                .and_then(Value::as_str)
-                .map(Cow::Borrowed),
-            in_app: frame.get("in_app").and_then(Value::as_bool).unwrap_or(false),
+            module: text(frame.module),
+            package: text(frame.package).map(PathValue::new),
+            path: truthy(frame.abs_path).or_else(|| text(frame.filename)).map(PathValue::new),
+            category: frame.data.and_then(|d| d.get("category")).and_then(Value::as_str).map(Cow::Borrowed),
+            in_app: frame.in_app(),
         }
     }
 }

@@ -17,8 +17,12 @@ fn matches(text: &str, frames: Value, platform: &str, exception: Option<Value>) 
     let rules = Enhancements::parse(text).expect("rule parses");
     let [rule] = rules.rules.as_slice() else { panic!("one rule expected") };
     let exception = exception.as_ref().map(ExceptionData::of).unwrap_or_default();
-    let frames: Vec<MatchFrame> =
-        frames.as_array().unwrap().iter().map(|f| MatchFrame::of(f, Some(platform))).collect();
+    let frames: Vec<MatchFrame> = frames
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| MatchFrame::of(&FrameFields::of(f), Some(platform)))
+        .collect();
     rule.matches_exception(&exception) && (0..frames.len()).any(|i| rule.matches_frame(&frames, i))
 }
 
@@ -204,7 +208,7 @@ fn a_rule_finds_every_match_before_it_changes_any_frame() {
 
 fn contributions(rules: &str, frames: Value, start: &[bool]) -> (Vec<bool>, StacktraceRules) {
     let rules = Enhancements::parse(rules).unwrap();
-    let frames: Vec<&Value> = frames.as_array().unwrap().iter().collect();
+    let frames: Vec<FrameFields> = frames.as_array().unwrap().iter().map(FrameFields::of).collect();
     let mut contributes = start.to_vec();
     let state = rules.update_contributions(
         &mut contributes,
