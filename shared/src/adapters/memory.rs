@@ -306,22 +306,22 @@ impl MemoryTable {
     }
 
     /// Replaces every item with `items` (what [`MemoryTable::dump`] gave, e.g. read back from a state
-    /// file). An item without its key attributes, or one that does not pack, is an error naming its
-    /// position, and the table is left as it was.
+    /// file). An item without its key attributes, one that does not pack, or one with the key of an
+    /// earlier item (a table holds one item per key, so one of them would be lost) is an error naming
+    /// its position, and the table is left as it was.
     pub fn restore(&self, items: Vec<Item>) -> Result<(), StoreError> {
         let invalid = |i: usize, why: &str| StoreError::Other {
             service: "memory",
             message: format!("item {i} of the saved state {why}"),
         };
-        let packed = items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| {
-                let key = it.key().ok_or_else(|| invalid(i, "has no pk/sk"))?;
-                let packed = Packed::pack(it).map_err(|e| invalid(i, &format!("cannot be stored: {e}")))?;
-                Ok((key, packed))
-            })
-            .collect::<Result<std::collections::BTreeMap<_, _>, StoreError>>()?;
+        let mut packed = std::collections::BTreeMap::new();
+        for (i, it) in items.iter().enumerate() {
+            let key = it.key().ok_or_else(|| invalid(i, "has no pk/sk"))?;
+            let item = Packed::pack(it).map_err(|e| invalid(i, &format!("cannot be stored: {e}")))?;
+            if packed.insert(key, item).is_some() {
+                return Err(invalid(i, "has the pk/sk of an earlier item"));
+            }
+        }
         *self.items.lock().map_err(|_| poisoned())? = packed;
         Ok(())
     }
@@ -563,6 +563,13 @@ mod retention_tests {
         let fresh = item(&Key::new("EVT#7#fedcba9876543210fedcba9876543210", "MARK"));
         let err = other.restore(vec![fresh, keyless]).unwrap_err().to_string();
         assert!(err.contains("item 1 of the saved state has no pk/sk"), "{err}");
+        assert_eq!(other.dump().unwrap(), vec![it.clone()], "not cleared, not half-restored");
+        // Two items with one key: refused, not merged (the last one would have won).
+        let fresh = item(&Key::new("EVT#7#fedcba9876543210fedcba9876543210", "MARK"));
+        let mut twin = fresh.clone();
+        twin.insert("s".into(), Val::S("other".into()));
+        let err = other.restore(vec![fresh, it.clone(), twin]).unwrap_err().to_string();
+        assert!(err.contains("item 2 of the saved state has the pk/sk of an earlier item"), "{err}");
         assert_eq!(other.dump().unwrap(), vec![it.clone()], "not cleared, not half-restored");
         let packed = Packed::pack(&it).unwrap();
         assert_eq!(packed.ttl, Some(1234));
