@@ -2,7 +2,7 @@
 //!
 //! Grouping reads the same dozen fields of every frame in several places: the stack-trace rules'
 //! view of a frame, the frame component, the recursion check. Each `frame.get(key)` on a
-//! `serde_json` map hashes the key with SipHash, and a stack trace met ~50 of them per frame — a
+//! `serde_json` map hashes the key with SipHash, and grouping made ~50 such lookups per frame — a
 //! quarter of the grouping step's CPU on a JavaScript exception (BENCHMARKS §3). One scan of the
 //! frame's entries, matched by name, finds them all at once. Each field is what `frame.get(key)`
 //! gives: `None` when the key is absent, the value as it is (`null` included) when present.
