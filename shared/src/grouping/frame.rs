@@ -1,7 +1,8 @@
 //! A stack frame's fields as grouping reads them, found in one pass over the frame's map.
 //!
 //! Grouping reads the same dozen fields of every frame in several places: the stack-trace rules'
-//! view of a frame, the frame component, the recursion check. Each `frame.get(key)` on a
+//! view of a frame, the frame component, the recursion check, the fingerprinting rules' frame
+//! values. Each `frame.get(key)` on a
 //! `serde_json` map hashes the key with SipHash, and grouping made ~50 such lookups per frame — a
 //! quarter of the grouping step's CPU on a JavaScript exception (BENCHMARKS §3). One scan of the
 //! frame's entries, matched by name, finds them all at once. Each field is what `frame.get(key)`

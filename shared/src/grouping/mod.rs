@@ -19,7 +19,8 @@
 //!   and title).
 //! - [`config`]: a project's grouping configuration (both rule sets) and its per-Lambda cache.
 //! - [`functions`]: native and C# function-name trimming.
-//! - `frame`: a stack frame's fields, read in one pass for the stack-trace steps.
+//! - `frame`: a stack frame's fields, read in one pass for the stack-trace steps and the
+//!   fingerprinting rules.
 //!
 //! The save pipeline that calls them in order lives in [`crate::save`] (`save::prepare`, then the
 //! saver and `save::record::insert_message` for the eventstream record).

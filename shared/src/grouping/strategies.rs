@@ -151,12 +151,12 @@ fn has_url_origin(path: Option<&str>, files_count_as_urls: bool) -> bool {
 
 /// A field of an object as a string (`None` for missing, `null` and non-strings).
 fn fs<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str)
+    text(object.get(key))
 }
 
 /// A field of an object as a non-empty string (Python truthiness).
 fn fs_truthy<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    fs(object, key).filter(|s| !s.is_empty())
+    truthy(object.get(key))
 }
 
 fn compiled(pattern: &str) -> Option<Regex> {

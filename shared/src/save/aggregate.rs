@@ -113,11 +113,13 @@ pub fn seq_gt(a: &str, b: &str) -> bool {
 /// rest of the event unparsed (an insert's `data` is the whole event: building it as a tree cost more
 /// than everything else the aggregation does), in one pass over the record. Fields of the wrong type
 /// read as absent. Anything but an insert is not counted: a message of another shape fails to parse
-/// here, one of the insert's shape is told by its operation.
+/// here, one of the insert's shape is told by its operation. A record that is not UTF-8 is not JSON and
+/// is not counted (checked first: serde_json does not check the strings it skips in bytes).
 fn parse(seq: &str, data: &[u8]) -> Option<Counted> {
     use serde::de::IgnoredAny;
     type Insert<'a> = (IgnoredAny, Loose<'a>, record_view::Payload1<'a>, record_view::Payload2<'a>);
-    let (_, op, p1, p2): Insert<'_> = serde_json::from_slice(data).ok()?;
+    let data = std::str::from_utf8(data).ok()?;
+    let (_, op, p1, p2): Insert<'_> = serde_json::from_str(data).ok()?;
     if op.as_str() != Some("insert") {
         return None;
     }
@@ -854,6 +856,14 @@ mod tests {
         ];
         for r in records {
             assert_eq!(parse("1", r.as_bytes()), parse_as_tree("1", r.as_bytes()), "{r}");
+        }
+        // Not UTF-8 in a part the reader skips, or in the first element: skipped by both.
+        for r in [
+            &b"[2,\"insert\",{\"event_id\":\"x\",\"project_id\":42,\"data\":{\"extra\":\"\xFF\"}},{}]"[..],
+            &b"[\"\xFF\",\"insert\",{\"event_id\":\"x\",\"project_id\":42,\"data\":{}},{}]"[..],
+        ] {
+            assert_eq!(parse("1", r), None);
+            assert_eq!(parse_as_tree("1", r), None);
         }
         assert_eq!(
             parse("1", records[0].as_bytes()).unwrap().metadata,
