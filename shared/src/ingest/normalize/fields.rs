@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Errors, NormalizeConfig, lenient_string, trim_chars};
+use super::{Errors, NormalizeConfig, lenient_string, set, trim_chars, update};
 
 /// `sentry_relay.VALID_PLATFORMS`.
 const VALID_PLATFORMS: &[&str] = &[
@@ -42,11 +42,14 @@ const LEGACY_ALIASES: &[(&str, &str)] = &[
 ];
 
 pub(super) fn apply_legacy_aliases(event: &mut Map<String, Value>) {
-    for (alias, canonical) in LEGACY_ALIASES {
-        if let Some(value) = event.remove(*alias)
-            && event.get(*canonical).is_none_or(Value::is_null)
-        {
-            event.insert((*canonical).to_owned(), value);
+    // Today's SDKs send none of them: one look at the keys instead of a lookup per alias.
+    if event.keys().any(|key| key.starts_with("sentry.interfaces.")) {
+        for (alias, canonical) in LEGACY_ALIASES {
+            if let Some(value) = event.remove(*alias)
+                && event.get(*canonical).is_none_or(Value::is_null)
+            {
+                event.insert((*canonical).to_owned(), value);
+            }
         }
     }
     // `message` is the legacy alias of `logentry`: a string/number/array becomes `formatted`,
@@ -58,26 +61,28 @@ pub(super) fn apply_legacy_aliases(event: &mut Map<String, Value>) {
             Value::Null => None,
             Value::String(s) if s.is_empty() => None,
             Value::String(s) => Some(formatted(s)),
-            Value::Object(obj) => Some(Value::Object(obj)),
+            Value::Object(obj) => Some(obj),
             Value::Array(_) => Some(formatted(message.to_string())),
             other => lenient_string(other).ok().flatten().map(formatted),
         };
         if let Some(logentry) = logentry {
-            event.insert("logentry".into(), logentry);
+            event.insert("logentry".into(), Value::Object(logentry));
         }
     }
 }
 
-fn formatted(s: String) -> Value {
+/// A log entry of only `formatted`.
+fn formatted(s: String) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("formatted".into(), Value::String(s));
-    Value::Object(map)
+    map
 }
 
 /// Validates `event_id` (any UUID form) and returns it as 32 lowercase hex characters; a missing
-/// or invalid id is replaced by a new random one (invalid ones with an `invalid_data` error).
+/// or invalid id is replaced by a new random one (invalid ones with an `invalid_data` error). The
+/// value is taken where it stands (`null` until the caller writes the id back).
 pub(super) fn normalize_event_id(event: &mut Map<String, Value>, errors: &mut Errors) -> String {
-    match event.remove("event_id") {
+    match event.get_mut("event_id").map(Value::take) {
         None | Some(Value::Null) => {}
         Some(Value::String(raw)) => match uuid::Uuid::try_parse(&raw) {
             Ok(id) => return id.simple().to_string(),
@@ -101,75 +106,75 @@ fn uuid_error_reason(raw: &str) -> String {
 
 /// `release`: lenient string, trimmed, non-empty, valid per `sentry-release-parser`.
 pub(super) fn normalize_release(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let Some(raw) = event.remove("release") else {
-        return;
-    };
-    let release = match lenient_string(raw) {
-        Ok(None) => return,
-        Ok(Some(s)) => s,
-        Err(bad) => {
-            errors.invalid("release", Some(bad), Some("expected a primitive value"));
-            event.insert("release".into(), Value::Null);
-            return;
-        }
-    };
-    let value = match trimmed_non_empty("release", release, errors) {
-        Some(s) if sentry_release_parser::validate_release(&s).is_ok() => Value::String(s),
-        Some(s) => {
-            errors.invalid("release", Some(Value::String(s)), None);
-            Value::Null
-        }
-        None => Value::Null,
-    };
-    event.insert("release".into(), value);
+    update(event, "release", |raw| {
+        let release = match lenient_string(raw?) {
+            Ok(None) => return None,
+            Ok(Some(s)) => s,
+            Err(bad) => {
+                errors.invalid("release", Some(bad), Some("expected a primitive value"));
+                return Some(Value::Null);
+            }
+        };
+        Some(match trimmed_non_empty("release", release, errors) {
+            Some(s) if sentry_release_parser::validate_release(&s).is_ok() => Value::String(s),
+            Some(s) => {
+                errors.invalid("release", Some(Value::String(s)), None);
+                Value::Null
+            }
+            None => Value::Null,
+        })
+    });
 }
 
 /// `environment`: string, trimmed, non-empty, valid per `sentry-release-parser`.
 pub(super) fn normalize_environment(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let value = match event.remove("environment") {
-        None | Some(Value::Null) => return,
-        Some(Value::String(s)) => match trimmed_non_empty("environment", s, errors) {
+    update(event, "environment", |raw| match raw? {
+        Value::Null => None,
+        Value::String(s) => Some(match trimmed_non_empty("environment", s, errors) {
             Some(s) if sentry_release_parser::validate_environment(&s).is_ok() => Value::String(s),
             Some(s) => {
                 errors.invalid("environment", Some(Value::String(s)), None);
                 Value::Null
             }
             None => Value::Null,
-        },
-        Some(other) => {
+        }),
+        other => {
             errors.invalid("environment", Some(other), Some("expected a string"));
-            Value::Null
+            Some(Value::Null)
         }
-    };
-    event.insert("environment".into(), value);
+    });
 }
 
 /// `dist`: string, trimmed, non-empty, ≤ 64 characters of `[a-zA-Z0-9_.-]`.
 pub(super) fn normalize_dist(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let value = match event.remove("dist") {
-        None | Some(Value::Null) => return,
-        Some(Value::String(s)) => match trimmed_non_empty("dist", s, errors) {
-            None => Value::Null,
-            Some(s) if s.chars().count() > 64 => {
-                errors.push("value_too_long", "dist", Some(Value::String(s)), None);
+    update(event, "dist", |raw| {
+        Some(match raw? {
+            Value::Null => return None,
+            Value::String(s) => dist(s, errors),
+            other => {
+                errors.invalid("dist", Some(other), Some("expected a string"));
                 Value::Null
             }
-            Some(s) => match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-            {
-                Some(c) => {
-                    let reason = format!("invalid character {c:?}");
-                    errors.invalid("dist", Some(Value::String(s)), Some(&reason));
-                    Value::Null
-                }
-                None => Value::String(s),
-            },
-        },
-        Some(other) => {
-            errors.invalid("dist", Some(other), Some("expected a string"));
+        })
+    });
+}
+
+fn dist(s: String, errors: &mut Errors) -> Value {
+    match trimmed_non_empty("dist", s, errors) {
+        None => Value::Null,
+        Some(s) if s.chars().count() > 64 => {
+            errors.push("value_too_long", "dist", Some(Value::String(s)), None);
             Value::Null
         }
-    };
-    event.insert("dist".into(), value);
+        Some(s) => match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+            Some(c) => {
+                let reason = format!("invalid character {c:?}");
+                errors.invalid("dist", Some(Value::String(s)), Some(&reason));
+                Value::Null
+            }
+            None => Value::String(s),
+        },
+    }
 }
 
 fn trimmed_non_empty(name: &str, s: String, errors: &mut Errors) -> Option<String> {
@@ -187,45 +192,39 @@ fn trimmed_non_empty(name: &str, s: String, errors: &mut Errors) -> Option<Strin
 /// `logentry`: `formatted` from `message` + `params` when absent; `message` dropped when equal to
 /// `formatted`; both trimmed to the Message limit (8192 + 200).
 pub(super) fn normalize_logentry(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let Some(logentry) = event.remove("logentry") else {
-        return;
-    };
-    let mut entry = match logentry {
-        Value::Null => return,
+    update(event, "logentry", |raw| logentry(raw?, errors));
+}
+
+fn logentry(raw: Value, errors: &mut Errors) -> Option<Value> {
+    let entry = match raw {
+        Value::Null => return None,
         Value::Object(map) => map,
-        Value::String(s) if s.is_empty() => return,
-        Value::String(s) => {
-            event.insert("logentry".into(), formatted(s));
-            return normalize_logentry_trim(event);
-        }
+        Value::String(s) if s.is_empty() => return None,
+        Value::String(s) => formatted(s),
         other => {
             errors.invalid("logentry", Some(other), Some("expected a log entry"));
-            event.insert("logentry".into(), Value::Null);
-            return;
+            return Some(Value::Null);
         }
     };
     if entry.values().all(Value::is_null) {
-        return;
+        return None;
     }
+    normalize_logentry_fields(entry, errors)
+}
+
+fn normalize_logentry_fields(mut entry: Map<String, Value>, errors: &mut Errors) -> Option<Value> {
     for key in ["message", "formatted"] {
-        match entry.remove(key) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                entry.insert(key.into(), Value::String(s));
-            }
-            Some(other) => {
-                if let Ok(Some(s)) = lenient_string(other) {
-                    entry.insert(key.into(), Value::String(s));
-                }
-            }
-        }
+        update(&mut entry, key, |value| match value? {
+            Value::Null => None,
+            Value::String(s) => Some(Value::String(s)),
+            other => lenient_string(other).ok().flatten().map(Value::String),
+        });
     }
     let message = entry.get("message").and_then(Value::as_str);
     let has_formatted = entry.get("formatted").is_some();
     if message.is_none() && !has_formatted {
         errors.invalid("logentry", Some(Value::Object(entry)), Some("no message present"));
-        event.insert("logentry".into(), Value::Null);
-        return;
+        return Some(Value::Null);
     }
     if !has_formatted && let Some(message) = message {
         let text = match entry.get("params") {
@@ -238,16 +237,14 @@ pub(super) fn normalize_logentry(event: &mut Map<String, Value>, errors: &mut Er
     if entry.get("formatted") == entry.get("message") {
         entry.remove("message");
     }
-    event.insert("logentry".into(), Value::Object(entry));
-    normalize_logentry_trim(event);
+    trim_logentry(&mut entry);
+    Some(Value::Object(entry))
 }
 
-fn normalize_logentry_trim(event: &mut Map<String, Value>) {
-    if let Some(Value::Object(entry)) = event.get_mut("logentry") {
-        for key in ["formatted", "message"] {
-            if let Some(Value::String(s)) = entry.get_mut(key) {
-                trim_chars(s, 8192, 200);
-            }
+fn trim_logentry(entry: &mut Map<String, Value>) {
+    for key in ["formatted", "message"] {
+        if let Some(Value::String(s)) = entry.get_mut(key) {
+            trim_chars(s, 8192, 200);
         }
     }
 }
@@ -323,7 +320,7 @@ fn placeholder(tail: &str, params: &Value, positional: &mut usize) -> (usize, Op
 pub(super) fn normalize_platform(event: &mut Map<String, Value>) {
     let valid = event.get("platform").and_then(Value::as_str).is_some_and(|p| VALID_PLATFORMS.contains(&p));
     if !valid {
-        event.insert("platform".into(), Value::from("other"));
+        set(event, "platform", Value::from("other"));
     }
 }
 
@@ -352,26 +349,32 @@ pub(super) fn parse_level(value: &Value) -> Result<&'static str, Option<&'static
 
 /// `level`: parsed, else `error` (`info` for transactions).
 pub(super) fn normalize_level(event: &mut Map<String, Value>, is_transaction: bool, errors: &mut Errors) {
-    let level = match event.remove("level") {
-        None | Some(Value::Null) => None,
-        Some(raw) => match parse_level(&raw) {
-            Ok(level) => Some(level),
-            Err(reason) => {
-                errors.invalid("level", Some(raw), reason);
-                None
-            }
-        },
-    };
     let default = if is_transaction { "info" } else { "error" };
-    event.insert("level".into(), Value::from(level.unwrap_or(default)));
+    update(event, "level", |raw| {
+        let level = match raw {
+            None | Some(Value::Null) => None,
+            Some(raw) => match parse_level(&raw) {
+                Ok(level) => Some(level),
+                Err(reason) => {
+                    errors.invalid("level", Some(raw), reason);
+                    None
+                }
+            },
+        };
+        Some(Value::from(level.unwrap_or(default)))
+    });
 }
 
 /// `logger`: string without newlines, trimmed to 64 characters, default `""`.
 pub(super) fn normalize_logger(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let logger = match event.remove("logger") {
-        // Security reports get Relay's `csp` logger.
-        None | Some(Value::Null) if event.get("csp").is_some_and(Value::is_object) => "csp".to_owned(),
-        None | Some(Value::Null) => String::new(),
+    // Security reports get Relay's `csp` logger.
+    let default = if event.get("csp").is_some_and(Value::is_object) { "csp" } else { "" };
+    update(event, "logger", |raw| Some(Value::String(logger(raw, default, errors))));
+}
+
+fn logger(raw: Option<Value>, default: &str, errors: &mut Errors) -> String {
+    match raw {
+        None | Some(Value::Null) => default.to_owned(),
         Some(Value::String(s)) if s.contains(['\r', '\n']) => {
             let c = if s.contains('\r') { '\r' } else { '\n' };
             let reason = format!("invalid character {c:?}");
@@ -386,8 +389,7 @@ pub(super) fn normalize_logger(event: &mut Map<String, Value>, errors: &mut Erro
             errors.invalid("logger", Some(other), Some("expected a string"));
             String::new()
         }
-    };
-    event.insert("logger".into(), Value::String(logger));
+    }
 }
 
 /// `culprit` and `transaction`: strings trimmed to 200 characters; for transactions the name is
@@ -398,45 +400,53 @@ pub(super) fn normalize_culprit_and_transaction(
     errors: &mut Errors,
 ) {
     for key in ["culprit", "transaction"] {
-        let value = match event.remove(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(mut s)) => {
-                if key == "transaction" {
-                    let trimmed = s.trim();
-                    if trimmed.len() != s.len() {
-                        s = trimmed.to_owned();
-                    }
+        update(event, key, |raw| culprit_or_transaction(key, raw, is_transaction, errors));
+    }
+}
+
+fn culprit_or_transaction(
+    key: &str,
+    raw: Option<Value>,
+    is_transaction: bool,
+    errors: &mut Errors,
+) -> Option<Value> {
+    let value = match raw {
+        None | Some(Value::Null) => None,
+        Some(Value::String(mut s)) => {
+            if key == "transaction" {
+                let trimmed = s.trim();
+                if trimmed.len() != s.len() {
+                    s = trimmed.to_owned();
                 }
-                trim_chars(&mut s, 200, 0);
-                Some(Value::String(s))
             }
-            Some(other) => {
-                errors.invalid(key, Some(other), Some("expected a string"));
-                Some(Value::Null)
-            }
-        };
-        let value = match value {
-            Some(Value::String(s)) if key == "transaction" && is_transaction && s.is_empty() => None,
-            v => v,
-        };
-        match value {
-            Some(v) => {
-                event.insert(key.into(), v);
-            }
-            None if key == "transaction" && is_transaction => {
-                event.insert(key.into(), Value::from("<unlabeled transaction>"));
-            }
-            None => {}
+            trim_chars(&mut s, 200, 0);
+            Some(Value::String(s))
         }
+        Some(other) => {
+            errors.invalid(key, Some(other), Some("expected a string"));
+            Some(Value::Null)
+        }
+    };
+    let value = match value {
+        Some(Value::String(s)) if key == "transaction" && is_transaction && s.is_empty() => None,
+        v => v,
+    };
+    match value {
+        None if key == "transaction" && is_transaction => Some(Value::from("<unlabeled transaction>")),
+        v => v,
     }
 }
 
 /// `fingerprint`: array of strings; numbers and booleans are stringified (floats truncated),
 /// nulls dropped, other values reported; non-arrays are an error.
 pub(super) fn normalize_fingerprint(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let value = match event.remove("fingerprint") {
-        None | Some(Value::Null) => return,
-        Some(Value::Array(items)) => {
+    update(event, "fingerprint", |raw| fingerprint(raw?, errors));
+}
+
+fn fingerprint(raw: Value, errors: &mut Errors) -> Option<Value> {
+    Some(match raw {
+        Value::Null => return None,
+        Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             let mut bad = Vec::new();
             for item in items {
@@ -458,12 +468,11 @@ pub(super) fn normalize_fingerprint(event: &mut Map<String, Value>, errors: &mut
             }
             Value::Array(out)
         }
-        Some(other) => {
+        other => {
             errors.invalid("fingerprint", Some(other), Some("expected an array"));
             Value::Null
         }
-    };
-    event.insert("fingerprint".into(), value);
+    })
 }
 
 /// `user`: lenient `id`/`username`, `{{auto}}` IP resolution, `sentry_user` tag value.
@@ -477,38 +486,44 @@ pub(super) fn normalize_user(event: &mut Map<String, Value>, config: &NormalizeC
         .and_then(Value::as_str)
         .map(str::to_owned);
 
-    let mut user = match event.remove("user") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(user)) => user,
-        Some(other) => {
-            errors.invalid("user", Some(other), Some("expected user"));
-            event.insert("user".into(), Value::Null);
-            return;
-        }
-    };
-    for key in ["id", "username"] {
-        if let Some(raw) = user.remove(key) {
-            match lenient_string(raw) {
-                Ok(Some(s)) => {
-                    user.insert(key.into(), Value::String(s));
-                }
-                Ok(None) => {}
-                Err(bad) => {
-                    errors.invalid(&format!("user.{key}"), Some(bad), Some("expected a primitive value"));
-                }
+    update(event, "user", |raw| {
+        let user = match raw {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(user)) => user,
+            Some(other) => {
+                errors.invalid("user", Some(other), Some("expected user"));
+                return Some(Value::Null);
             }
-        }
+        };
+        let user = user_fields(user, remote_addr, config.client_ip.as_ref().filter(|_| infer_ip), errors);
+        (!user.is_empty()).then_some(Value::Object(user))
+    });
+}
+
+fn user_fields(
+    mut user: Map<String, Value>,
+    remote_addr: Option<String>,
+    client_ip: Option<&String>,
+    errors: &mut Errors,
+) -> Map<String, Value> {
+    for key in ["id", "username"] {
+        update(&mut user, key, |raw| match lenient_string(raw?) {
+            Ok(value) => value.map(Value::String),
+            Err(bad) => {
+                errors.invalid(&format!("user.{key}"), Some(bad), Some("expected a primitive value"));
+                None
+            }
+        });
     }
     match user.get("ip_address") {
         Some(Value::String(ip)) if ip == "{{auto}}" => {
-            if let Some(client_ip) = config.client_ip.as_ref().filter(|_| infer_ip) {
-                user.insert("ip_address".into(), Value::String(client_ip.clone()));
+            if let Some(client_ip) = client_ip {
+                set(&mut user, "ip_address", Value::String(client_ip.clone()));
             }
         }
         None | Some(Value::Null) => {
-            let ip = remote_addr.or_else(|| config.client_ip.clone().filter(|_| infer_ip));
-            if let Some(ip) = ip {
-                user.insert("ip_address".into(), Value::String(ip));
+            if let Some(ip) = remote_addr.or_else(|| client_ip.cloned()) {
+                set(&mut user, "ip_address", Value::String(ip));
             }
         }
         _ => {}
@@ -522,9 +537,7 @@ pub(super) fn normalize_user(event: &mut Map<String, Value>, config: &NormalizeC
     if let Some(tag) = tag {
         user.insert("sentry_user".into(), Value::String(tag));
     }
-    if !user.is_empty() {
-        event.insert("user".into(), Value::Object(user));
-    }
+    user
 }
 
 /// `time_spent` values Sentry cannot store (≥ 2³¹ − 1) are removed.

@@ -3,21 +3,20 @@
 
 use serde_json::{Map, Value};
 
-use super::Errors;
 use super::fields::parse_level;
+use super::{Errors, set, update};
 
 /// `breadcrumbs` as a bare list becomes `{"values": [...]}` (before timestamps are parsed).
 pub(super) fn normalize_breadcrumbs_shape(event: &mut Map<String, Value>, errors: &mut Errors) {
-    match event.remove("breadcrumbs") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(values)) => {
-            event.insert("breadcrumbs".into(), values_object(values));
+    update(event, "breadcrumbs", |raw| match raw? {
+        Value::Null => None,
+        Value::Array(values) => Some(values_object(values)),
+        Value::Object(obj) if matches!(obj.get("values"), Some(Value::Array(_))) => Some(Value::Object(obj)),
+        other => {
+            errors.invalid("breadcrumbs", Some(other), Some("expected breadcrumbs"));
+            None
         }
-        Some(Value::Object(obj)) if matches!(obj.get("values"), Some(Value::Array(_))) => {
-            event.insert("breadcrumbs".into(), Value::Object(obj));
-        }
-        Some(other) => errors.invalid("breadcrumbs", Some(other), Some("expected breadcrumbs")),
-    }
+    });
 }
 
 fn values_object(values: Vec<Value>) -> Value {
@@ -34,17 +33,20 @@ pub(super) fn normalize_breadcrumbs(event: &mut Map<String, Value>, errors: &mut
     for (i, crumb) in values.iter_mut().enumerate() {
         match crumb {
             Value::Object(map) => {
-                if map.get("type").is_none_or(Value::is_null) {
-                    map.insert("type".into(), Value::from("default"));
-                }
-                let level = match map.remove("level") {
-                    None | Some(Value::Null) => "info",
-                    Some(raw) => parse_level(&raw).unwrap_or_else(|reason| {
-                        errors.invalid(&format!("breadcrumbs.values.{i}.level"), Some(raw), reason);
-                        "info"
-                    }),
-                };
-                map.insert("level".into(), Value::from(level));
+                update(map, "type", |ty| match ty {
+                    None | Some(Value::Null) => Some(Value::from("default")),
+                    ty => ty,
+                });
+                update(map, "level", |raw| {
+                    let level = match raw {
+                        None | Some(Value::Null) => "info",
+                        Some(raw) => parse_level(&raw).unwrap_or_else(|reason| {
+                            errors.invalid(&format!("breadcrumbs.values.{i}.level"), Some(raw), reason);
+                            "info"
+                        }),
+                    };
+                    Some(Value::from(level))
+                });
             }
             Value::Null => {}
             other => {
@@ -59,7 +61,10 @@ pub(super) fn normalize_breadcrumbs(event: &mut Map<String, Value>, errors: &mut
 /// with neither type nor value are nulled; a top-level `stacktrace` moves into a single
 /// exception; frames get `abs_path` from `filename`.
 pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let mut exception = match event.remove("exception") {
+    // Taken where it stands (the top-level stack trace may move into it); written back below.
+    let raw = event.get_mut("exception").map(Value::take);
+    let had_exception = raw.is_some();
+    let mut exception = match raw {
         None | Some(Value::Null) => None,
         Some(Value::Array(values)) => Some(values_object(values)),
         Some(Value::Object(obj)) if obj.contains_key("values") => Some(Value::Object(obj)),
@@ -105,8 +110,12 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
             normalize_frames(exc.get_mut("stacktrace"));
         }
     }
-    if let Some(exception) = exception {
-        event.insert("exception".into(), exception);
+    match exception {
+        Some(exception) => set(event, "exception", exception),
+        None if had_exception => {
+            event.remove("exception");
+        }
+        None => {}
     }
     normalize_frames(event.get_mut("stacktrace"));
     if let Some(Value::Array(threads)) = event.get_mut("threads").and_then(|t| t.get_mut("values")) {
@@ -153,18 +162,27 @@ fn normalize_frames(stacktrace: Option<&mut Value>) {
     };
     for frame in frames {
         let Value::Object(frame) = frame else { continue };
-        if frame.get("abs_path").is_none_or(Value::is_null)
-            && let Some(filename) = frame.get("filename").filter(|f| f.is_string()).cloned()
-        {
-            frame.insert("abs_path".into(), filename);
-        }
-        if frame.get("function").and_then(Value::as_str) == Some("?") {
-            frame.remove("function");
-        }
-        for key in ["pre_context", "post_context"] {
-            if frame.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
-                frame.remove(key);
+        // One pass over the frame's entries, where five lookups hashed five keys.
+        let (mut has_abs_path, mut filename, mut drop) = (false, None, false);
+        for (key, value) in frame.iter() {
+            match key.as_str() {
+                "abs_path" => has_abs_path = !value.is_null(),
+                "filename" if value.is_string() => filename = Some(value),
+                "function" => drop |= value.as_str() == Some("?"),
+                "pre_context" | "post_context" => drop |= value.as_array().is_some_and(Vec::is_empty),
+                _ => {}
             }
+        }
+        let abs_path = filename.filter(|_| !has_abs_path).cloned();
+        if drop {
+            frame.retain(|key, value| match key.as_str() {
+                "function" => value.as_str() != Some("?"),
+                "pre_context" | "post_context" => !value.as_array().is_some_and(Vec::is_empty),
+                _ => true,
+            });
+        }
+        if let Some(abs_path) = abs_path {
+            set(frame, "abs_path", abs_path);
         }
     }
 }
@@ -172,16 +190,14 @@ fn normalize_frames(stacktrace: Option<&mut Value>) {
 /// Top-level containers Relay does not serialize when empty: `modules`, `extra`, `measurements` as
 /// `{}`, and `breadcrumbs`, `exception`, `threads` without values.
 pub(super) fn drop_empty_containers(event: &mut Map<String, Value>) {
-    for key in ["modules", "extra", "measurements"] {
-        if event.get(key).and_then(Value::as_object).is_some_and(Map::is_empty) {
-            event.remove(key);
+    // One pass over the entries, where six lookups hashed six keys.
+    event.retain(|key, value| match key.as_str() {
+        "modules" | "extra" | "measurements" => !value.as_object().is_some_and(Map::is_empty),
+        "breadcrumbs" | "exception" | "threads" => {
+            !value.get("values").and_then(Value::as_array).is_some_and(Vec::is_empty)
         }
-    }
-    for key in ["breadcrumbs", "exception", "threads"] {
-        if event.get(key).and_then(|v| v.get("values")).and_then(Value::as_array).is_some_and(Vec::is_empty) {
-            event.remove(key);
-        }
-    }
+        _ => true,
+    });
 }
 
 /// The fields Relay derives in typed contexts: `runtime`, `os` and `browser` as `"{name} {version}"`
@@ -212,19 +228,32 @@ pub(super) fn normalize_contexts(
     is_transaction: bool,
     errors: &mut Errors,
 ) {
-    let mut contexts = match event.remove("contexts") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            errors.invalid("contexts", Some(other), Some("expected an object"));
-            Map::new()
-        }
-    };
+    update(event, "contexts", |raw| {
+        let contexts = match raw {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                errors.invalid("contexts", Some(other), Some("expected an object"));
+                Map::new()
+            }
+        };
+        let contexts = normalize_context_entries(contexts, event_id, is_transaction, errors);
+        (!contexts.is_empty()).then_some(Value::Object(contexts))
+    });
+}
+
+fn normalize_context_entries(
+    mut contexts: Map<String, Value>,
+    event_id: &str,
+    is_transaction: bool,
+    errors: &mut Errors,
+) -> Map<String, Value> {
     contexts.retain(|key, ctx| match ctx {
         Value::Object(map) => {
-            if map.get("type").is_none_or(Value::is_null) {
-                map.insert("type".into(), Value::String(key.clone()));
-            }
+            update(map, "type", |ty| match ty {
+                None | Some(Value::Null) => Some(Value::String(key.clone())),
+                ty => ty,
+            });
             derive_context_fields(map);
             true
         }
@@ -255,9 +284,7 @@ pub(super) fn normalize_contexts(
             }
         }
     }
-    if !contexts.is_empty() {
-        event.insert("contexts".into(), Value::Object(contexts));
-    }
+    contexts
 }
 
 /// Lowercases valid `trace_id` (32 hex) / `span_id` (16 hex); invalid ones are removed with an
@@ -267,18 +294,20 @@ pub(super) fn normalize_trace_ids(trace: &mut Map<String, Value>, errors: &mut E
     for (key, len, reason) in
         [("trace_id", 32, "not a valid trace id"), ("span_id", 16, "not a valid span id")]
     {
-        match trace.remove(key) {
-            None | Some(Value::Null) => valid = false,
+        update(trace, key, |raw| match raw {
+            None | Some(Value::Null) => {
+                valid = false;
+                None
+            }
             Some(raw) => match raw.as_str().and_then(|s| normalize_hex_id(s, len)) {
-                Some(id) => {
-                    trace.insert(key.into(), Value::String(id));
-                }
+                Some(id) => Some(Value::String(id)),
                 None => {
                     errors.invalid(&format!("contexts.trace.{key}"), Some(raw), Some(reason));
                     valid = false;
+                    None
                 }
             },
-        }
+        });
     }
     valid
 }

@@ -5,7 +5,8 @@
 //! `remove_other`, `emit_event_errors` and trimming on). It works directly on the
 //! `serde_json::Value` object: events carry arbitrary interfaces (`extra`, `contexts`,
 //! `request`, …) that must pass through untouched, and a typed model would have to round-trip
-//! all of them. Fields are moved out of and back into the map, never cloned wholesale.
+//! all of them. Each field is normalized where it stands in the map (`update`: one lookup, the
+//! key kept), never cloned wholesale.
 //!
 //! Fidelity is checked against the real Relay normalizer by the conformance test
 //! (`tests/relay_conformance.rs`, fixtures in `tests/fixtures/relay/`). Deliberate differences:
@@ -94,7 +95,8 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
 
     fields::apply_legacy_aliases(&mut event);
     remove_unknown_attributes(&mut event, &mut errors);
-    let client_type = event.remove("type");
+    // Taken where it stands; the entry gets the event's type at the end.
+    let client_type = event.get_mut("type").map(Value::take);
     let client_type = client_type.as_ref().and_then(Value::as_str);
     let is_transaction = client_type == Some("transaction");
 
@@ -130,8 +132,8 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
         Some(t @ ("generic" | "feedback")) if config.keep_issue_platform_type => t,
         _ => interfaces::infer_type(&event),
     };
-    event.insert("type".into(), Value::from(ty));
-    event.insert("event_id".into(), Value::String(event_id));
+    set(&mut event, "type", Value::from(ty));
+    set(&mut event, "event_id", Value::String(event_id));
     event.insert("project".into(), Value::from(config.project_id));
     if let Some(key_id) = &config.key_id {
         event.insert("key_id".into(), Value::from(key_id.as_str()));
@@ -145,71 +147,106 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
 }
 
 /// Top-level attributes of Relay's `Event` (plus internal ones Sentry keeps); anything else is
-/// removed with an `invalid_attribute` error (`remove_other`).
-const KNOWN_ATTRIBUTES: &[&str] = &[
-    "_dsc",
-    "_meta",
-    "_metrics",
-    "_performance_issues_spans",
-    "applecrashreport",
-    "breadcrumbs",
-    "breakdowns",
-    "checksum",
-    "contexts",
-    "csp",
-    "culprit",
-    "debug_meta",
-    "dist",
-    "environment",
-    "errors",
-    "event_id",
-    "exception",
-    "extra",
-    "fingerprint",
-    "grouping_config",
-    "hashes",
-    "ingest_path",
-    "key_id",
-    "level",
-    "logentry",
-    "logger",
-    "measurements",
-    "metadata",
-    "modules",
-    "platform",
-    "project",
-    "received",
-    "release",
-    "request",
-    "scraping_attempts",
-    "sdk",
-    "server_name",
-    "site",
-    "spans",
-    "stacktrace",
-    "start_timestamp",
-    "tags",
-    "template",
-    "threads",
-    "time_spent",
-    "timestamp",
-    "transaction",
-    "transaction_info",
-    "type",
-    "user",
-    "version",
-];
+/// removed with an `invalid_attribute` error (`remove_other`). A `match` (compared by length, then
+/// bytes) where a sorted list took six string comparisons per key.
+fn is_known_attribute(key: &str) -> bool {
+    matches!(
+        key,
+        "_dsc"
+            | "_meta"
+            | "_metrics"
+            | "_performance_issues_spans"
+            | "applecrashreport"
+            | "breadcrumbs"
+            | "breakdowns"
+            | "checksum"
+            | "contexts"
+            | "csp"
+            | "culprit"
+            | "debug_meta"
+            | "dist"
+            | "environment"
+            | "errors"
+            | "event_id"
+            | "exception"
+            | "extra"
+            | "fingerprint"
+            | "grouping_config"
+            | "hashes"
+            | "ingest_path"
+            | "key_id"
+            | "level"
+            | "logentry"
+            | "logger"
+            | "measurements"
+            | "metadata"
+            | "modules"
+            | "platform"
+            | "project"
+            | "received"
+            | "release"
+            | "request"
+            | "scraping_attempts"
+            | "sdk"
+            | "server_name"
+            | "site"
+            | "spans"
+            | "stacktrace"
+            | "start_timestamp"
+            | "tags"
+            | "template"
+            | "threads"
+            | "time_spent"
+            | "timestamp"
+            | "transaction"
+            | "transaction_info"
+            | "type"
+            | "user"
+            | "version"
+    )
+}
 
 fn remove_unknown_attributes(event: &mut Map<String, Value>, errors: &mut Errors) {
     event.retain(|key, _| {
-        let known = KNOWN_ATTRIBUTES.binary_search(&key.as_str()).is_ok();
+        // `_meta` is Relay's annotation tree; we do not produce or trust one.
+        if key == "_meta" {
+            return false;
+        }
+        let known = is_known_attribute(key);
         if !known {
             errors.push("invalid_attribute", key, None, None);
         }
         known
     });
-    // `_meta` is Relay's annotation tree; we do not produce or trust one.
-    event.remove("_meta");
+}
+
+/// Normalizes the field `key` of `map` where it stands: `f` gets its value (`None` when absent)
+/// and returns the value to keep (`None` removes the field). One lookup, and the entry keeps its
+/// key and place, where `remove` + `insert` hashed the key three times and allocated it again.
+fn update(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(Option<Value>) -> Option<Value>) {
+    match map.get_mut(key) {
+        Some(slot) => match f(Some(slot.take())) {
+            Some(value) => *slot = value,
+            None => {
+                map.remove(key);
+            }
+        },
+        None => {
+            if let Some(value) = f(None) {
+                map.insert(key.to_owned(), value);
+            }
+        }
+    }
+}
+
+/// Sets `key` to `value`: in place when present (no new key), else added.
+fn set(map: &mut Map<String, Value>, key: &str, value: Value) {
+    match map.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(key.to_owned(), value);
+        }
+    }
 }
 
 /// Processing errors in Relay's `errors` entry shape: `{type, name, value?, reason?, …}`.

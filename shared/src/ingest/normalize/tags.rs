@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::{Errors, lenient_string, trim_chars};
+use super::{Errors, lenient_string, set, trim_chars};
 
 const RESERVED: &[&str] = &["release", "dist", "user", "filename", "function"];
 const MAX_CHARS: usize = 200;
@@ -21,7 +21,10 @@ const MAX_CHARS: usize = 200;
 type Pair = Option<(Option<String>, Option<String>)>;
 
 pub(super) fn normalize(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let mut pairs = match event.remove("tags") {
+    // Taken where it stands; the entry gets the pairs back at the end, or goes.
+    let tags = event.get_mut("tags").map(Value::take);
+    let had_tags = tags.is_some();
+    let mut pairs = match tags {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(map)) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
@@ -67,7 +70,7 @@ pub(super) fn normalize(event: &mut Map<String, Value>, errors: &mut Errors) {
         let tag = pairs.remove(pos).and_then(|(_, v)| v);
         let has_env = event.get("environment").is_some_and(|e| !e.is_null());
         if let (false, Some(tag)) = (has_env, tag) {
-            event.insert("environment".into(), Value::String(tag));
+            set(event, "environment", Value::String(tag));
         }
     }
 
@@ -101,7 +104,9 @@ pub(super) fn normalize(event: &mut Map<String, Value>, errors: &mut Errors) {
                 ]),
             })
             .collect();
-        event.insert("tags".into(), Value::Array(list));
+        set(event, "tags", Value::Array(list));
+    } else if had_tags {
+        event.remove("tags");
     }
 }
 

@@ -47,8 +47,15 @@ fn txn(overrides: Value) -> Value {
 }
 
 #[test]
-fn attributes_are_sorted_for_binary_search() {
-    assert!(KNOWN_ATTRIBUTES.windows(2).all(|w| w[0] < w[1]));
+fn known_attributes_are_matched_exactly() {
+    for key in
+        ["_dsc", "_meta", "applecrashreport", "event_id", "transaction_info", "type", "user", "version"]
+    {
+        assert!(is_known_attribute(key), "{key}");
+    }
+    for key in ["", "Type", "users", "_dsc ", "sentry.interfaces.User", "message", "transaction_inf"] {
+        assert!(!is_known_attribute(key), "{key}");
+    }
 }
 
 #[test]

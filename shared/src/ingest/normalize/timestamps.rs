@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use super::{Errors, NormalizeConfig};
+use super::{Errors, NormalizeConfig, set};
 
 /// Relay's `ClockDriftProcessor` threshold: smaller drifts are ignored.
 const MIN_CLOCK_DRIFT_MICROS: i64 = 55 * 60 * 1_000_000;
@@ -79,23 +79,30 @@ impl Parsed {
     }
 }
 
-fn parse_slot(map: &mut Map<String, Value>, key: &str, path: &str, errors: &mut Errors) -> Slot {
-    match map.get(key) {
-        None | Some(Value::Null) => Slot { value: None },
-        Some(value) => match parse(value) {
-            Ok(micros) => Slot { value: Some(micros) },
-            Err(reason) => {
-                let raw = map.insert(key.to_owned(), Value::Null);
-                errors.invalid(path, raw, Some(&reason));
-                Slot { value: None }
-            }
-        },
+/// Parses `map[key]`; an invalid value is nulled and reported at the path `path()` gives (built
+/// only then).
+fn parse_slot(
+    map: &mut Map<String, Value>,
+    key: &str,
+    path: impl FnOnce() -> String,
+    errors: &mut Errors,
+) -> Slot {
+    let Some(value) = map.get_mut(key) else { return Slot { value: None } };
+    if value.is_null() {
+        return Slot { value: None };
+    }
+    match parse(value) {
+        Ok(micros) => Slot { value: Some(micros) },
+        Err(reason) => {
+            errors.invalid(&path(), Some(value.take()), Some(&reason));
+            Slot { value: None }
+        }
     }
 }
 
 fn write_slot(map: &mut Map<String, Value>, key: &str, slot: &Slot) {
     if let Some(micros) = slot.value {
-        map.insert(key.to_owned(), to_secs(micros));
+        set(map, key, to_secs(micros));
     }
 }
 
@@ -103,16 +110,16 @@ fn write_slot(map: &mut Map<String, Value>, key: &str, slot: &Slot) {
 pub(super) fn normalize(event: &mut Map<String, Value>, config: &NormalizeConfig, errors: &mut Errors) {
     let received = config.received_at.timestamp_micros();
     let mut parsed = Parsed {
-        timestamp: parse_slot(event, "timestamp", "timestamp", errors),
-        start_timestamp: parse_slot(event, "start_timestamp", "start_timestamp", errors),
+        timestamp: parse_slot(event, "timestamp", || "timestamp".to_owned(), errors),
+        start_timestamp: parse_slot(event, "start_timestamp", || "start_timestamp".to_owned(), errors),
         breadcrumbs: Vec::new(),
         spans: Vec::new(),
     };
     if let Some(crumbs) = breadcrumb_values(event) {
         for (i, crumb) in crumbs.iter_mut().enumerate() {
             if let Value::Object(crumb) = crumb {
-                let path = format!("breadcrumbs.values.{i}.timestamp");
-                parsed.breadcrumbs.push(parse_slot(crumb, "timestamp", &path, errors));
+                let path = || format!("breadcrumbs.values.{i}.timestamp");
+                parsed.breadcrumbs.push(parse_slot(crumb, "timestamp", path, errors));
             } else {
                 parsed.breadcrumbs.push(Slot { value: None });
             }
@@ -122,8 +129,8 @@ pub(super) fn normalize(event: &mut Map<String, Value>, config: &NormalizeConfig
         for (i, span) in spans.iter_mut().enumerate() {
             if let Value::Object(span) = span {
                 let start =
-                    parse_slot(span, "start_timestamp", &format!("spans.{i}.start_timestamp"), errors);
-                let end = parse_slot(span, "timestamp", &format!("spans.{i}.timestamp"), errors);
+                    parse_slot(span, "start_timestamp", || format!("spans.{i}.start_timestamp"), errors);
+                let end = parse_slot(span, "timestamp", || format!("spans.{i}.timestamp"), errors);
                 parsed.spans.push((start, end));
             } else {
                 parsed.spans.push((Slot { value: None }, Slot { value: None }));

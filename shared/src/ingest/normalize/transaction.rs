@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::interfaces::{normalize_hex_id, normalize_trace_ids};
-use super::{Errors, NormalizeError};
+use super::{Errors, NormalizeError, set};
 
 fn invalid(reason: &'static str) -> NormalizeError {
     NormalizeError::InvalidTransaction(reason)
@@ -47,7 +47,7 @@ pub(super) fn validate_and_normalize(
         trace.insert("op".into(), Value::from("default"));
     }
     trace.entry("status").or_insert_with(|| Value::from("unknown"));
-    trace.insert("type".into(), Value::from("trace"));
+    set(trace, "type", Value::from("trace"));
 
     if let Some(Value::Array(spans)) = event.get_mut("spans") {
         for span in spans.iter_mut() {
