@@ -1015,6 +1015,7 @@ fn params<'a>(event: &'a Value, groups: &'a [GroupState]) -> InsertParams<'a> {
         skip_consume: false,
         retention_days: 90,
         occurrence: None,
+        search_message: None,
     }
 }
 
@@ -1238,7 +1239,11 @@ fn record_written_from_a_taken_event_is_the_same() {
         let borrowed = eventstream::insert_message(&p).unwrap();
         let taken =
             eventstream::insert_message_taking(eventstream::RecordHead::of(&p), event.clone()).unwrap();
-        assert_eq!(String::from_utf8(taken).unwrap(), String::from_utf8(borrowed).unwrap());
+        assert_eq!(String::from_utf8(taken).unwrap(), String::from_utf8(borrowed.clone()).unwrap());
+        // The save path hands over the search message it computed for the group: the same record.
+        let message = search_message(event);
+        p.search_message = Some(&message);
+        assert_eq!(eventstream::insert_message(&p).unwrap(), borrowed);
     }
 }
 

@@ -130,6 +130,7 @@ pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> Result<
         skip_consume: false,
         retention_days: RETENTION_DAYS,
         occurrence: None,
+        search_message: Some(&job.group.message),
     };
     let head = record::RecordHead::of(&params);
     let data = record::insert_message_taking(head, event).map_err(|e| StoreError::Rejected(e.to_string()))?;

@@ -114,6 +114,9 @@ pub struct InsertParams<'a> {
     /// The issue occurrence for issue-platform events (its dict; `evidence_data` and
     /// `evidence_display` are left out of `occurrence_data`).
     pub occurrence: Option<&'a Value>,
+    /// The event's `search_message` when the caller has it already (save computed it for the
+    /// group from the same event); `None` computes it here.
+    pub search_message: Option<&'a str>,
 }
 
 impl InsertParams<'_> {
@@ -319,28 +322,47 @@ impl serde_json::ser::Formatter for PythonJsonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        // Runs of printable ASCII (nearly everything) are scanned a byte at a time and written whole;
-        // `i` stays on a character boundary (it moves by one ASCII byte or one whole character).
+        // Runs of printable ASCII (nearly everything) are written whole; `i` stays on a character
+        // boundary (it moves past ASCII bytes or one whole character).
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let bytes = fragment.as_bytes();
-        let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            if (b' '..=b'~').contains(&bytes[i]) {
-                i += 1;
-                continue;
-            }
-            writer.write_all(&bytes[start..i])?;
-            let c = fragment[i..].chars().next().unwrap_or_default();
+        let mut i = 0;
+        loop {
+            let run = printable_ascii_run(&bytes[i..]);
+            writer.write_all(&bytes[i..i + run])?;
+            i += run;
+            let Some(c) = fragment[i..].chars().next() else { return Ok(()) };
             let mut units = [0u16; 2];
             for &mut unit in c.encode_utf16(&mut units) {
                 let nibble = |shift: u16| HEX[usize::from((unit >> shift) & 0xf)];
                 writer.write_all(&[b'\\', b'u', nibble(12), nibble(8), nibble(4), nibble(0)])?;
             }
             i += c.len_utf8();
-            start = i;
         }
-        writer.write_all(&bytes[start..])
     }
+}
+
+/// How many bytes at the start of `bytes` are printable ASCII (`' '..='~'`), looked at eight at a
+/// time: the record's strings are nearly all such bytes. In a little-endian word `w` of eight
+/// bytes, a byte below 0x20 sets its high bit in `(w - 0x2020…) & !w`, and a byte of 0x7f or above
+/// sets it in `w + 0x0101…` or in `w`. Carries and borrows run only towards later bytes and only
+/// out of bytes outside the range, so the first such byte of a word is always flagged; a flagged
+/// word is then counted byte by byte.
+fn printable_ascii_run(bytes: &[u8]) -> usize {
+    const LOW: u64 = u64::from_le_bytes([0x20; 8]);
+    const ONE: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut i = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        if ((w.wrapping_sub(LOW) & !w) | w.wrapping_add(ONE) | w) & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..].iter().take_while(|b| (b' '..=b'~').contains(*b)).count()
 }
 
 /// `augment_message_with_occurrence`: an issue-platform event's search message also carries the
@@ -423,15 +445,16 @@ pub struct RecordHead {
 impl RecordHead {
     pub fn of(params: &InsertParams<'_>) -> Self {
         let occurrence = params.occurrence.and_then(Value::as_object);
+        let message = params.search_message.map_or_else(|| search_message(params.event), str::to_owned);
         Self {
             kind: params.kind(),
             event_id: str_at(params.event, &["event_id"]).unwrap_or("").to_owned(),
             organization_id: params.organization_id,
             project_id: params.project_id,
-            message: occurrence.map_or_else(
-                || search_message(params.event),
-                |o| augment_message_with_occurrence(search_message(params.event), o),
-            ),
+            message: match occurrence {
+                Some(o) => augment_message_with_occurrence(message, o),
+                None => message,
+            },
             platform: params.event.get("platform").cloned(),
             datetime: event_datetime(params.event),
             primary_hash: params.primary_hash.map(str::to_owned),
@@ -568,6 +591,26 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"a":"fo\u00f4\ud83d\ude00\u007f","b":1e+16,"c":1717243200.0,"d":[1,true,null]}"#
         );
+    }
+
+    #[test]
+    fn printable_ascii_runs_end_at_the_first_other_byte() {
+        // Every byte value at every position of a 20-byte run (two words and a tail), and after an
+        // 0xff (whose carry would spill into the next byte of its word).
+        for b in 0..=255u8 {
+            let printable = (b' '..=b'~').contains(&b);
+            for pos in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[pos] = b;
+                assert_eq!(printable_ascii_run(&bytes), if printable { 20 } else { pos }, "{b:#x} at {pos}");
+                if pos > 0 {
+                    bytes[pos - 1] = 0xff;
+                    assert_eq!(printable_ascii_run(&bytes), pos - 1, "{b:#x} after 0xff at {pos}");
+                }
+            }
+        }
+        assert_eq!(printable_ascii_run(b""), 0);
+        assert_eq!(printable_ascii_run(b"~ ~ ~ ~ ~ ~"), 11);
     }
 
     #[test]
