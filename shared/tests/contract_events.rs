@@ -77,7 +77,7 @@ impl Flow {
         if let Some(rel) = &j.release {
             event["release"] = json!(rel);
         }
-        let rec = stream_record(j, event, r).unwrap();
+        let rec = stream_record(j, event, r);
         let mut s = self.stream.lock().unwrap();
         let seq = format!("{}", 1_000_000 + s.len());
         s.push(StoredRecord { sequence_number: seq, partition_key: rec.partition_key, data: rec.data });

@@ -245,7 +245,7 @@ async fn generic_events_group_by_occurrence_fingerprints() {
         other => panic!("{other:?}"),
     };
     assert!(r.group.unwrap().is_new);
-    let rec = save_event::stream_record(&job, event, &r).unwrap();
+    let rec = save_event::stream_record(&job, event, &r);
     assert_eq!(rec.partition_key, id, "generic events are keyed by event id");
     let m: Value = serde_json::from_slice(&rec.data).unwrap();
     assert_eq!(m[3]["queue"], "post_process_issue_platform");

@@ -1028,7 +1028,7 @@ fn decode(bytes: &[u8]) -> Value {
 fn test() {
     let (event, groups) = save_error(message_event("foo"), 7);
     let p = params(&event, &groups);
-    let record = decode(&eventstream::insert_message(&p).unwrap());
+    let record = decode(&eventstream::insert_message(&p));
     let [version, kind, payload1, payload2] = record.as_array().unwrap().as_slice() else { panic!("shape") };
     assert_eq!((version, kind), (&json!(2), &json!("insert")));
     assert_eq!(payload1["primary_hash"], "acbd18db4cc2f85cedef654fccc4a4d8");
@@ -1053,7 +1053,7 @@ fn test() {
 #[test]
 fn test_error_queue() {
     let (event, groups) = save_error(message_event("foo"), 7);
-    let headers = eventstream::record_headers(&params(&event, &groups)).unwrap();
+    let headers = eventstream::record_headers(&params(&event, &groups));
     let get = |k: &str| headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     assert_eq!(get("queue"), Some("post_process_errors"));
     assert_eq!(get("occurrence_id"), None);
@@ -1096,7 +1096,7 @@ fn test_transaction_queue() {
     materialize_metadata(&event).write_into(&mut event);
     let p = params(&event, &[]);
     assert_eq!(p.primary_hash, None);
-    let record = decode(&eventstream::insert_message(&p).unwrap());
+    let record = decode(&eventstream::insert_message(&p));
     assert_eq!(record[3]["queue"], "post_process_transactions");
     assert_eq!(record[3]["group_states"], Value::Null);
     assert_eq!(record[3]["is_new"], false);
@@ -1105,7 +1105,7 @@ fn test_transaction_queue() {
     assert_eq!(record[2]["primary_hash"], Value::Null);
     let event_id = event["event_id"].as_str().unwrap();
     assert_eq!(eventstream::partition_key(event_id), event_id);
-    let headers = eventstream::record_headers(&p).unwrap();
+    let headers = eventstream::record_headers(&p);
     assert!(headers.contains(&("queue".to_owned(), "post_process_transactions".to_owned())));
     assert!(!headers.iter().any(|(k, _)| k == "group_id" || k == "primary_hash" || k == "group_states"));
 }
@@ -1117,7 +1117,7 @@ fn test_issue_platform_queue() {
     let mut p = params(&event, &groups);
     p.occurrence = Some(&occurrence);
     p.primary_hash = Some("abc");
-    let record = decode(&eventstream::insert_message(&p).unwrap());
+    let record = decode(&eventstream::insert_message(&p));
     assert_eq!(record[2]["occurrence_id"], "occ1");
     assert_eq!(
         record[2]["occurrence_data"],
@@ -1125,7 +1125,7 @@ fn test_issue_platform_queue() {
     );
     assert_eq!(record[3]["queue"], "post_process_issue_platform");
     assert_eq!(record[2]["message"], "foo N+1");
-    let headers = eventstream::record_headers(&p).unwrap();
+    let headers = eventstream::record_headers(&p);
     assert!(headers.contains(&("occurrence_id".to_owned(), "occ1".to_owned())));
 }
 
@@ -1136,7 +1136,7 @@ fn test_insert_generic_event_contexts() {
     let occurrence = json!({"id": "occ"});
     let mut p = params(&event, &[]);
     p.occurrence = Some(&occurrence);
-    let record = decode(&eventstream::insert_message(&p).unwrap());
+    let record = decode(&eventstream::insert_message(&p));
     assert_eq!(record[2]["data"]["contexts"]["geo"], geo);
     assert_eq!(event["contexts"].get("geo"), None, "the saved event itself is not changed");
 }
@@ -1147,7 +1147,7 @@ fn stream_data_drops_debug_meta_and_meta() {
     event["debug_meta"] = json!({"images": []});
     assert!(event.get("_meta").is_some());
     let (event, groups) = save_error(event, 1);
-    let record = decode(&eventstream::insert_message(&params(&event, &groups)).unwrap());
+    let record = decode(&eventstream::insert_message(&params(&event, &groups)));
     assert!(record[2]["data"].get("_meta").is_none());
     assert!(record[2]["data"].get("debug_meta").is_none());
     assert_eq!(record[2]["data"]["errors"], event["errors"]);
@@ -1181,7 +1181,7 @@ fn assert_record_snapshot(name: &str, record: &Value) {
 #[test]
 fn snapshot_python_exception_record() {
     let (event, groups) = save_error(relay("sdk_python_exception"), 101);
-    let record = decode(&eventstream::insert_message(&params(&event, &groups)).unwrap());
+    let record = decode(&eventstream::insert_message(&params(&event, &groups)));
     assert_eq!(record[2]["message"], "outer failure ValueError capture.py __main__ in outer");
     assert_record_snapshot("record_python_exception", &record);
 }
@@ -1189,7 +1189,7 @@ fn snapshot_python_exception_record() {
 #[test]
 fn snapshot_python_message_record() {
     let (event, groups) = save_error(relay("sdk_python_message"), 102);
-    let record = decode(&eventstream::insert_message(&params(&event, &groups)).unwrap());
+    let record = decode(&eventstream::insert_message(&params(&event, &groups)));
     assert_eq!(record[2]["message"], "Something odd happened");
     assert_record_snapshot("record_python_message", &record);
 }
@@ -1197,7 +1197,7 @@ fn snapshot_python_message_record() {
 #[test]
 fn snapshot_node_exception_record() {
     let (event, groups) = save_error(relay("sdk_node_exception_2"), 103);
-    let record = decode(&eventstream::insert_message(&params(&event, &groups)).unwrap());
+    let record = decode(&eventstream::insert_message(&params(&event, &groups)));
     assert_record_snapshot("record_node_exception", &record);
 }
 
@@ -1207,7 +1207,7 @@ fn snapshot_python_transaction_record() {
     apply_save_tags(&mut event, Some("myapp@1.2.3"), None);
     calculate_span_grouping(&mut event);
     materialize_metadata(&event).write_into(&mut event);
-    let record = decode(&eventstream::insert_message(&params(&event, &[])).unwrap());
+    let record = decode(&eventstream::insert_message(&params(&event, &[])));
     assert_record_snapshot("record_python_transaction", &record);
 }
 
@@ -1236,14 +1236,13 @@ fn record_written_from_a_taken_event_is_the_same() {
     ] {
         let mut p = params(event, groups);
         p.occurrence = occurrence;
-        let borrowed = eventstream::insert_message(&p).unwrap();
-        let taken =
-            eventstream::insert_message_taking(eventstream::RecordHead::of(&p), event.clone()).unwrap();
+        let borrowed = eventstream::insert_message(&p);
+        let taken = eventstream::insert_message_taking(eventstream::RecordHead::of(&p), event.clone());
         assert_eq!(String::from_utf8(taken).unwrap(), String::from_utf8(borrowed.clone()).unwrap());
         // The save path hands over the search message it computed for the group: the same record.
         let message = search_message(event);
         p.search_message = Some(&message);
-        assert_eq!(eventstream::insert_message(&p).unwrap(), borrowed);
+        assert_eq!(eventstream::insert_message(&p), borrowed);
     }
 }
 
@@ -1251,7 +1250,7 @@ fn record_written_from_a_taken_event_is_the_same() {
 #[test]
 fn record_bytes_are_compact_ascii() {
     let (event, groups) = save_error(make_event(json!({"logentry": {"formatted": "héllo wörld"}})), 5);
-    let bytes = eventstream::insert_message(&params(&event, &groups)).unwrap();
+    let bytes = eventstream::insert_message(&params(&event, &groups));
     assert!(bytes.is_ascii());
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.starts_with(r#"[2,"insert",{"group_id":5,"group_ids":[5],"event_id":"#), "{text}");

@@ -15,6 +15,8 @@ pub mod common;
 #[cfg(feature = "events")]
 mod pipeline;
 #[cfg(feature = "events")]
+mod pyjson;
+#[cfg(feature = "events")]
 pub mod record;
 #[cfg(feature = "events")]
 pub mod saver;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::domain::project::Project;
-use crate::error::{ApiError, StoreError};
+use crate::error::ApiError;
 use crate::grouping;
 use crate::grouping::config::GroupingConfig;
 use crate::ingest::EventKind;
@@ -108,7 +108,7 @@ pub fn complete_spans(event: &mut Value) {
 
 /// The eventstream record of a saved event, which is given up to it: its parts are freed as they are
 /// written, so the tree and the record are not held together.
-pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> Result<StreamRecord, StoreError> {
+pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> StreamRecord {
     let primary_hash = match job.kind {
         SaveKind::Transaction => None,
         _ => job.hashes.first().cloned(),
@@ -133,8 +133,8 @@ pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> Result<
         search_message: Some(&job.group.message),
     };
     let head = record::RecordHead::of(&params);
-    let data = record::insert_message_taking(head, event).map_err(|e| StoreError::Rejected(e.to_string()))?;
-    Ok(StreamRecord { partition_key: record::partition_key(&job.event_id), data })
+    let data = record::insert_message_taking(head, event);
+    StreamRecord { partition_key: record::partition_key(&job.event_id), data }
 }
 
 /// Save and publish, over a saver and a stream.
@@ -164,7 +164,7 @@ impl Pipeline {
             Begin::Saved(r) | Begin::Resume(r) => r,
         };
         // The event is freed as its record is written, before the stream takes its copies.
-        let record = stream_record(&job, event, &result)?;
+        let record = stream_record(&job, event, &result);
         match self.stream.publish_until(vec![record], deadline).await {
             Ok(()) => Ok(()),
             Err(e) => {
