@@ -8,6 +8,7 @@
 //! other modules use. Written by hand because no crate offers Python's exact semantics.
 
 use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use serde_json::Value;
 
@@ -103,58 +104,92 @@ pub(crate) fn truncatechars(value: &str, chars: usize) -> Cow<'_, str> {
 /// digit strings are exactly equally close (a tie, e.g. `805813012001386.25`), Rust rounds the last
 /// digit up where Python rounds half to even; such values are vanishingly rare in timestamps.
 pub(crate) fn python_float_repr(value: f64) -> String {
+    let mut out = String::with_capacity(24);
+    // Writing into a `String` cannot fail.
+    let _ = write_python_float(&mut out, value);
+    out
+}
+
+/// [`python_float_repr`] written into `out`, without allocating.
+pub(crate) fn write_python_float<W: fmt::Write>(out: &mut W, value: f64) -> fmt::Result {
     if value.is_nan() {
-        return "nan".to_owned();
+        return out.write_str("nan");
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf".to_owned() } else { "-inf".to_owned() };
+        return out.write_str(if value > 0.0 { "inf" } else { "-inf" });
     }
-    // `{:e}` prints the shortest round-trip digits as `d.ddde[-]x`.
-    let sci = format!("{value:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    // `{:e}` prints the shortest round-trip digits as `d.ddde[-]x` (at most 17 digits).
+    let mut sci = StackStr::default();
+    write!(sci, "{value:e}")?;
+    let sci = sci.as_str();
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::with_capacity(digits.len() + 8);
+    let mut digits = StackStr::default();
+    for part in mantissa.split('.') {
+        digits.write_str(part)?;
+    }
+    let digits = digits.as_str();
     if negative {
-        out.push('-');
+        out.write_char('-')?;
     }
     if (-4..16).contains(&exponent) {
         let point = exponent + 1; // digits before the decimal point
         if point <= 0 {
-            out.push_str("0.");
+            out.write_str("0.")?;
             for _ in 0..(-point) {
-                out.push('0');
+                out.write_char('0')?;
             }
-            out.push_str(&digits);
+            out.write_str(digits)
         } else {
             let point = usize::try_from(point).unwrap_or(0);
             if digits.len() <= point {
-                out.push_str(&digits);
+                out.write_str(digits)?;
                 for _ in digits.len()..point {
-                    out.push('0');
+                    out.write_char('0')?;
                 }
-                out.push_str(".0");
+                out.write_str(".0")
             } else {
-                out.push_str(&digits[..point]);
-                out.push('.');
-                out.push_str(&digits[point..]);
+                out.write_str(&digits[..point])?;
+                out.write_char('.')?;
+                out.write_str(&digits[point..])
             }
         }
     } else {
-        out.push_str(&digits[..1]);
+        out.write_str(&digits[..1])?;
         if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
+            out.write_char('.')?;
+            out.write_str(&digits[1..])?;
         }
-        out.push('e');
-        out.push(if exponent < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exponent.abs()));
+        let sign = if exponent < 0 { '-' } else { '+' };
+        write!(out, "e{sign}{:02}", exponent.abs())
     }
-    out
+}
+
+/// A short string on the stack (a float's digits); writing past its 32 bytes is an error.
+#[derive(Default)]
+struct StackStr {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackStr {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are written in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// `str(value)` for a JSON scalar as Python would print the decoded value (`None`, `True`, ints,
@@ -324,6 +359,13 @@ mod tests {
             (123456789012345678.0, "1.2345678901234568e+17"),
             (0.0, "0.0"),
             (-1.0, "-1.0"),
+            (-0.0, "-0.0"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
         ] {
             assert_eq!(python_float_repr(value), expected, "{value}");
         }

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::grouping::compat::python_float_repr;
+use crate::grouping::compat::write_python_float;
 
 /// A JSON document being written into a buffer that grows by a quarter of its length at a time (at
 /// least 16 KiB, so a usual record grows at most once, as it would doubling) instead of doubling: a
@@ -58,7 +58,8 @@ impl PyJson {
 
     fn f64(&mut self, value: f64) {
         if value.is_finite() {
-            self.raw(python_float_repr(value).as_bytes());
+            // Writing into the buffer cannot fail.
+            let _ = write_python_float(self, value);
         } else {
             self.null();
         }
@@ -169,6 +170,13 @@ impl PyJson {
     pub(crate) fn object(&mut self) -> Object<'_> {
         self.raw(b"{");
         Object { w: self, empty: true }
+    }
+}
+
+impl std::fmt::Write for PyJson {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.raw(s.as_bytes());
+        Ok(())
     }
 }
 
