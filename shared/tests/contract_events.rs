@@ -39,7 +39,8 @@ fn job(event_id: &str, hash: &str, env: &str, release: Option<&str>, ts: f64) ->
         group: GroupValues {
             level: 40,
             culprit: "app.main".into(),
-            message: "boom".into(),
+            // The search message of the event `Flow::publish` builds (the record carries this one).
+            message: "ValueError boom app.main".into(),
             title: "ValueError: boom".into(),
             event_type: "error".into(),
             ..Default::default()

@@ -107,7 +107,8 @@ pub fn complete_spans(event: &mut Value) {
 }
 
 /// The eventstream record of a saved event, which is given up to it: its parts are freed as they are
-/// written, so the tree and the record are not held together.
+/// written, so the tree and the record are not held together. The record's `message` is the job's
+/// `group.message`, the search message [`prepare`] computed from the same event.
 pub fn stream_record(job: &SaveJob, mut event: Value, r: &SaveResult) -> StreamRecord {
     let primary_hash = match job.kind {
         SaveKind::Transaction => None,

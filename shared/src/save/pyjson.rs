@@ -2,10 +2,8 @@
 //! and `ensure_ascii`): compact, every character outside printable ASCII escaped as `\uXXXX`
 //! (surrogate pairs above the BMP), floats as Python's `repr`, non-finite floats as `null`.
 //!
-//! Hand-written: `serde_json` has no `ensure_ascii`, and through `serde_json`'s serializer every
-//! string was scanned twice (its escape table, then a formatter looking for non-ASCII) and every
-//! value of a tree given up to the record went through serde's per-value machinery. [`PyJson`]
-//! writes a `serde_json::Value` straight from the tree, in one scan per string.
+//! Hand-written: `serde_json` has no `ensure_ascii`. [`PyJson`] writes a `serde_json::Value` straight
+//! from the tree, in one scan per string, and can take the tree and free it as it is written.
 
 use serde_json::{Map, Number, Value};
 
@@ -70,8 +68,9 @@ impl PyJson {
             self.u64(u);
         } else if let Some(i) = n.as_i64() {
             self.i64(i);
-        } else if let Some(f) = n.as_f64() {
-            self.f64(f);
+        } else {
+            // Without `arbitrary_precision` a number is one of the three; `null` keeps the JSON whole.
+            self.f64(n.as_f64().unwrap_or(f64::NAN));
         }
     }
 

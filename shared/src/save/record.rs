@@ -4,7 +4,7 @@
 //! [`insert_message`] builds the record data, byte-compatible with Sentry's Kafka value for the
 //! fields it controls: a compact JSON array `[2, "insert", payload1, payload2]` written like
 //! `sentry.utils.json.dumps` (simplejson, separators `,`/`:`, `ensure_ascii`, floats as Python
-//! `repr`, NaN/Infinity as `null`; written by [`PyJson`](super::pyjson)). `payload1` keeps Sentry's
+//! `repr`, NaN/Infinity as `null`; written by `save::pyjson`). `payload1` keeps Sentry's
 //! field order; its `data` is the event without `debug_meta` and `_meta` (written straight from the
 //! borrowed event, no copy, or from an event given up to it and freed as it is written; issue
 //! platform events get one copy to add `contexts.geo`). Object keys inside `data` are written in the
@@ -264,9 +264,7 @@ impl RecordHead {
             groups: params.groups.to_vec(),
         }
     }
-}
 
-impl RecordHead {
     /// The record: `[2, "insert", payload1, payload2]`, `payload1` in Sentry's field order.
     fn write(self, data: StreamData<'_>) -> Vec<u8> {
         let mut w = PyJson::with_capacity(4096);
@@ -410,7 +408,8 @@ pub fn record_headers(params: &InsertParams<'_>) -> Vec<(String, String)> {
     if !params.groups.is_empty() {
         let mut encoded = PyJson::with_capacity(128);
         group_states(&mut encoded, params.groups);
-        push("group_states", String::from_utf8_lossy(&encoded.into_bytes()).into_owned());
+        // The writer writes ASCII only.
+        push("group_states", String::from_utf8(encoded.into_bytes()).unwrap_or_default());
     }
     push("queue", params.kind().queue().to_owned());
     push("operation", "insert".to_owned());

@@ -162,7 +162,7 @@ fn normalize_frames(stacktrace: Option<&mut Value>) {
     };
     for frame in frames {
         let Value::Object(frame) = frame else { continue };
-        // One pass over the frame's entries, where five lookups hashed five keys.
+        // One pass over the frame's entries (no lookups).
         let (mut has_abs_path, mut filename, mut drop) = (false, None, false);
         for (key, value) in frame.iter() {
             match key.as_str() {
@@ -190,7 +190,7 @@ fn normalize_frames(stacktrace: Option<&mut Value>) {
 /// Top-level containers Relay does not serialize when empty: `modules`, `extra`, `measurements` as
 /// `{}`, and `breadcrumbs`, `exception`, `threads` without values.
 pub(super) fn drop_empty_containers(event: &mut Map<String, Value>) {
-    // One pass over the entries, where six lookups hashed six keys.
+    // One pass over the entries (no lookups).
     event.retain(|key, value| match key.as_str() {
         "modules" | "extra" | "measurements" => !value.as_object().is_some_and(Map::is_empty),
         "breadcrumbs" | "exception" | "threads" => {

@@ -147,8 +147,8 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
 }
 
 /// Top-level attributes of Relay's `Event` (plus internal ones Sentry keeps); anything else is
-/// removed with an `invalid_attribute` error (`remove_other`). A `match` (compared by length, then
-/// bytes) where a sorted list took six string comparisons per key.
+/// removed with an `invalid_attribute` error (`remove_other`). A `match`: compared by length, then
+/// bytes.
 fn is_known_attribute(key: &str) -> bool {
     matches!(
         key,
@@ -221,8 +221,8 @@ fn remove_unknown_attributes(event: &mut Map<String, Value>, errors: &mut Errors
 }
 
 /// Normalizes the field `key` of `map` where it stands: `f` gets its value (`None` when absent)
-/// and returns the value to keep (`None` removes the field). One lookup, and the entry keeps its
-/// key and place, where `remove` + `insert` hashed the key three times and allocated it again.
+/// and returns the value to keep (`None` removes the field). One lookup for a field that stays,
+/// and the entry keeps its key (not allocated again) and its place.
 fn update(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(Option<Value>) -> Option<Value>) {
     match map.get_mut(key) {
         Some(slot) => match f(Some(slot.take())) {
