@@ -66,6 +66,49 @@ impl GlobMatcher {
     }
 }
 
+/// A set of bytes (256 bits): the first bytes a pattern admits, or those a stack trace's values begin
+/// with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    pub(crate) fn insert(&mut self, byte: u8) {
+        self.0[usize::from(byte >> 6)] |= 1 << (byte & 63);
+    }
+
+    pub(crate) fn contains(&self, byte: u8) -> bool {
+        self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
+    }
+
+    pub(crate) fn intersects(&self, other: &ByteSet) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+}
+
+impl GlobMatcher {
+    /// The bytes a value this pattern matches can begin with, when the pattern fixes them: a literal
+    /// without a leading wildcard. `None` when it does not (a value of any beginning, or an empty one,
+    /// may match). For a path-like pattern this holds for the values its lower-case forms take
+    /// ([`GlobMatcher::is_match_lowercase`] and the slash form, which also admits the byte after a
+    /// leading `/`); for the others, for [`GlobMatcher::is_match`]. A value that is empty, or begins
+    /// with no byte of the set, does not match.
+    pub(crate) fn first_bytes(&self) -> Option<ByteSet> {
+        let lit = self.fast.as_deref()?;
+        if lit.any_before || lit.in_directory {
+            return None;
+        }
+        let text = lit.text.as_bytes();
+        let mut set = ByteSet::default();
+        set.insert(*text.first()?);
+        if self.fold && text[0] == b'/' {
+            // `/` + value matches when the value begins with what follows the `/` (a lone `/` admits
+            // the empty value).
+            set.insert(*text.get(1)?);
+        }
+        Some(set)
+    }
+}
+
 impl Literal {
     fn new(text: &str, any_before: bool, any_after: bool, in_directory: bool) -> Self {
         let finder = Finder::new(text.as_bytes()).into_owned();
@@ -297,6 +340,74 @@ mod tests {
         }
         assert!(glob("**/node_modules/**", Glob::Path).unwrap().fast.is_some());
         assert!(glob("*/lib", Glob::Path).unwrap().fast.is_none(), "a single * stops at /");
+    }
+
+    #[test]
+    fn first_bytes_admit_every_value_a_literal_matches() {
+        let values = [
+            "",
+            "a",
+            "foo",
+            "foobar",
+            "/foo",
+            "/foobar",
+            "xfoo",
+            "fo",
+            "/",
+            "//",
+            "f",
+            "oo",
+            "Foo",
+            "/Foo/bar",
+            "node_modules/x",
+            "/usr/lib/x",
+            "usr/lib/x",
+            "usr",
+            "@babel/core",
+            "package:sentry/x",
+        ];
+        let mut keyed = 0;
+        for (pattern, mode) in [
+            ("foo", Glob::Exact),
+            ("foo*", Glob::Exact),
+            ("*foo", Glob::Exact),
+            ("Foo", Glob::Exact),
+            ("@babel/**", Glob::Exact),
+            ("/usr/lib/**", Glob::Path),
+            ("/usr/lib", Glob::Path),
+            ("/USR/**", Glob::Path),
+            ("usr/lib/**", Glob::Path),
+            ("/", Glob::Path),
+            ("/**", Glob::Path),
+            ("**/node_modules/**", Glob::Path),
+            ("**/*lib*/**", Glob::Path),
+            ("package:sentry/**", Glob::Path),
+            ("f?o", Glob::Exact),
+        ] {
+            let m = glob(pattern, mode).unwrap();
+            let Some(set) = m.first_bytes() else { continue };
+            keyed += 1;
+            for v in values {
+                let admitted = v.as_bytes().first().is_some_and(|b| set.contains(*b));
+                if mode == Glob::Path {
+                    let v = v.to_lowercase();
+                    let matched = m.is_match_lowercase(&v)
+                        || (!v.starts_with('/') && m.is_match_lowercase_with_slash(&v));
+                    assert!(
+                        admitted || !matched,
+                        "{pattern} matches {v:?}, whose first byte is not in its set"
+                    );
+                } else {
+                    assert!(
+                        admitted || !m.is_match(v),
+                        "{pattern} matches {v:?}, whose first byte is not in its set"
+                    );
+                }
+            }
+        }
+        assert_eq!(keyed, 9, "the literals without a leading wildcard have a set");
+        let set = glob("/usr/**", Glob::Path).unwrap().first_bytes().unwrap();
+        assert!(set.contains(b'/') && set.contains(b'u') && !set.contains(b'x'));
     }
 
     #[test]

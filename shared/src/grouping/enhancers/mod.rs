@@ -43,7 +43,7 @@ use serde_json::{Map, Value};
 
 use super::cursor::Cursor;
 use super::frame::{FrameFields, text, truthy};
-use super::glob::{Glob, GlobMatcher, glob};
+use super::glob::{ByteSet, Glob, GlobMatcher, glob};
 
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
 const NEWSTYLE_2023_01_11: &str = include_str!("newstyle@2023-01-11.txt");
@@ -64,6 +64,9 @@ enum Field {
     Module,
     Category,
 }
+
+/// The number of [`Field`]s (an index per field).
+const FIELDS: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Offset {
@@ -150,6 +153,11 @@ pub struct Rule {
     /// The rule has a positive `category:` matcher on the frame itself, so it cannot match a stack
     /// trace without categorized frames.
     needs_category: bool,
+    /// A field of the frame itself that a positive matcher wants to begin with one of these bytes
+    /// (its pattern a literal without a leading wildcard, as most built-in rules are: `module:java.*`,
+    /// `function:nextTick`): a frame whose value begins otherwise is not tried, and a stack trace
+    /// where no frame's does is skipped, without running the matchers.
+    key: Option<(Field, ByteSet)>,
     /// It takes part in the modifier pass (an action that changes frames) and/or the updater pass
     /// (an action on contributions or the stack trace), decided once at parse time.
     modifier: bool,
@@ -246,10 +254,10 @@ impl Enhancements {
         {
             let mut views: Vec<MatchFrame> =
                 positions.iter().map(|i| MatchFrame::of(&FrameFields::of(&frames[*i]), platform)).collect();
-            let (families, mut any_category) = summary(&views);
+            let mut summary = Summary::of(&views);
             let mut matching = Vec::new();
             for rule in self.rules.iter().filter(|r| r.modifier) {
-                if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
+                if !rule.can_match(&summary) || !rule.matches_exception(exception) {
                     continue;
                 }
                 matching.extend((0..views.len()).filter(|idx| rule.matches_frame(&views, *idx)));
@@ -265,7 +273,7 @@ impl Enhancements {
                             Action::Category(category) => {
                                 writes.push((positions[idx], Write::Category(category)));
                                 views[idx].category = Some(Cow::Borrowed(category.as_str()));
-                                any_category = true;
+                                summary.categorized(category);
                             }
                             _ => {}
                         }
@@ -303,10 +311,10 @@ impl Enhancements {
     /// applied to each variant (matching does not depend on the components).
     pub(crate) fn updater_hits(&self, frames: &FrameViews, exception: &ExceptionData) -> UpdaterHits<'_> {
         let views = &frames.0;
-        let (families, any_category) = summary(views);
+        let summary = Summary::of(views);
         let mut hits = Vec::new();
         for rule in self.rules.iter().filter(|r| r.updater) {
-            if !rule.can_match(families, any_category) || !rule.matches_exception(exception) {
+            if !rule.can_match(&summary) || !rule.matches_exception(exception) {
                 continue;
             }
             hits.extend(
@@ -425,10 +433,37 @@ fn frame_data(frame: &mut Map<String, Value>) -> Option<&mut Map<String, Value>>
     data.as_object_mut()
 }
 
-/// The frame families present in a stack trace (bits) and whether any frame is categorized: what
-/// [`Rule::can_match`] checks before looking at frames.
-fn summary(views: &[MatchFrame]) -> (u8, bool) {
-    (views.iter().fold(0, |bits, v| bits | family_bit(v.family)), views.iter().any(|v| v.category.is_some()))
+/// What [`Rule::can_match`] checks of a stack trace before looking at its frames: the frame families
+/// present (bits), whether any frame is categorized, and the bytes each keyed field's values begin with.
+struct Summary {
+    families: u8,
+    any_category: bool,
+    first_bytes: [ByteSet; FIELDS],
+}
+
+impl Summary {
+    fn of(views: &[MatchFrame]) -> Self {
+        let mut summary =
+            Self { families: 0, any_category: false, first_bytes: [ByteSet::default(); FIELDS] };
+        for view in views {
+            summary.families |= family_bit(view.family);
+            summary.any_category |= view.category.is_some();
+            for field in [Field::Path, Field::Package, Field::Function, Field::Module, Field::Category] {
+                if let Some(byte) = view.first_byte(field) {
+                    summary.first_bytes[field as usize].insert(byte);
+                }
+            }
+        }
+        summary
+    }
+
+    /// A frame got the category `category` (the modifier pass).
+    fn categorized(&mut self, category: &str) {
+        self.any_category = true;
+        if let Some(byte) = category.as_bytes().first() {
+            self.first_bytes[Field::Category as usize].insert(*byte);
+        }
+    }
 }
 
 /// A change the modifier pass makes to a frame.
@@ -484,6 +519,18 @@ impl<'a> PathValue<'a> {
 }
 
 impl<'a> MatchFrame<'a> {
+    /// The first byte of `field`'s value as the matchers compare it (a path-like value lower-cased).
+    fn first_byte(&self, field: Field) -> Option<u8> {
+        let value = match field {
+            Field::Function => Some(self.function.as_ref()),
+            Field::Module => self.module,
+            Field::Category => self.category.as_deref(),
+            Field::Path => self.path.as_ref().map(|p| p.value.as_ref()),
+            Field::Package => self.package.as_ref().map(|p| p.value.as_ref()),
+        };
+        value.and_then(|v| v.as_bytes().first().copied())
+    }
+
     fn of(frame: &FrameFields<'a>, platform: Option<&'a str>) -> Self {
         Self {
             family: super::functions::behavior_family(truthy(frame.platform).or(platform)),
@@ -500,8 +547,10 @@ impl<'a> MatchFrame<'a> {
 impl Rule {
     /// A cheap pre-check: whether any frame of a stack trace with these families (and categorized
     /// frames or not) could match.
-    fn can_match(&self, families: u8, any_category: bool) -> bool {
-        self.families & families != 0 && (any_category || !self.needs_category)
+    fn can_match(&self, summary: &Summary) -> bool {
+        self.families & summary.families != 0
+            && (summary.any_category || !self.needs_category)
+            && self.key.is_none_or(|(field, bytes)| bytes.intersects(&summary.first_bytes[field as usize]))
     }
 
     fn matches_exception(&self, exception: &ExceptionData) -> bool {
@@ -517,6 +566,11 @@ impl Rule {
     }
 
     fn matches_frame(&self, frames: &[MatchFrame], idx: usize) -> bool {
+        if let Some((field, bytes)) = &self.key
+            && !frames[idx].first_byte(*field).is_some_and(|b| bytes.contains(b))
+        {
+            return false;
+        }
         self.frame_matchers.iter().all(|m| {
             let target = match m.offset {
                 Offset::Same => Some(idx),
@@ -787,6 +841,7 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
     }
     let mut families = ALL_FAMILIES;
     let mut needs_category = false;
+    let mut key = None;
     for m in frame_matchers.iter().filter(|m| m.offset == Offset::Same && !m.negated) {
         match &m.test {
             FrameTest::Family { native, javascript, other } => {
@@ -795,13 +850,18 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
                     | (if *other { OTHER } else { 0 });
                 families &= bits;
             }
-            FrameTest::Field { field: Field::Category, .. } => needs_category = true,
-            _ => {}
+            FrameTest::Field { field, pattern } => {
+                needs_category |= *field == Field::Category;
+                if key.is_none() {
+                    key = pattern.first_bytes().map(|bytes| (*field, bytes));
+                }
+            }
+            FrameTest::InApp(_) => {}
         }
     }
     let modifier = actions.iter().any(Action::is_modifier);
     let updater = actions.iter().any(Action::is_updater);
-    Ok(Rule { frame_matchers, exception_matchers, actions, families, needs_category, modifier, updater })
+    Ok(Rule { frame_matchers, exception_matchers, actions, families, needs_category, key, modifier, updater })
 }
 
 #[cfg(test)]
