@@ -48,20 +48,14 @@ impl GlobMatcher {
         }
     }
 
-    /// Whether `/` + `value` (lower-cased) matches, without building it for literal patterns.
-    pub(crate) fn is_match_lowercase_with_slash(&self, value: &str) -> bool {
+    /// Sentry's `path_like_match` on a value already lower-cased (path-like values of frames, made
+    /// once per frame): the value matches, or `/` + value does when it does not begin with `/`. A
+    /// literal compares byte for byte, each byte once, without building `/` + value.
+    pub(crate) fn is_match_path(&self, value: &str) -> bool {
+        let slash = !value.starts_with('/');
         match &self.fast {
-            Some(lit) => lit.matches_with_slash(value),
-            None => self.regex.is_match(&format!("/{value}")),
-        }
-    }
-
-    /// [`GlobMatcher::is_match`] for a value already lower-cased (path-like values of frames, made
-    /// once per frame): the literal compares byte for byte.
-    pub(crate) fn is_match_lowercase(&self, value: &str) -> bool {
-        match &self.fast {
-            Some(lit) => lit.matches(value, false),
-            None => self.regex.is_match(value),
+            Some(lit) => lit.matches_path(value, slash),
+            None => self.regex.is_match(value) || (slash && self.regex.is_match(&format!("/{value}"))),
         }
     }
 }
@@ -88,9 +82,8 @@ impl ByteSet {
 impl GlobMatcher {
     /// The bytes a value this pattern matches can begin with, when the pattern fixes them: a literal
     /// without a leading wildcard. `None` when it does not (a value of any beginning, or an empty one,
-    /// may match). For a path-like pattern this holds for the values its lower-case forms take
-    /// ([`GlobMatcher::is_match_lowercase`] and the slash form, which also admits the byte after a
-    /// leading `/`); for the others, for [`GlobMatcher::is_match`]. A value that is empty, or begins
+    /// may match). For a path-like pattern this holds for [`GlobMatcher::is_match_path`] (whose slash
+    /// form also admits the byte after a leading `/`); for the others, for [`GlobMatcher::is_match`]. A value that is empty, or begins
     /// with no byte of the set, does not match.
     pub(crate) fn first_bytes(&self) -> Option<ByteSet> {
         let lit = self.fast.as_deref()?;
@@ -115,22 +108,20 @@ impl Literal {
         Self { text: text.to_owned(), finder, any_before, any_after, in_directory }
     }
 
-    /// `Literal::matches("/" + value)`, case-sensitive.
-    fn matches_with_slash(&self, value: &str) -> bool {
+    /// `matches(value) || (slash && matches("/" + value))`, case-sensitive. Whatever the wildcards,
+    /// `/` + value matches where the value itself does, or where the text is `/` followed by what the
+    /// value is (no wildcard after) or begins with (one after); that is all the slash form adds.
+    fn matches_path(&self, value: &str, slash: bool) -> bool {
         if self.in_directory {
-            // The added leading `/` can open the first segment.
-            return self.in_directory_match(value, true);
+            // The added leading `/` can open the first segment (a superset of the value's matches).
+            return self.in_directory_match(value, slash);
         }
-        let t = self.text.as_str();
-        let rest = t.strip_prefix('/');
-        match (self.any_before, self.any_after) {
-            (false, false) => rest == Some(value),
-            (false, true) => t.is_empty() || rest.is_some_and(|r| value.starts_with(r)),
-            (true, false) => value.ends_with(t) || rest == Some(value),
-            (true, true) => {
-                t.is_empty() || self.contains(value) || rest.is_some_and(|r| value.starts_with(r))
-            }
-        }
+        self.matches(value, false)
+            || (slash
+                && self
+                    .text
+                    .strip_prefix('/')
+                    .is_some_and(|rest| if self.any_after { value.starts_with(rest) } else { value == rest }))
     }
 
     /// `**/*text*/**` on `value` (or on `/` + `value` when `slash_before`).
@@ -290,6 +281,8 @@ mod tests {
             "xfooy",
             "/usr/lib/x",
             "/usr/lib",
+            "usr/lib",
+            "usr/lib/x",
             "a/node_modules/b",
             "node_modules/b",
             "/A/NODE_MODULES/b",
@@ -329,12 +322,9 @@ mod tests {
             for v in values {
                 assert_eq!(m.is_match(v), m.regex.is_match(v), "{pattern} {mode:?} on {v:?}");
                 if mode == Glob::Path && v == v.to_lowercase() {
-                    let slashed = format!("/{v}");
-                    assert_eq!(
-                        m.is_match_lowercase_with_slash(v),
-                        m.regex.is_match(&slashed),
-                        "{pattern} on /{v:?}"
-                    );
+                    let path_like =
+                        m.regex.is_match(v) || (!v.starts_with('/') && m.regex.is_match(&format!("/{v}")));
+                    assert_eq!(m.is_match_path(v), path_like, "{pattern} path-like on {v:?}");
                 }
             }
         }
@@ -391,8 +381,7 @@ mod tests {
                 let admitted = v.as_bytes().first().is_some_and(|b| set.contains(*b));
                 if mode == Glob::Path {
                     let v = v.to_lowercase();
-                    let matched = m.is_match_lowercase(&v)
-                        || (!v.starts_with('/') && m.is_match_lowercase_with_slash(&v));
+                    let matched = m.is_match_path(&v);
                     assert!(
                         admitted || !matched,
                         "{pattern} matches {v:?}, whose first byte is not in its set"

@@ -513,8 +513,7 @@ impl<'a> PathValue<'a> {
     }
 
     fn matches(&self, pattern: &GlobMatcher) -> bool {
-        pattern.is_match_lowercase(&self.value)
-            || (!self.value.starts_with('/') && pattern.is_match_lowercase_with_slash(&self.value))
+        pattern.is_match_path(&self.value)
     }
 }
 
