@@ -20,6 +20,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Envelope size and count limits (413 when exceeded).
@@ -219,14 +220,39 @@ pub struct EnvelopeHeaders {
     pub event_id: Option<String>,
     /// `dsn`: full DSN (authentication source for the envelope endpoint).
     pub dsn: Option<String>,
-    /// `sdk` `{name, version}`.
-    pub sdk: Option<Value>,
+    /// `sdk` `{name, version}`, as sent (nothing on the save path reads it).
+    pub sdk: Option<RawJson>,
     /// `sent_at`: SDK clock at send time (clock-drift correction).
     pub sent_at: Option<DateTime<Utc>>,
-    /// `trace`: the dynamic sampling context.
-    pub trace: Option<Value>,
+    /// `trace`: the dynamic sampling context, as sent (nothing on the save path reads it).
+    pub trace: Option<RawJson>,
     /// Any other attribute.
     pub other: Map<String, Value>,
+}
+
+/// A header value kept as its JSON text: checked to be JSON as it is parsed, but not built into a
+/// tree (a sampling context is a dozen strings, each an allocation and a hashed key, on every request).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The JSON text as sent.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value as a tree.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+/// The same JSON text (not the same value written otherwise).
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// Parses an event id (32 hex or dashed UUID, any case) into 32 lowercase hex characters.
@@ -573,8 +599,12 @@ helloworld\n\
         )
         .unwrap();
         assert_eq!(env.headers.sent_at.map(|t| t.timestamp_micros()), Some(1_795_677_132_308_546));
-        assert_eq!(env.headers.sdk, Some(serde_json::json!({"name": "x"})));
-        assert!(env.headers.trace.is_some());
+        let sdk = env.headers.sdk.as_ref().map(RawJson::to_value).transpose().unwrap();
+        assert_eq!(sdk, Some(serde_json::json!({"name": "x"})));
+        assert_eq!(env.headers.trace.as_ref().map(RawJson::get), Some("{\"trace_id\":\"t\"}"));
+        // `null` is no value; what is not JSON is still refused, as a tree would be.
+        assert_eq!(parse(b"{\"trace\":null}\n").unwrap().headers.trace, None);
+        assert!(matches!(parse(b"{\"trace\":{\"a\":}}\n"), Err(EnvelopeError::InvalidHeader(_))));
         assert_eq!(env.headers.event_id, None);
     }
 
