@@ -58,6 +58,28 @@ impl GlobMatcher {
             None => self.regex.is_match(value) || (slash && self.regex.is_match(&format!("/{value}"))),
         }
     }
+
+    /// The bytes a value this pattern matches can begin with, when the pattern fixes them: a literal
+    /// without a leading wildcard. `None` when it does not (a value of any beginning, or an empty one,
+    /// may match). A value that is empty, or begins with no byte of the set, does not match — as
+    /// [`GlobMatcher::is_match_path`] answers for a path-like pattern (whose slash form also admits
+    /// the byte after a leading `/`), and as [`GlobMatcher::is_match`] answers for the others. Not
+    /// for `is_match` on a path-like pattern: that one folds case (`F` would match `foo`).
+    pub(crate) fn first_bytes(&self) -> Option<ByteSet> {
+        let lit = self.fast.as_deref()?;
+        if lit.any_before || lit.in_directory {
+            return None;
+        }
+        let text = lit.text.as_bytes();
+        let mut set = ByteSet::default();
+        set.insert(*text.first()?);
+        if self.fold && text[0] == b'/' {
+            // `/` + value matches when the value begins with what follows the `/`. A lone `/` fixes
+            // no first byte: `/` matches the empty value, `/**` any value.
+            set.insert(*text.get(1)?);
+        }
+        Some(set)
+    }
 }
 
 /// A set of bytes (256 bits): the first bytes a pattern admits, or those a stack trace's values begin
@@ -79,29 +101,6 @@ impl ByteSet {
     }
 }
 
-impl GlobMatcher {
-    /// The bytes a value this pattern matches can begin with, when the pattern fixes them: a literal
-    /// without a leading wildcard. `None` when it does not (a value of any beginning, or an empty one,
-    /// may match). For a path-like pattern this holds for [`GlobMatcher::is_match_path`] (whose slash
-    /// form also admits the byte after a leading `/`); for the others, for [`GlobMatcher::is_match`]. A value that is empty, or begins
-    /// with no byte of the set, does not match.
-    pub(crate) fn first_bytes(&self) -> Option<ByteSet> {
-        let lit = self.fast.as_deref()?;
-        if lit.any_before || lit.in_directory {
-            return None;
-        }
-        let text = lit.text.as_bytes();
-        let mut set = ByteSet::default();
-        set.insert(*text.first()?);
-        if self.fold && text[0] == b'/' {
-            // `/` + value matches when the value begins with what follows the `/` (a lone `/` admits
-            // the empty value).
-            set.insert(*text.get(1)?);
-        }
-        Some(set)
-    }
-}
-
 impl Literal {
     fn new(text: &str, any_before: bool, any_after: bool, in_directory: bool) -> Self {
         let finder = Finder::new(text.as_bytes()).into_owned();
@@ -109,8 +108,9 @@ impl Literal {
     }
 
     /// `matches(value) || (slash && matches("/" + value))`, case-sensitive. Whatever the wildcards,
-    /// `/` + value matches where the value itself does, or where the text is `/` followed by what the
-    /// value is (no wildcard after) or begins with (one after); that is all the slash form adds.
+    /// `/` + value matches only where the value itself does, or where the text is `/` followed by
+    /// what the value is (no wildcard after) or begins with (one after): that is all the slash form
+    /// adds.
     fn matches_path(&self, value: &str, slash: bool) -> bool {
         if self.in_directory {
             // The added leading `/` can open the first segment (a superset of the value's matches).

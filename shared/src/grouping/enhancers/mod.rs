@@ -65,8 +65,17 @@ enum Field {
     Category,
 }
 
-/// The number of [`Field`]s (an index per field).
+/// The number of [`Field`]s (an index per field), and each of them.
 const FIELDS: usize = 5;
+const ALL_FIELDS: [Field; FIELDS] =
+    [Field::Path, Field::Package, Field::Function, Field::Module, Field::Category];
+
+impl Field {
+    /// Compared as a path (lower-cased, `/` separators, also as if absolute): `path`, `package`.
+    fn is_path_like(self) -> bool {
+        matches!(self, Field::Path | Field::Package)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Offset {
@@ -448,7 +457,7 @@ impl Summary {
         for view in views {
             summary.families |= family_bit(view.family);
             summary.any_category |= view.category.is_some();
-            for field in [Field::Path, Field::Package, Field::Function, Field::Module, Field::Category] {
+            for field in ALL_FIELDS {
                 if let Some(byte) = view.first_byte(field) {
                     summary.first_bytes[field as usize].insert(byte);
                 }
@@ -511,23 +520,23 @@ impl<'a> PathValue<'a> {
         };
         Self { value }
     }
-
-    fn matches(&self, pattern: &GlobMatcher) -> bool {
-        pattern.is_match_path(&self.value)
-    }
 }
 
 impl<'a> MatchFrame<'a> {
     /// The first byte of `field`'s value as the matchers compare it (a path-like value lower-cased).
     fn first_byte(&self, field: Field) -> Option<u8> {
-        let value = match field {
+        self.field(field).and_then(|v| v.as_bytes().first().copied())
+    }
+
+    /// `field`'s value as the matchers compare it (a path-like value lower-cased).
+    fn field(&self, field: Field) -> Option<&str> {
+        match field {
             Field::Function => Some(self.function.as_ref()),
             Field::Module => self.module,
             Field::Category => self.category.as_deref(),
             Field::Path => self.path.as_ref().map(|p| p.value.as_ref()),
             Field::Package => self.package.as_ref().map(|p| p.value.as_ref()),
-        };
-        value.and_then(|v| v.as_bytes().first().copied())
+        }
     }
 
     fn of(frame: &FrameFields<'a>, platform: Option<&'a str>) -> Self {
@@ -544,8 +553,8 @@ impl<'a> MatchFrame<'a> {
 }
 
 impl Rule {
-    /// A cheap pre-check: whether any frame of a stack trace with these families (and categorized
-    /// frames or not) could match.
+    /// A cheap pre-check: whether any frame of a stack trace with this summary (its families,
+    /// categorized frames or not, the first bytes of its fields' values) could match.
     fn can_match(&self, summary: &Summary) -> bool {
         self.families & summary.families != 0
             && (summary.any_category || !self.needs_category)
@@ -588,16 +597,9 @@ impl Rule {
 impl FrameTest {
     fn matches(&self, frame: &MatchFrame) -> bool {
         match self {
-            FrameTest::Field { field, pattern } => {
-                let value = match field {
-                    Field::Function => Some(frame.function.as_ref()),
-                    Field::Module => frame.module,
-                    Field::Category => frame.category.as_deref(),
-                    Field::Path => return frame.path.as_ref().is_some_and(|p| p.matches(pattern)),
-                    Field::Package => return frame.package.as_ref().is_some_and(|p| p.matches(pattern)),
-                };
-                value.is_some_and(|v| pattern.is_match(v))
-            }
+            FrameTest::Field { field, pattern } => frame.field(*field).is_some_and(|v| {
+                if field.is_path_like() { pattern.is_match_path(v) } else { pattern.is_match(v) }
+            }),
             FrameTest::Family { native, javascript, other } => match frame.family {
                 "native" => *native,
                 "javascript" => *javascript,
@@ -653,13 +655,13 @@ fn parse_matcher(cur: &mut Cursor, offset: Offset) -> Result<Option<Parsed>, Str
         return Err(format!("matcher `{kind}` needs an argument"));
     }
     let argument = argument.replace("\\\\", "\\");
-    let field = |field: Field, path_like: bool| -> Result<Option<Parsed>, String> {
+    let field = |field: Field| -> Result<Option<Parsed>, String> {
         Ok(Some(Parsed::Frame(FrameMatcher {
             negated,
             offset,
             test: FrameTest::Field {
                 field,
-                pattern: glob(&argument, if path_like { Glob::Path } else { Glob::Exact })?,
+                pattern: glob(&argument, if field.is_path_like() { Glob::Path } else { Glob::Exact })?,
             },
         })))
     };
@@ -674,11 +676,11 @@ fn parse_matcher(cur: &mut Cursor, offset: Offset) -> Result<Option<Parsed>, Str
         })))
     };
     match kind.as_str() {
-        "path" | "stack.abs_path" => field(Field::Path, true),
-        "package" | "stack.package" => field(Field::Package, true),
-        "function" | "stack.function" => field(Field::Function, false),
-        "module" | "stack.module" => field(Field::Module, false),
-        "category" => field(Field::Category, false),
+        "path" | "stack.abs_path" => field(Field::Path),
+        "package" | "stack.package" => field(Field::Package),
+        "function" | "stack.function" => field(Field::Function),
+        "module" | "stack.module" => field(Field::Module),
+        "category" => field(Field::Category),
         "family" => {
             let (mut native, mut javascript, mut other) = (false, false, false);
             for f in argument.split(',') {

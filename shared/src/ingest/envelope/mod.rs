@@ -232,6 +232,9 @@ pub struct EnvelopeHeaders {
 
 /// A header value kept as its JSON text: checked to be JSON as it is parsed, but not built into a
 /// tree (a sampling context is a dozen strings, each an allocation and a hashed key, on every request).
+/// The grammar is checked, not the values: a lone surrogate escape (`"\ud800"`), a number beyond
+/// `f64` (`1e400`) or nesting deeper than 128 levels, which a tree refuses, is kept as sent — nothing
+/// reads these headers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]
 pub struct RawJson(Box<RawValue>);
@@ -602,10 +605,14 @@ helloworld\n\
         let sdk = env.headers.sdk.as_ref().map(RawJson::to_value).transpose().unwrap();
         assert_eq!(sdk, Some(serde_json::json!({"name": "x"})));
         assert_eq!(env.headers.trace.as_ref().map(RawJson::get), Some("{\"trace_id\":\"t\"}"));
+        assert_eq!(env.headers.event_id, None);
         // `null` is no value; what is not JSON is still refused, as a tree would be.
         assert_eq!(parse(b"{\"trace\":null}\n").unwrap().headers.trace, None);
         assert!(matches!(parse(b"{\"trace\":{\"a\":}}\n"), Err(EnvelopeError::InvalidHeader(_))));
-        assert_eq!(env.headers.event_id, None);
+        assert!(matches!(parse(b"{\"sdk\":\"\x01\"}\n"), Err(EnvelopeError::InvalidHeader(_))));
+        // Values a tree refuses but the grammar allows are kept as sent.
+        let env = parse(b"{\"trace\":{\"a\":1e400,\"b\":\"\\ud800\"}}\n").unwrap();
+        assert_eq!(env.headers.trace.as_ref().map(RawJson::get), Some(r#"{"a":1e400,"b":"\ud800"}"#));
     }
 
     #[test]
