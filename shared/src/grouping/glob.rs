@@ -270,21 +270,35 @@ fn glob_regex(pattern: &str, mode: Glob) -> Result<Regex, String> {
 mod tests {
     use super::*;
 
+    /// Each literal pattern against the regex it stands for (directly and in the path-like form), and
+    /// its first bytes against every value it matches.
     #[test]
     fn literal_patterns_answer_as_their_regex() {
         let values = [
             "",
+            "a",
+            "f",
+            "fo",
+            "oo",
             "foo",
             "Foo",
             "foobar",
             "barfoo",
+            "xfoo",
             "xfooy",
+            "/",
+            "//",
+            "/foo",
+            "/foobar",
+            "/Foo/bar",
+            "usr",
             "/usr/lib/x",
             "/usr/lib",
             "usr/lib",
             "usr/lib/x",
             "a/node_modules/b",
             "node_modules/b",
+            "node_modules/x",
             "/A/NODE_MODULES/b",
             "a/x-newrelic-y/b",
             "newrelic/b",
@@ -296,19 +310,27 @@ mod tests {
             "runMicrotasks",
             "@babel/core",
             "x@babel/",
+            "package:sentry/x",
             "ümlaut/foo",
         ];
+        let mut keyed = Vec::new();
         for (pattern, mode) in [
             ("foo", Glob::Exact),
+            ("Foo", Glob::Exact),
             ("foo*", Glob::Exact),
             ("*foo", Glob::Exact),
             ("**foo**", Glob::Exact),
             ("*", Glob::Exact),
+            ("f?o", Glob::Exact),
             ("runMicrotasks", Glob::Exact),
             ("@babel/**", Glob::Exact),
             ("/usr/lib/**", Glob::Path),
+            ("usr/lib/**", Glob::Path),
             ("**/node_modules/**", Glob::Path),
             ("**", Glob::Path),
+            ("/", Glob::Path),
+            ("/**", Glob::Path),
+            ("/USR/**", Glob::Path),
             ("/USR/lib/**", Glob::Path),
             ("/usr/lib", Glob::Path),
             ("**/b", Glob::Path),
@@ -316,9 +338,14 @@ mod tests {
             ("**/*newrelic*/**", Glob::Path),
             ("**/*lib*/**", Glob::Path),
             ("*/lib", Glob::Path),
+            ("package:sentry/**", Glob::Path),
             ("foo", Glob::IgnoreCase),
         ] {
             let m = glob(pattern, mode).unwrap();
+            let first_bytes = m.first_bytes();
+            if first_bytes.is_some() {
+                keyed.push(pattern);
+            }
             for v in values {
                 assert_eq!(m.is_match(v), m.regex.is_match(v), "{pattern} {mode:?} on {v:?}");
                 if mode == Glob::Path && v == v.to_lowercase() {
@@ -326,77 +353,40 @@ mod tests {
                         m.regex.is_match(v) || (!v.starts_with('/') && m.regex.is_match(&format!("/{v}")));
                     assert_eq!(m.is_match_path(v), path_like, "{pattern} path-like on {v:?}");
                 }
-            }
-        }
-        assert!(glob("**/node_modules/**", Glob::Path).unwrap().fast.is_some());
-        assert!(glob("*/lib", Glob::Path).unwrap().fast.is_none(), "a single * stops at /");
-    }
-
-    #[test]
-    fn first_bytes_admit_every_value_a_literal_matches() {
-        let values = [
-            "",
-            "a",
-            "foo",
-            "foobar",
-            "/foo",
-            "/foobar",
-            "xfoo",
-            "fo",
-            "/",
-            "//",
-            "f",
-            "oo",
-            "Foo",
-            "/Foo/bar",
-            "node_modules/x",
-            "/usr/lib/x",
-            "usr/lib/x",
-            "usr",
-            "@babel/core",
-            "package:sentry/x",
-        ];
-        let mut keyed = 0;
-        for (pattern, mode) in [
-            ("foo", Glob::Exact),
-            ("foo*", Glob::Exact),
-            ("*foo", Glob::Exact),
-            ("Foo", Glob::Exact),
-            ("@babel/**", Glob::Exact),
-            ("/usr/lib/**", Glob::Path),
-            ("/usr/lib", Glob::Path),
-            ("/USR/**", Glob::Path),
-            ("usr/lib/**", Glob::Path),
-            ("/", Glob::Path),
-            ("/**", Glob::Path),
-            ("**/node_modules/**", Glob::Path),
-            ("**/*lib*/**", Glob::Path),
-            ("package:sentry/**", Glob::Path),
-            ("f?o", Glob::Exact),
-        ] {
-            let m = glob(pattern, mode).unwrap();
-            let Some(set) = m.first_bytes() else { continue };
-            keyed += 1;
-            for v in values {
-                let admitted = v.as_bytes().first().is_some_and(|b| set.contains(*b));
-                if mode == Glob::Path {
-                    let v = v.to_lowercase();
-                    let matched = m.is_match_path(&v);
+                if let Some(set) = first_bytes {
+                    // A path pattern is compared with `is_match_path` on lower-cased values.
+                    let v = if mode == Glob::Path { v.to_lowercase() } else { v.to_owned() };
+                    let matched = if mode == Glob::Path { m.is_match_path(&v) } else { m.is_match(&v) };
+                    let admitted = v.as_bytes().first().is_some_and(|b| set.contains(*b));
                     assert!(
                         admitted || !matched,
-                        "{pattern} matches {v:?}, whose first byte is not in its set"
-                    );
-                } else {
-                    assert!(
-                        admitted || !m.is_match(v),
                         "{pattern} matches {v:?}, whose first byte is not in its set"
                     );
                 }
             }
         }
-        assert_eq!(keyed, 9, "the literals without a leading wildcard have a set");
+        assert_eq!(
+            keyed,
+            [
+                "foo",
+                "Foo",
+                "foo*",
+                "runMicrotasks",
+                "@babel/**",
+                "/usr/lib/**",
+                "usr/lib/**",
+                "/USR/**",
+                "/USR/lib/**",
+                "/usr/lib",
+                "/node_modules/**",
+                "package:sentry/**"
+            ],
+            "the literals without a leading wildcard (and more than a `/`) have a set"
+        );
         let set = glob("/usr/**", Glob::Path).unwrap().first_bytes().unwrap();
         assert!(set.contains(b'/') && set.contains(b'u') && !set.contains(b'x'));
+        assert!(glob("**/node_modules/**", Glob::Path).unwrap().fast.is_some());
+        assert!(glob("*/lib", Glob::Path).unwrap().fast.is_none(), "a single * stops at /");
     }
 
     #[test]

@@ -206,6 +206,36 @@ fn a_rule_finds_every_match_before_it_changes_any_frame() {
     assert_eq!(categories, ["throw", "internals", "internals"]);
 }
 
+#[test]
+fn keyed_rules_match_what_their_matchers_match() {
+    // Each rule below is keyed by the first byte its literal admits: a category set earlier in the
+    // same pass, a path that matches only as if absolute, a module beginning with the key's byte
+    // and one beginning otherwise.
+    let rules = "function:c category=throw\ncategory:throw +app\npath:/src/** +app\nmodule:java.* +app";
+    for rule in Enhancements::parse(rules).unwrap().rules.iter().skip(1) {
+        assert!(rule.key.is_some(), "{rule:?}");
+    }
+    let frames = apply(
+        rules,
+        json!([
+            {"function": "c"},
+            {"function": "x", "abs_path": "src/app.py"},
+            {"function": "y", "module": "java.util"},
+            {"function": "z", "module": "kotlin.java.x"},
+            {"function": "w", "module": "javax.crypto"}
+        ]),
+        "java",
+    );
+    assert_eq!(frames[0]["in_app"], true, "category:throw sees the category the first rule set");
+    assert_eq!(frames[1]["in_app"], true, "/src/** matches src/app.py as if absolute");
+    assert_eq!(frames[2]["in_app"], true);
+    assert_eq!(frames[3].get("in_app"), None, "a module beginning otherwise is not tried");
+    assert_eq!(frames[4].get("in_app"), None, "begins with the key's byte, but java.* does not match it");
+    // No frame begins with a byte the rule admits: the rule is skipped, nothing changes.
+    let frames = apply("module:java.* +app", json!([{"function": "z", "module": "kotlin.x"}]), "java");
+    assert_eq!(frames[0].get("in_app"), None);
+}
+
 fn contributions(rules: &str, frames: Value, start: &[bool]) -> (Vec<bool>, StacktraceRules) {
     let rules = Enhancements::parse(rules).unwrap();
     let frames: Vec<FrameFields> = frames.as_array().unwrap().iter().map(FrameFields::of).collect();
