@@ -7,6 +7,7 @@
 //! emulations and the small `serde_json::Value` accessors (`get_path`-style, Python truthiness) the
 //! other modules use. Written by hand because no crate offers Python's exact semantics.
 
+use crate::tree::Fields;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
@@ -225,7 +226,7 @@ pub(crate) fn is_truthy(value: &Value) -> bool {
 /// One step of Sentry's `get_path`: object key, or array index (negative counts from the end).
 fn step<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
-        Value::Object(map) => map.get(key),
+        Value::Object(map) => map.field(key),
         Value::Array(items) => {
             let index: i64 = key.parse().ok()?;
             let len = i64::try_from(items.len()).ok()?;

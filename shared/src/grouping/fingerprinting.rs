@@ -25,6 +25,7 @@
 //! `parsimonious` grammar; Sentry's built-in rule bases (JavaScript chunk-load errors) are not part of
 //! this port.
 
+use crate::tree::Fields;
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at};
@@ -329,10 +330,10 @@ impl<'a> EventValues<'a> {
         let exception_values = || {
             list_at(event, &["exception", "values"]).filter(|e| e.is_object()).map(|e| Values {
                 text: vec![
-                    ("type", owned(e.get("type").and_then(Value::as_str))),
+                    ("type", owned(e.field("type").and_then(Value::as_str))),
                     (
                         "value",
-                        e.get("value")
+                        e.field("value")
                             .and_then(Value::as_str)
                             .filter(|v| !v.is_empty())
                             .map(|v| v.trim().to_owned()),
@@ -348,9 +349,9 @@ impl<'a> EventValues<'a> {
 
         // `find_stack_frames`: exceptions, the top-level stack trace, threads.
         let mut stacktraces: Vec<&Value> =
-            list_at(event, &["exception", "values"]).filter_map(|e| e.get("stacktrace")).collect();
+            list_at(event, &["exception", "values"]).filter_map(|e| e.field("stacktrace")).collect();
         stacktraces.extend(get_path(event, &["stacktrace"]));
-        stacktraces.extend(list_at(event, &["threads", "values"]).filter_map(|t| t.get("stacktrace")));
+        stacktraces.extend(list_at(event, &["threads", "values"]).filter_map(|t| t.field("stacktrace")));
         let mut frames = Vec::new();
         for frame in stacktraces.into_iter().flat_map(|s| list_at(s, &["frames"])).filter(|f| f.is_object()) {
             let fields = FrameFields::of(frame);

@@ -27,6 +27,7 @@
 //! `grouping_config`), including its legacy fingerprint-variable handling (unknown `{{ vars }}` stay
 //! as written).
 
+use crate::tree::Fields;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
@@ -105,7 +106,7 @@ pub(crate) fn crash_frame<'a>(event: &'a Value, filter: &dyn Fn(&Value) -> bool)
         })?;
     let mut default = None;
     for frame in frames.iter().rev().filter(|f| !f.is_null() && filter(f)) {
-        if frame.get("in_app").and_then(Value::as_bool).unwrap_or(false) {
+        if frame.field("in_app").and_then(Value::as_bool).unwrap_or(false) {
             return Some(frame);
         }
         default = default.or(Some(frame));
@@ -120,7 +121,7 @@ pub(crate) fn resolve_variable(key: &str, event: &Value) -> Option<String> {
         |value: Option<&str>, fallback: &str| value.filter(|s| !s.is_empty()).unwrap_or(fallback).to_owned();
     let crash = || crash_frame(event, &|_| true);
     let frame_str =
-        |field: &str| crash().and_then(|f| f.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty());
+        |field: &str| crash().and_then(|f| f.field(field)).and_then(Value::as_str).filter(|s| !s.is_empty());
     Some(match key {
         "transaction" => or(str_at(event, &["transaction"]), "<no-transaction>"),
         "message" => or(
@@ -187,7 +188,7 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
     let mut mixes: Vec<&'static str> = Vec::new();
     for container_key in ["exception", "threads"] {
         let Some(values) =
-            data.get_mut(container_key).and_then(|c| c.get_mut("values")).and_then(Value::as_array_mut)
+            data.get_mut(container_key).and_then(|c| c.field_mut("values")).and_then(Value::as_array_mut)
         else {
             continue;
         };
@@ -200,17 +201,17 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
                 continue;
             };
             mixes.extend(normalize_frames(
-                container.get_mut("stacktrace"),
+                container.field_mut("stacktrace"),
                 platform,
                 enhancements,
                 &exception,
             ));
-            let raw = container.get_mut("raw_stacktrace");
+            let raw = container.field_mut("raw_stacktrace");
             mixes.extend(normalize_frames(raw, platform, enhancements, &ExceptionData::default()));
         }
     }
     mixes.extend(normalize_frames(
-        data.get_mut("stacktrace"),
+        data.field_mut("stacktrace"),
         platform,
         enhancements,
         &ExceptionData::default(),
@@ -241,14 +242,14 @@ fn normalize_frames(
     enhancements: &Enhancements,
     exception: &ExceptionData,
 ) -> Option<&'static str> {
-    let frames = stacktrace?.get_mut("frames")?.as_array_mut()?;
+    let frames = stacktrace?.field_mut("frames")?.as_array_mut()?;
     if !frames.iter().any(Value::is_object) {
         return None;
     }
     for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
         trim_frame_function(frame, platform);
         // A stack trace normalized before keeps its original `in_app` for the rules to start from.
-        let orig = frame.get("data").and_then(|d| d.get("orig_in_app")).and_then(Value::as_i64);
+        let orig = frame.field("data").and_then(|d| d.field("orig_in_app")).and_then(Value::as_i64);
         if let Some(orig) = orig {
             frame.insert("in_app".to_owned(), if orig == -1 { Value::Null } else { Value::Bool(orig != 0) });
         }
@@ -259,7 +260,7 @@ fn normalize_frames(
     enhancements.apply_modifications(frames, platform, exception);
     let (mut has_in_app, mut has_system) = (false, false);
     for frame in frames.iter_mut().filter_map(Value::as_object_mut) {
-        match frame.get("in_app") {
+        match frame.field("in_app") {
             Some(Value::Bool(true)) => has_in_app = true,
             None | Some(Value::Null) => {
                 set_in_app(frame, false);
@@ -279,13 +280,13 @@ fn normalize_frames(
 /// `_trim_function_name`: the trimmed name replaces `function` (the original moves to
 /// `raw_function`) when trimming changes it and no raw name was recorded yet.
 fn trim_frame_function(frame: &mut Map<String, Value>, platform: Option<&str>) {
-    if frame.get("raw_function").is_some_and(|r| !r.is_null()) {
+    if frame.field("raw_function").is_some_and(|r| !r.is_null()) {
         return;
     }
-    let Some(function) = frame.get("function").and_then(Value::as_str).filter(|f| !f.is_empty()) else {
+    let Some(function) = frame.field("function").and_then(Value::as_str).filter(|f| !f.is_empty()) else {
         return;
     };
-    let frame_platform = frame.get("platform").and_then(Value::as_str).or(platform);
+    let frame_platform = frame.field("platform").and_then(Value::as_str).or(platform);
     if frame_platform != Some("csharp") && !super::functions::is_native_platform(frame_platform) {
         return; // only native and C# names are trimmed
     }
@@ -299,7 +300,7 @@ fn trim_frame_function(frame: &mut Map<String, Value>, platform: Option<&str>) {
 
 /// JavaScript: `frame["filename"].replace(f"?{query}", "")` when the file name has a query string.
 fn strip_filename_query(frame: &mut Map<String, Value>) {
-    let Some(filename) = frame.get("filename").and_then(Value::as_str) else {
+    let Some(filename) = frame.field("filename").and_then(Value::as_str) else {
         return;
     };
     let query = urlsplit(filename).query;

@@ -27,6 +27,7 @@
 //! option off, its default).
 
 pub use crate::save::common::{PLACEHOLDER_EVENT_TITLES, is_placeholder_title, level_num};
+use crate::tree::Fields;
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
@@ -144,7 +145,7 @@ fn log_message(event: &Value) -> &str {
 
 /// `get_function_name_for_frame` without native trimming.
 fn function_name(frame: &Value) -> Option<&str> {
-    frame.get("function").and_then(Value::as_str)
+    frame.field("function").and_then(Value::as_str)
 }
 
 /// The exception the title is made of: the one whose `mechanism.exception_id` is
@@ -180,10 +181,10 @@ fn extract_metadata(event: &Value, event_type: EventType) -> Map<String, Value> 
             let useful = |f: &Value| !matches!(function_name(f), None | Some("<redacted>" | "<unknown>"));
             if let Some(frame) = crash_frame(event, &useful) {
                 let filename = frame
-                    .get("filename")
+                    .field("filename")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                    .or_else(|| frame.get("abs_path").and_then(Value::as_str));
+                    .or_else(|| frame.field("abs_path").and_then(Value::as_str));
                 if let Some(filename) = filename.filter(|s| !s.is_empty()) {
                     insert_str(&mut metadata, "filename", filename);
                 }
@@ -209,13 +210,13 @@ fn extract_metadata(event: &Value, event_type: EventType) -> Map<String, Value> 
             insert_str(&mut metadata, "message", log_message(event));
             let report = get_path(event, &[event_type.key()]).unwrap_or(&Value::Null);
             if event_type == EventType::Csp {
-                let blocked = report.get("blocked_uri").and_then(Value::as_str).unwrap_or("");
+                let blocked = report.field("blocked_uri").and_then(Value::as_str).unwrap_or("");
                 insert_str(&mut metadata, "uri", normalize_csp_uri(blocked));
                 let directive =
                     csp_effective_directive(report).map_or(Value::Null, |d| Value::String(d.to_owned()));
                 metadata.insert("directive".to_owned(), directive);
             } else {
-                let origin = report.get("hostname").cloned().unwrap_or(Value::Null);
+                let origin = report.field("hostname").cloned().unwrap_or(Value::Null);
                 metadata.insert("origin".to_owned(), origin);
             }
         }
@@ -234,7 +235,7 @@ fn extract_metadata(event: &Value, event_type: EventType) -> Map<String, Value> 
 }
 
 fn meta_str<'a>(metadata: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    metadata.get(key).and_then(Value::as_str)
+    metadata.field(key).and_then(Value::as_str)
 }
 
 /// `get_title(metadata)` of the event type.
@@ -246,7 +247,7 @@ fn title_of(metadata: &Map<String, Value>, event_type: EventType) -> String {
             .unwrap_or("<untitled>");
         return title.to_owned();
     }
-    if let Some(title) = metadata.get("title").filter(|t| !t.is_null()) {
+    if let Some(title) = metadata.field("title").filter(|t| !t.is_null()) {
         return py_str(title).into_owned();
     }
     if event_type == EventType::Error {
@@ -267,10 +268,10 @@ fn title_of(metadata: &Map<String, Value>, event_type: EventType) -> String {
 /// `get_location(metadata)` of the event type.
 fn location_of(metadata: &Map<String, Value>, event_type: EventType) -> Option<String> {
     let value = match event_type {
-        EventType::Error => metadata.get("filename"),
-        EventType::Transaction => metadata.get("location"),
+        EventType::Error => metadata.field("filename"),
+        EventType::Transaction => metadata.field("location"),
         t if t.is_security() => {
-            metadata.get("uri").filter(|v| super::compat::is_truthy(v)).or_else(|| metadata.get("origin"))
+            metadata.field("uri").filter(|v| super::compat::is_truthy(v)).or_else(|| metadata.field("origin"))
         }
         _ => None,
     };
@@ -310,16 +311,16 @@ pub fn get_culprit(event: &Value) -> String {
 /// `get_frame_culprit`: `function` for native frames, `function(file)` for JavaScript,
 /// `module in function` (or file) otherwise.
 fn frame_culprit(frame: &Value, platform: Option<&str>) -> String {
-    let platform = frame.get("platform").and_then(Value::as_str).filter(|p| !p.is_empty()).or(platform);
-    let function = frame.get("function").and_then(Value::as_str).filter(|f| !f.is_empty());
+    let platform = frame.field("platform").and_then(Value::as_str).filter(|p| !p.is_empty()).or(platform);
+    let function = frame.field("function").and_then(Value::as_str).filter(|f| !f.is_empty());
     if matches!(platform, Some("objc" | "cocoa" | "native")) {
         return function.unwrap_or("?").to_owned();
     }
     let fileloc = frame
-        .get("module")
+        .field("module")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .or_else(|| frame.get("filename").and_then(Value::as_str).filter(|f| !f.is_empty()));
+        .or_else(|| frame.field("filename").and_then(Value::as_str).filter(|f| !f.is_empty()));
     match fileloc {
         None => String::new(),
         Some(fileloc) if matches!(platform, Some("javascript" | "node")) => {
@@ -333,7 +334,7 @@ fn frame_culprit(frame: &Value, platform: Option<&str>) -> String {
 fn stacktrace_culprit(frames: &[Value], platform: Option<&str>) -> Option<String> {
     let mut default: Option<String> = None;
     for frame in frames.iter().rev().filter(|f| super::compat::is_truthy(f)) {
-        if frame.get("in_app").and_then(Value::as_bool).unwrap_or(false) {
+        if frame.field("in_app").and_then(Value::as_bool).unwrap_or(false) {
             let culprit = frame_culprit(frame, platform);
             if !culprit.is_empty() {
                 return Some(culprit);
@@ -354,7 +355,7 @@ pub fn generate_culprit(event: &Value) -> String {
         if get_path(last, &["mechanism", "synthetic"]).is_some_and(super::compat::is_truthy) {
             return String::new();
         }
-        exceptions.iter().rev().find_map(|e| frames_of(e.get("stacktrace")))
+        exceptions.iter().rev().find_map(|e| frames_of(e.field("stacktrace")))
     } else {
         frames_of(get_path(event, &["stacktrace"]))
     };
@@ -368,7 +369,7 @@ pub fn generate_culprit(event: &Value) -> String {
 
 /// The non-empty frame list of a stack trace.
 fn frames_of(stacktrace: Option<&Value>) -> Option<&Vec<Value>> {
-    stacktrace.and_then(|s| s.get("frames")).and_then(Value::as_array).filter(|f| !f.is_empty())
+    stacktrace.and_then(|s| s.field("frames")).and_then(Value::as_array).filter(|f| !f.is_empty())
 }
 
 /// `Event.search_message`: the log message, then every metadata value not already contained in it

@@ -15,6 +15,7 @@
 //! under the same config id are kept. Like Sentry (which swallows errors here), an event without
 //! `contexts.trace.span_id`, a transaction name or span ids is left unchanged.
 
+use crate::tree::Fields;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -156,8 +157,8 @@ fn http_client_parts(description: &str) -> Option<Vec<String>> {
 
 /// The fingerprint values of a span under the default strategies.
 fn default_span_fingerprint(span: &Value) -> Vec<String> {
-    let op = span.get("op").and_then(Value::as_str).unwrap_or("");
-    let description = span.get("description").and_then(Value::as_str).unwrap_or("");
+    let op = span.field("op").and_then(Value::as_str).unwrap_or("");
+    let description = span.field("description").and_then(Value::as_str).unwrap_or("");
     let strategy = if DB_OPS.contains(&op) {
         parametrize_db(description).map(|q| vec![q])
     } else if op == "http.client" {
@@ -173,7 +174,7 @@ fn default_span_fingerprint(span: &Value) -> Vec<String> {
 /// `get_span_group`: hash of the span's fingerprint (default `{{ default }}`).
 fn span_group(span: &Value) -> String {
     let fingerprint: Vec<&str> = span
-        .get("fingerprint")
+        .field("fingerprint")
         .and_then(Value::as_array)
         .map(|f| f.iter().filter_map(Value::as_str).collect())
         .filter(|f: &Vec<&str>| !f.is_empty())
@@ -190,14 +191,14 @@ fn span_group(span: &Value) -> String {
 }
 
 fn span_id(span: &Value) -> Option<&str> {
-    span.get("span_id").and_then(Value::as_str)
+    span.field("span_id").and_then(Value::as_str)
 }
 
 /// Whether the event already carries complete results of [`SPAN_GROUPING_CONFIG_ID`].
 fn has_stored_results(event: &Value) -> bool {
     get_path(event, &["span_grouping_config", "id"]).and_then(Value::as_str) == Some(SPAN_GROUPING_CONFIG_ID)
-        && event.get("spans").and_then(Value::as_array).is_none_or(|spans| {
-            spans.iter().all(|s| span_id(s).is_some() && s.get("hash").is_some_and(|h| !h.is_null()))
+        && event.field("spans").and_then(Value::as_array).is_none_or(|spans| {
+            spans.iter().all(|s| span_id(s).is_some() && s.field("hash").is_some_and(|h| !h.is_null()))
         })
         && get_path(event, &["contexts", "trace", "span_id"]).is_some()
         && get_path(event, &["contexts", "trace", "hash"]).is_some()
@@ -216,7 +217,7 @@ pub fn calculate_span_grouping(event: &mut Value) -> bool {
     let Some(transaction) = get_path(event, &["transaction"]).and_then(Value::as_str) else {
         return false;
     };
-    let spans: &[Value] = event.get("spans").and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    let spans: &[Value] = event.field("spans").and_then(Value::as_array).map_or(&[], Vec::as_slice);
     let mut results: HashMap<String, String> = HashMap::with_capacity(spans.len() + 1);
     for span in spans {
         let Some(id) = span_id(span) else {
@@ -227,7 +228,7 @@ pub fn calculate_span_grouping(event: &mut Value) -> bool {
     results.insert(root_span_id.to_owned(), hash_values([transaction]));
     let root_span_id = root_span_id.to_owned();
 
-    if let Some(spans) = event.get_mut("spans").and_then(Value::as_array_mut) {
+    if let Some(spans) = event.field_mut("spans").and_then(Value::as_array_mut) {
         for span in spans.iter_mut() {
             let hash = span_id(span).and_then(|id| results.get(id)).cloned();
             if let (Some(hash), Some(span)) = (hash, span.as_object_mut()) {
@@ -236,7 +237,7 @@ pub fn calculate_span_grouping(event: &mut Value) -> bool {
         }
     }
     if let Some(trace) =
-        event.get_mut("contexts").and_then(|c| c.get_mut("trace")).and_then(Value::as_object_mut)
+        event.field_mut("contexts").and_then(|c| c.field_mut("trace")).and_then(Value::as_object_mut)
         && let Some(hash) = results.get(&root_span_id)
     {
         trace.insert("hash".to_owned(), Value::String(hash.clone()));

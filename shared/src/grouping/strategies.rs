@@ -22,6 +22,7 @@
 //! exception-group de-duplication compares a structural rendering of the exception components
 //! instead of Python's component `repr`s.
 
+use crate::tree::Fields;
 use std::sync::LazyLock;
 
 use md5::{Digest, Md5};
@@ -151,12 +152,12 @@ fn has_url_origin(path: Option<&str>, files_count_as_urls: bool) -> bool {
 
 /// A field of an object as a string (`None` for missing, `null` and non-strings).
 fn fs<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    text(object.get(key))
+    text(object.field(key))
 }
 
 /// A field of an object as a non-empty string (Python truthiness).
 fn fs_truthy<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    truthy(object.get(key))
+    truthy(object.field(key))
 }
 
 fn compiled(pattern: &str) -> Option<Regex> {
@@ -339,7 +340,7 @@ fn frame_component(frame: &FrameFields, event_platform: Option<&str>) -> Compone
     let sourcemap_used = frame
         .data
         .filter(|data| is_truthy(data))
-        .and_then(|data| data.get("sourcemap"))
+        .and_then(|data| data.field("sourcemap"))
         .is_some_and(|sourcemap| !sourcemap.is_null());
     let context_line_available = context_line.as_ref().is_some_and(|c| c.contributes);
     let mut function_component =
@@ -462,7 +463,7 @@ fn stacktrace_variants(frames: &[Value], ctx: Ctx, exception: &ExceptionData) ->
 
 /// The frames of a stacktrace value when it has any (`Stacktrace.to_python` needs frames).
 fn stacktrace_frames(stacktrace: Option<&Value>) -> Option<&Vec<Value>> {
-    stacktrace.and_then(|s| s.get("frames")).and_then(Value::as_array).filter(|frames| !frames.is_empty())
+    stacktrace.and_then(|s| s.field("frames")).and_then(Value::as_array).filter(|frames| !frames.is_empty())
 }
 
 /// `single-exception:v1`.
@@ -471,15 +472,15 @@ fn single_exception(exception: &Value, ctx: Ctx) -> Variants {
         Some(ty) => Component::leaf("type", ty),
         None => Component::empty("type"),
     };
-    let mechanism = exception.get("mechanism").filter(|m| m.is_object());
+    let mechanism = exception.field("mechanism").filter(|m| m.is_object());
     let mut ns_error = None;
     if let Some(mechanism) = mechanism {
-        if mechanism.get("synthetic").is_some_and(is_truthy) {
+        if mechanism.field("synthetic").is_some_and(is_truthy) {
             type_component.contributes = false;
         }
-        if let Some(ns) = mechanism.get("meta").and_then(|m| m.get("ns_error")).filter(|n| !n.is_null()) {
-            let domain = ns.get("domain").map_or("None".into(), py_str).into_owned();
-            let code = ns.get("code").map_or("None".into(), py_str).into_owned();
+        if let Some(ns) = mechanism.field("meta").and_then(|m| m.field("ns_error")).filter(|n| !n.is_null()) {
+            let domain = ns.field("domain").map_or("None".into(), py_str).into_owned();
+            let code = ns.field("code").map_or("None".into(), py_str).into_owned();
             ns_error = Some(Component::new(
                 "ns-error",
                 vec![
@@ -489,7 +490,7 @@ fn single_exception(exception: &Value, ctx: Ctx) -> Variants {
             ));
         }
     }
-    let stacktraces = match stacktrace_frames(exception.get("stacktrace")) {
+    let stacktraces = match stacktrace_frames(exception.field("stacktrace")) {
         Some(frames) => stacktrace_variants(frames, ctx, &ExceptionData::of(exception)),
         None => vec![("!app", Component::empty("stacktrace"))],
     };
@@ -521,7 +522,7 @@ fn single_exception(exception: &Value, ctx: Ctx) -> Variants {
 }
 
 fn mechanism_u64(exception: &Value, key: &str) -> Option<u64> {
-    exception.get("mechanism").and_then(|m| m.get(key)).and_then(Value::as_u64)
+    exception.field("mechanism").and_then(|m| m.get(key)).and_then(Value::as_u64)
 }
 
 /// `filter_exceptions_for_exception_groups` (RFC 0079): indices of the exceptions to group by, and
@@ -567,7 +568,10 @@ fn filter_exception_groups(
             .map_or(&[], |node| node.children.as_slice())
     };
     let is_group = |index: usize| {
-        exceptions[index].get("mechanism").and_then(|m| m.get("is_exception_group")).is_some_and(is_truthy)
+        exceptions[index]
+            .field("mechanism")
+            .and_then(|m| m.field("is_exception_group"))
+            .is_some_and(is_truthy)
     };
 
     let Some(root) = tree.get(&0).and_then(|node| node.exception) else {
@@ -595,7 +599,8 @@ fn filter_exception_groups(
         // list of distinct exceptions plus the root. (Newer Sentry returns the whole list instead.)
         return (vec![root], None);
     }
-    let type_key = |index: usize| py_str(exceptions[index].get("type").unwrap_or(&Value::Null)).into_owned();
+    let type_key =
+        |index: usize| py_str(exceptions[index].field("type").unwrap_or(&Value::Null)).into_owned();
     top_level.sort_by_key(|index| std::cmp::Reverse(type_key(*index)));
 
     let render = |index: usize| {
@@ -642,7 +647,7 @@ fn override_main_exception_id(exceptions: &[&Value]) -> Option<u64> {
     let (first, last) = (exceptions.first()?, exceptions.last()?);
     if fs(first, "type") == Some("Error")
         && fs(first, "value").is_some_and(|v| REACT_ERRORS_WITH_CAUSE.contains(&v))
-        && last.get("mechanism").and_then(|m| m.get("source")).and_then(Value::as_str) == Some("cause")
+        && last.field("mechanism").and_then(|m| m.field("source")).and_then(Value::as_str) == Some("cause")
         && let Some(id) = mechanism_u64(last, "exception_id")
     {
         return Some(id);
@@ -652,7 +657,7 @@ fn override_main_exception_id(exceptions: &[&Value]) -> Option<u64> {
     let rx = exceptions.iter().find(|e| {
         fs(e, "module") == Some("io.reactivex.rxjava3.exceptions")
             && fs(e, "type").is_some_and(|t| RXJAVA_TYPES.contains(&t))
-            && e.get("mechanism").and_then(|m| m.get("type")).and_then(Value::as_str)
+            && e.field("mechanism").and_then(|m| m.field("type")).and_then(Value::as_str)
                 == Some("UncaughtExceptionHandler")
     })?;
     let rx_id = mechanism_u64(rx, "exception_id")?;
@@ -696,11 +701,11 @@ fn chained_exception(event: &Value, ctx: Ctx) -> (Variants, Option<u64>) {
 fn threads(event: &Value, ctx: Ctx) -> Variants {
     let threads: Vec<&Value> = list_at(event, &["threads", "values"]).filter(|t| t.is_object()).collect();
     let pick = |flag: Option<&str>| -> Vec<&Value> {
-        threads.iter().copied().filter(|t| flag.is_none_or(|f| t.get(f).is_some_and(is_truthy))).collect()
+        threads.iter().copied().filter(|t| flag.is_none_or(|f| t.field(f).is_some_and(is_truthy))).collect()
     };
     for flag in [Some("crashed"), Some("current"), None] {
         if let [thread] = pick(flag).as_slice() {
-            return match stacktrace_frames(thread.get("stacktrace")) {
+            return match stacktrace_frames(thread.field("stacktrace")) {
                 Some(frames) => stacktrace_variants(frames, ctx, &ExceptionData::default())
                     .into_iter()
                     .map(|(key, stacktrace)| (key, Component::new("threads", vec![Node::Child(stacktrace)])))
@@ -855,7 +860,7 @@ pub(crate) fn variants_from_strategies(event: &Value, enhancements: &Enhancement
     // A top-level stack trace is an interface even with no frames (its variants exist and contribute
     // nothing, as in Sentry's `frame-empty-list` case).
     let top_level_frames =
-        get_path(event, &["stacktrace"]).and_then(|s| s.get("frames")).and_then(Value::as_array);
+        get_path(event, &["stacktrace"]).and_then(|s| s.field("frames")).and_then(Value::as_array);
     if let Some(frames) = top_level_frames {
         results.push((
             "stacktrace",

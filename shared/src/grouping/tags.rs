@@ -31,6 +31,7 @@
 //! `format_index_expr`), `src/sentry/interfaces/exception.py` (`Exception.iter_tags`,
 //! `Mechanism.iter_tags`), `src/sentry_plugins`' `UrlsPlugin`.
 
+use crate::tree::Fields;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -47,7 +48,7 @@ fn pair_key(pair: &Value) -> Option<&str> {
 /// The value of the first tag pair with `key` (`None` when absent or when that pair's value is
 /// `null`).
 pub fn get_tag<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
-    let tags = event.get("tags")?.as_array()?;
+    let tags = event.field("tags")?.as_array()?;
     let pair = tags
         .iter()
         .filter_map(Value::as_array)
@@ -57,7 +58,7 @@ pub fn get_tag<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Removes every tag pair with `key` (entries that are not pairs are kept).
 pub fn pop_tag(event: &mut Value, key: &str) {
-    if let Some(tags) = event.get_mut("tags").and_then(Value::as_array_mut) {
+    if let Some(tags) = event.field_mut("tags").and_then(Value::as_array_mut) {
         tags.retain(|pair| pair_key(pair) != Some(key));
     }
 }
@@ -103,8 +104,8 @@ impl EventUser {
 
 /// `_get_event_user`: `None` when the event has no (or an empty) `user`.
 pub fn event_user(event: &Value) -> Option<EventUser> {
-    let user = event.get("user").filter(|u| u.as_object().is_some_and(|o| !o.is_empty()))?;
-    let field = |key: &str| user.get(key).filter(|v| !v.is_null()).map(|v| py_str(v).into_owned());
+    let user = event.field("user").filter(|u| u.as_object().is_some_and(|o| !o.is_empty()))?;
+    let field = |key: &str| user.field(key).filter(|v| !v.is_null()).map(|v| py_str(v).into_owned());
     let ip_address = field("ip_address").filter(|ip| ip.parse::<IpAddr>().is_ok());
     Some(EventUser {
         id: field("id"),
@@ -174,23 +175,29 @@ fn derive_plugin_tags(event: &mut Value) {
 pub fn interface_tags(event: &Value) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     // Exception (score 2000): the last exception's mechanism.
-    let last =
-        event.get("exception").and_then(|e| e.get("values")).and_then(Value::as_array).and_then(|v| v.last());
+    let last = event
+        .field("exception")
+        .and_then(|e| e.field("values"))
+        .and_then(Value::as_array)
+        .and_then(|v| v.last());
     if let Some(mechanism) =
-        last.and_then(|e| e.get("mechanism")).and_then(Value::as_object).filter(|m| !m.is_empty())
+        last.and_then(|e| e.field("mechanism")).and_then(Value::as_object).filter(|m| !m.is_empty())
     {
-        out.push(("mechanism".to_owned(), mechanism.get("type").and_then(Value::as_str).map(str::to_owned)));
-        if let Some(handled) = mechanism.get("handled").and_then(Value::as_bool) {
+        out.push((
+            "mechanism".to_owned(),
+            mechanism.field("type").and_then(Value::as_str).map(str::to_owned),
+        ));
+        if let Some(handled) = mechanism.field("handled").and_then(Value::as_bool) {
             out.push(("handled".to_owned(), Some(if handled { "yes" } else { "no" }.to_owned())));
         }
     }
     // Contexts (score 800), by alias as Relay orders them.
-    if let Some(contexts) = event.get("contexts").and_then(Value::as_object) {
+    if let Some(contexts) = event.field("contexts").and_then(Value::as_object) {
         let mut aliases: Vec<&String> = contexts.keys().collect();
         aliases.sort();
         for alias in aliases {
             let Some(ctx) = contexts[alias].as_object() else { continue };
-            let ty = ctx.get("type").and_then(Value::as_str).unwrap_or(alias);
+            let ty = ctx.field("type").and_then(Value::as_str).unwrap_or(alias);
             for (field, format) in context_tag_mapping(ty) {
                 let Some(value) = format_context(format, ctx) else { continue };
                 let key = if field.is_empty() { alias.clone() } else { format!("{alias}.{field}") };
@@ -219,7 +226,7 @@ fn context_tag_mapping(ty: &str) -> &'static [(&'static str, &'static [&'static 
 fn format_context(fields: &[&str], ctx: &serde_json::Map<String, Value>) -> Option<String> {
     let mut parts = Vec::with_capacity(fields.len());
     for field in fields {
-        let part = match ctx.get(*field)? {
+        let part = match ctx.field(field)? {
             Value::Null => return None,
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
             other => py_str(other).into_owned(),

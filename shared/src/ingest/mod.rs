@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod normalize;
 pub mod parse;
 
+use crate::tree::Fields;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -465,7 +466,7 @@ fn ingest_decoding<'a>(
                 continue;
             }
             ItemType::Span => {
-                let count = item.headers.get("item_count").and_then(Value::as_u64);
+                let count = item.headers.field("item_count").and_then(Value::as_u64);
                 acknowledged.spans += count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX));
                 continue;
             }
@@ -486,8 +487,8 @@ fn ingest_decoding<'a>(
         let Value::Object(mut payload) = payload else {
             return Err(IngestError::InvalidEvent { item_type: item.ty.as_str().to_owned(), source: None });
         };
-        let sent_id = payload.get("event_id").and_then(Value::as_str).and_then(envelope::parse_event_id);
-        if payload.get("event_id").is_none_or(Value::is_null)
+        let sent_id = payload.field("event_id").and_then(Value::as_str).and_then(envelope::parse_event_id);
+        if payload.field("event_id").is_none_or(Value::is_null)
             && let Some(id) = &envelope.headers.event_id
         {
             payload.insert("event_id".into(), Value::from(id.as_str()));
@@ -499,7 +500,7 @@ fn ingest_decoding<'a>(
             Ok(normalized) => {
                 check_stored_size(&normalized, kind, item.payload.len(), limits)?;
                 let event_id =
-                    normalized.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    normalized.field("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 events.push(IngestedEvent {
                     event_id,
                     kind,

@@ -1,6 +1,7 @@
 //! The save pipeline's steps over one event (compiled with the `events` feature): prepare (grouping,
 //! tags, metadata), span completion and the eventstream record; [`Pipeline`] runs them.
 
+use crate::tree::Fields;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -26,18 +27,18 @@ pub fn prepare(
     project_id: u64,
     grouping_config: &GroupingConfig,
 ) -> (SaveJob, Value) {
-    let ty = event.get("type").and_then(Value::as_str).unwrap_or("default").to_owned();
+    let ty = event.field("type").and_then(Value::as_str).unwrap_or("default").to_owned();
     let kind = match (kind, ty.as_str()) {
         (EventKind::Transaction, _) | (_, "transaction") => SaveKind::Transaction,
         (_, "generic") => SaveKind::Generic,
         _ => SaveKind::Error,
     };
-    let event_id = event.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let event_id = event.field("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let release =
-        event.get("release").and_then(Value::as_str).filter(|r| !r.trim().is_empty()).map(str::to_owned);
-    let dist = event.get("dist").and_then(Value::as_str).map(str::to_owned);
+        event.field("release").and_then(Value::as_str).filter(|r| !r.trim().is_empty()).map(str::to_owned);
+    let dist = event.field("dist").and_then(Value::as_str).map(str::to_owned);
     let environment: String = event
-        .get("environment")
+        .field("environment")
         .and_then(Value::as_str)
         .map(|e| e.chars().take(64).collect())
         .unwrap_or_default();
@@ -54,7 +55,7 @@ pub fn prepare(
         }
         // Issue-platform events: the occurrence fingerprints (md5 per element) are the hashes.
         SaveKind::Generic => event
-            .get("fingerprint")
+            .field("fingerprint")
             .and_then(Value::as_array)
             .map(|f| {
                 f.iter().filter_map(Value::as_str).map(|p| grouping::hashing::hash_from_values([p])).collect()
@@ -64,7 +65,7 @@ pub fn prepare(
     };
     let m = grouping::metadata::materialize_metadata(&event);
     m.write_into(&mut event);
-    let level = event.get("level").and_then(Value::as_str).unwrap_or("error").to_owned();
+    let level = event.field("level").and_then(Value::as_str).unwrap_or("error").to_owned();
     let group = GroupValues {
         level: grouping::metadata::level_num(&level),
         culprit: m.culprit.clone(),
@@ -73,11 +74,11 @@ pub fn prepare(
         title: m.title,
         event_type: m.event_type,
         metadata: m.metadata,
-        platform: event.get("platform").and_then(Value::as_str).unwrap_or("other").to_owned(),
-        logger: event.get("logger").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        platform: event.field("platform").and_then(Value::as_str).unwrap_or("other").to_owned(),
+        logger: event.field("logger").and_then(Value::as_str).unwrap_or_default().to_owned(),
     };
-    let timestamp = event.get("timestamp").and_then(Value::as_f64).unwrap_or_default();
-    let received = event.get("received").and_then(Value::as_f64).unwrap_or(timestamp);
+    let timestamp = event.field("timestamp").and_then(Value::as_f64).unwrap_or_default();
+    let received = event.field("received").and_then(Value::as_f64).unwrap_or(timestamp);
     let job = SaveJob {
         project: Project { id: project_id, ..Default::default() },
         event_id,
@@ -97,7 +98,7 @@ pub fn prepare(
 /// (the examples published with `sentry-kafka-schemas`) have them, and the topic's schema
 /// (`transactions.v1`, `Span.required`) requires both.
 pub fn complete_spans(event: &mut Value) {
-    if let Some(spans) = event.get_mut("spans").and_then(Value::as_array_mut) {
+    if let Some(spans) = event.field_mut("spans").and_then(Value::as_array_mut) {
         for span in spans.iter_mut().filter_map(Value::as_object_mut) {
             for key in ["tags", "data"] {
                 span.entry(key).or_insert(Value::Null);

@@ -17,6 +17,7 @@
 //! headers (the `eventstream:kafka-headers` set, then `operation` and `version`) for a wrapper that
 //! needs them, e.g. to route without parsing the JSON.
 
+use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use crate::grouping::compat::{python_float_repr, str_at};
@@ -137,7 +138,7 @@ pub fn primary_hash(event: &Value) -> Option<&str> {
     if str_at(event, &["type"]) == Some("transaction") {
         return None;
     }
-    event.get("hashes").and_then(Value::as_array).and_then(|h| h.first()).and_then(Value::as_str)
+    event.field("hashes").and_then(Value::as_array).and_then(|h| h.first()).and_then(Value::as_str)
 }
 
 /// The Kinesis partition key: the event id, for every kind of event.
@@ -157,7 +158,7 @@ pub fn partition_key(event_id: &str) -> String {
 /// `user` not renamed to `sentry:*`).
 pub fn unexpected_tags(event: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = event
-        .get("tags")
+        .field("tags")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -173,7 +174,7 @@ pub fn unexpected_tags(event: &Value) -> Vec<&str> {
 /// `timestamp` (float seconds, UTC), rounded to microseconds half-to-even like
 /// `datetime.fromtimestamp`.
 pub fn event_datetime(event: &Value) -> String {
-    let timestamp = event.get("timestamp").and_then(Value::as_f64).unwrap_or(0.0);
+    let timestamp = event.field("timestamp").and_then(Value::as_f64).unwrap_or(0.0);
     format_datetime(timestamp)
 }
 
@@ -193,7 +194,7 @@ fn format_datetime(timestamp: f64) -> String {
 /// occurrence's `issue_title`, `subtitle` and `culprit` (when not already contained).
 fn augment_message_with_occurrence(mut message: String, occurrence: &Map<String, Value>) -> String {
     for attr in ["issue_title", "subtitle", "culprit"] {
-        if let Some(value) = occurrence.get(attr).and_then(Value::as_str).filter(|v| !v.is_empty())
+        if let Some(value) = occurrence.field(attr).and_then(Value::as_str).filter(|v| !v.is_empty())
             && !message.contains(value)
         {
             message.push(' ');
@@ -205,7 +206,7 @@ fn augment_message_with_occurrence(mut message: String, occurrence: &Map<String,
 
 /// Issue-platform events: `contexts.geo` set from `user.geo` when absent (setdefault semantics).
 fn add_geo_context(event: &mut Map<String, Value>) {
-    let geo = event.get("user").and_then(|u| u.get("geo")).cloned();
+    let geo = event.field("user").and_then(|u| u.field("geo")).cloned();
     let geo = match geo {
         None => Some(Value::Object(Map::new())),
         Some(v @ Value::Object(_)) => Some(v),
@@ -249,11 +250,11 @@ impl RecordHead {
                 Some(o) => augment_message_with_occurrence(message, o),
                 None => message,
             },
-            platform: params.event.get("platform").cloned(),
+            platform: params.event.field("platform").cloned(),
             datetime: event_datetime(params.event),
             primary_hash: params.primary_hash.map(str::to_owned),
             retention_days: params.retention_days,
-            occurrence_id: occurrence.and_then(|o| o.get("id")).cloned(),
+            occurrence_id: occurrence.and_then(|o| o.field("id")).cloned(),
             occurrence_data: occurrence.map(|o| {
                 o.iter()
                     .filter(|(key, _)| *key != "evidence_data" && *key != "evidence_display")
@@ -392,7 +393,7 @@ pub fn record_headers(params: &InsertParams<'_>) -> Vec<(String, String)> {
     push("Received-Timestamp", python_float_repr(params.received_timestamp));
     push("event_id", str_at(params.event, &["event_id"]).unwrap_or("").to_owned());
     push("project_id", params.project_id.to_string());
-    if let Some(id) = params.occurrence.and_then(|o| o.get("id")).filter(|id| !id.is_null()) {
+    if let Some(id) = params.occurrence.and_then(|o| o.field("id")).filter(|id| !id.is_null()) {
         push("occurrence_id", crate::grouping::compat::py_str(id).into_owned());
     }
     if let Some(group_id) = params.groups.first().map(|g| g.id) {

@@ -36,6 +36,7 @@
 //! `parsimonious`/`nom`); globs are translated to `regex` patterns the way Sentry's `glob_match`
 //! translates them to Python regular expressions.
 
+use crate::tree::Fields;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
@@ -400,9 +401,9 @@ impl ExceptionData {
     pub fn of(exception: &Value) -> Self {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         Self {
-            ty: text(exception.get("type")),
-            value: text(exception.get("value")),
-            mechanism: text(exception.get("mechanism").and_then(|m| m.get("type"))),
+            ty: text(exception.field("type")),
+            value: text(exception.field("value")),
+            mechanism: text(exception.field("mechanism").and_then(|m| m.field("type"))),
         }
     }
 }
@@ -417,7 +418,7 @@ fn range_indices(range: Option<Range>, idx: usize, len: usize) -> std::ops::Rang
 
 /// Sentry's `set_in_app`: records the first original value (`-1` for none) in `data.orig_in_app`.
 pub(crate) fn set_in_app(frame: &mut Map<String, Value>, value: bool) {
-    let current = frame.get("in_app").and_then(Value::as_bool);
+    let current = frame.field("in_app").and_then(Value::as_bool);
     if current == Some(value) {
         return;
     }
@@ -546,7 +547,7 @@ impl<'a> MatchFrame<'a> {
             module: text(frame.module),
             package: text(frame.package).map(PathValue::new),
             path: truthy(frame.abs_path).or_else(|| text(frame.filename)).map(PathValue::new),
-            category: frame.data.and_then(|d| d.get("category")).and_then(Value::as_str).map(Cow::Borrowed),
+            category: frame.data.and_then(|d| d.field("category")).and_then(Value::as_str).map(Cow::Borrowed),
             in_app: frame.in_app(),
         }
     }

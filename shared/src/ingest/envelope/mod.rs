@@ -14,6 +14,7 @@
 
 pub mod store;
 
+use crate::tree::Fields;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -341,7 +342,7 @@ pub struct Item<'a> {
 impl Item<'_> {
     /// A string item header.
     pub fn header_str(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(Value::as_str)
+        self.headers.field(name).and_then(Value::as_str)
     }
 }
 
@@ -438,7 +439,7 @@ fn parse_item(bytes: &[u8]) -> Result<(Item<'_>, usize), EnvelopeError> {
         LineError::Json(e) => EnvelopeError::InvalidItemHeader(e),
         LineError::MissingNewline => EnvelopeError::MissingNewline,
     })?;
-    let ty = match headers.get("type") {
+    let ty = match headers.field("type") {
         Some(Value::String(name)) => ItemType::from_name(name),
         _ => {
             return Err(EnvelopeError::InvalidItemHeader(de::Error::custom(
@@ -447,7 +448,7 @@ fn parse_item(bytes: &[u8]) -> Result<(Item<'_>, usize), EnvelopeError> {
         }
     };
     let length =
-        match headers.get("length") {
+        match headers.field("length") {
             None | Some(Value::Null) => None,
             Some(value) => Some(value.as_u64().and_then(|l| usize::try_from(l).ok()).ok_or_else(|| {
                 EnvelopeError::InvalidItemHeader(de::Error::custom("invalid field `length`"))
@@ -504,7 +505,7 @@ helloworld\n\
         let env = parse(body).unwrap();
         assert_eq!(env.headers.event_id.as_deref(), Some("9ec79c33ec9942ab8353589fcb2e04dc"));
         assert_eq!(env.headers.dsn.as_deref(), Some("https://k@h/1"));
-        assert_eq!(env.headers.other.get("custom"), Some(&Value::from(1)));
+        assert_eq!(env.headers.other.field("custom"), Some(&Value::from(1)));
         let types: Vec<_> = env.items.iter().map(|i| i.ty.clone()).collect();
         assert_eq!(
             types,
@@ -592,7 +593,7 @@ helloworld\n\
         assert!(source.unwrap_or_default().contains("duplicate field `sent_at`"));
         // unknown keys may repeat (last wins)
         let env = parse(b"{\"x\":1,\"x\":2}\n").unwrap();
-        assert_eq!(env.headers.other.get("x"), Some(&Value::from(2)));
+        assert_eq!(env.headers.other.field("x"), Some(&Value::from(2)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Scalar event fields: legacy aliases, event id, release, environment, dist, logentry, level,
 //! platform, logger, culprit/transaction, fingerprint, user, time spent.
 
+use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::{Errors, NormalizeConfig, lenient_string, set, trim_chars, update};
@@ -46,7 +47,7 @@ pub(super) fn apply_legacy_aliases(event: &mut Map<String, Value>) {
     if event.keys().any(|key| key.starts_with("sentry.interfaces.")) {
         for (alias, canonical) in LEGACY_ALIASES {
             if let Some(value) = event.remove(*alias)
-                && event.get(*canonical).is_none_or(Value::is_null)
+                && event.field(canonical).is_none_or(Value::is_null)
             {
                 event.insert((*canonical).to_owned(), value);
             }
@@ -55,7 +56,7 @@ pub(super) fn apply_legacy_aliases(event: &mut Map<String, Value>) {
     // `message` is the legacy alias of `logentry`: a string/number/array becomes `formatted`,
     // an object is a logentry. `logentry` wins when both are present.
     if let Some(message) = event.remove("message")
-        && event.get("logentry").is_none_or(Value::is_null)
+        && event.field("logentry").is_none_or(Value::is_null)
     {
         let logentry = match message {
             Value::Null => None,
@@ -82,7 +83,7 @@ fn formatted(s: String) -> Map<String, Value> {
 /// or invalid id is replaced by a new random one (invalid ones with an `invalid_data` error). The
 /// value is taken where it stands (`null` until the caller writes the id back).
 pub(super) fn normalize_event_id(event: &mut Map<String, Value>, errors: &mut Errors) -> String {
-    match event.get_mut("event_id").map(Value::take) {
+    match event.field_mut("event_id").map(Value::take) {
         None | Some(Value::Null) => {}
         Some(Value::String(raw)) => match uuid::Uuid::try_parse(&raw) {
             Ok(id) => return id.simple().to_string(),
@@ -220,21 +221,21 @@ fn normalize_logentry_fields(mut entry: Map<String, Value>, errors: &mut Errors)
             other => lenient_string(other).ok().flatten().map(Value::String),
         });
     }
-    let message = entry.get("message").and_then(Value::as_str);
-    let has_formatted = entry.get("formatted").is_some();
+    let message = entry.field("message").and_then(Value::as_str);
+    let has_formatted = entry.field("formatted").is_some();
     if message.is_none() && !has_formatted {
         errors.invalid("logentry", Some(Value::Object(entry)), Some("no message present"));
         return Some(Value::Null);
     }
     if !has_formatted && let Some(message) = message {
-        let text = match entry.get("params") {
+        let text = match entry.field("params") {
             Some(params @ (Value::Array(_) | Value::Object(_))) => format_message(message, params),
             _ => None,
         }
         .unwrap_or_else(|| message.to_owned());
         entry.insert("formatted".into(), Value::String(text));
     }
-    if entry.get("formatted") == entry.get("message") {
+    if entry.field("formatted") == entry.field("message") {
         entry.remove("message");
     }
     trim_logentry(&mut entry);
@@ -243,7 +244,7 @@ fn normalize_logentry_fields(mut entry: Map<String, Value>, errors: &mut Errors)
 
 fn trim_logentry(entry: &mut Map<String, Value>) {
     for key in ["formatted", "message"] {
-        if let Some(Value::String(s)) = entry.get_mut(key) {
+        if let Some(Value::String(s)) = entry.field_mut(key) {
             trim_chars(s, 8192, 200);
         }
     }
@@ -318,7 +319,7 @@ fn placeholder(tail: &str, params: &Value, positional: &mut usize) -> (usize, Op
 
 /// `platform`: one of `VALID_PLATFORMS`, else `other`.
 pub(super) fn normalize_platform(event: &mut Map<String, Value>) {
-    let valid = event.get("platform").and_then(Value::as_str).is_some_and(|p| VALID_PLATFORMS.contains(&p));
+    let valid = event.field("platform").and_then(Value::as_str).is_some_and(|p| VALID_PLATFORMS.contains(&p));
     if !valid {
         set(event, "platform", Value::from("other"));
     }
@@ -368,7 +369,7 @@ pub(super) fn normalize_level(event: &mut Map<String, Value>, is_transaction: bo
 /// `logger`: string without newlines, trimmed to 64 characters, default `""`.
 pub(super) fn normalize_logger(event: &mut Map<String, Value>, errors: &mut Errors) {
     // Security reports get Relay's `csp` logger.
-    let default = if event.get("csp").is_some_and(Value::is_object) { "csp" } else { "" };
+    let default = if event.field("csp").is_some_and(Value::is_object) { "csp" } else { "" };
     update(event, "logger", |raw| Some(Value::String(logger(raw, default, errors))));
 }
 
@@ -477,12 +478,12 @@ fn fingerprint(raw: Value, errors: &mut Errors) -> Option<Value> {
 
 /// `user`: lenient `id`/`username`, `{{auto}}` IP resolution, `sentry_user` tag value.
 pub(super) fn normalize_user(event: &mut Map<String, Value>, config: &NormalizeConfig, errors: &mut Errors) {
-    let platform = event.get("platform").and_then(Value::as_str).unwrap_or("other");
+    let platform = event.field("platform").and_then(Value::as_str).unwrap_or("other");
     let infer_ip = matches!(platform, "javascript" | "cocoa" | "objc");
     let remote_addr = event
-        .get("request")
-        .and_then(|r| r.get("env"))
-        .and_then(|env| env.get("REMOTE_ADDR"))
+        .field("request")
+        .and_then(|r| r.field("env"))
+        .and_then(|env| env.field("REMOTE_ADDR"))
         .and_then(Value::as_str)
         .map(str::to_owned);
 
@@ -515,7 +516,7 @@ fn user_fields(
             }
         });
     }
-    match user.get("ip_address") {
+    match user.field("ip_address") {
         Some(Value::String(ip)) if ip == "{{auto}}" => {
             if let Some(client_ip) = client_ip {
                 set(&mut user, "ip_address", Value::String(client_ip.clone()));
@@ -528,12 +529,12 @@ fn user_fields(
         }
         _ => {}
     }
-    if let Some(Value::String(email)) = user.get_mut("email") {
+    if let Some(Value::String(email)) = user.field_mut("email") {
         trim_chars(email, 75, 0);
     }
     let tag = [("id", "id"), ("username", "username"), ("email", "email"), ("ip_address", "ip")]
         .iter()
-        .find_map(|(key, prefix)| user.get(*key).and_then(Value::as_str).map(|v| format!("{prefix}:{v}")));
+        .find_map(|(key, prefix)| user.field(key).and_then(Value::as_str).map(|v| format!("{prefix}:{v}")));
     if let Some(tag) = tag {
         user.insert("sentry_user".into(), Value::String(tag));
     }
@@ -542,7 +543,7 @@ fn user_fields(
 
 /// `time_spent` values Sentry cannot store (≥ 2³¹ − 1) are removed.
 pub(super) fn normalize_time_spent(event: &mut Map<String, Value>) {
-    let too_big = event.get("time_spent").and_then(Value::as_f64).is_some_and(|t| t >= 2_147_483_647.0);
+    let too_big = event.field("time_spent").and_then(Value::as_f64).is_some_and(|t| t >= 2_147_483_647.0);
     if too_big {
         event.remove("time_spent");
     }

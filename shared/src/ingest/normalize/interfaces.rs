@@ -1,6 +1,7 @@
 //! Interfaces: exceptions and stack traces, breadcrumbs, contexts (incl. the synthesized error
 //! trace context) and event type inference.
 
+use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::fields::parse_level;
@@ -11,7 +12,9 @@ pub(super) fn normalize_breadcrumbs_shape(event: &mut Map<String, Value>, errors
     update(event, "breadcrumbs", |raw| match raw? {
         Value::Null => None,
         Value::Array(values) => Some(values_object(values)),
-        Value::Object(obj) if matches!(obj.get("values"), Some(Value::Array(_))) => Some(Value::Object(obj)),
+        Value::Object(obj) if matches!(obj.field("values"), Some(Value::Array(_))) => {
+            Some(Value::Object(obj))
+        }
         other => {
             errors.invalid("breadcrumbs", Some(other), Some("expected breadcrumbs"));
             None
@@ -27,7 +30,8 @@ fn values_object(values: Vec<Value>) -> Value {
 
 /// Breadcrumb entries: objects only; `type` defaults to `default`, `level` to `info`.
 pub(super) fn normalize_breadcrumbs(event: &mut Map<String, Value>, errors: &mut Errors) {
-    let Some(Value::Array(values)) = event.get_mut("breadcrumbs").and_then(|b| b.get_mut("values")) else {
+    let Some(Value::Array(values)) = event.field_mut("breadcrumbs").and_then(|b| b.field_mut("values"))
+    else {
         return;
     };
     for (i, crumb) in values.iter_mut().enumerate() {
@@ -62,12 +66,12 @@ pub(super) fn normalize_breadcrumbs(event: &mut Map<String, Value>, errors: &mut
 /// exception; frames get `abs_path` from `filename`.
 pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut Errors) {
     // Taken where it stands (the top-level stack trace may move into it); written back below.
-    let raw = event.get_mut("exception").map(Value::take);
+    let raw = event.field_mut("exception").map(Value::take);
     let had_exception = raw.is_some();
     let mut exception = match raw {
         None | Some(Value::Null) => None,
         Some(Value::Array(values)) => Some(values_object(values)),
-        Some(Value::Object(obj)) if obj.contains_key("values") => Some(Value::Object(obj)),
+        Some(Value::Object(obj)) if obj.has_field("values") => Some(Value::Object(obj)),
         // A single exception object (no `values`): Relay's `Values` reads it as a list of one.
         Some(Value::Object(obj)) => Some(values_object(vec![Value::Object(obj)])),
         Some(other) => {
@@ -76,7 +80,7 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
         }
     };
 
-    if let Some(Value::Array(values)) = exception.as_mut().and_then(|e| e.get_mut("values")) {
+    if let Some(Value::Array(values)) = exception.as_mut().and_then(|e| e.field_mut("values")) {
         for (i, exc) in values.iter_mut().enumerate() {
             match exc {
                 Value::Object(map) => {
@@ -101,13 +105,13 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
         }
         // Move a top-level stack trace into the only exception.
         if let [Value::Object(only)] = values.as_mut_slice()
-            && only.get("stacktrace").is_none_or(Value::is_null)
+            && only.field("stacktrace").is_none_or(Value::is_null)
             && let Some(stacktrace) = event.remove("stacktrace")
         {
             only.insert("stacktrace".into(), stacktrace);
         }
         for exc in values.iter_mut() {
-            normalize_frames(exc.get_mut("stacktrace"));
+            normalize_frames(exc.field_mut("stacktrace"));
         }
     }
     match exception {
@@ -117,10 +121,10 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
         }
         None => {}
     }
-    normalize_frames(event.get_mut("stacktrace"));
-    if let Some(Value::Array(threads)) = event.get_mut("threads").and_then(|t| t.get_mut("values")) {
+    normalize_frames(event.field_mut("stacktrace"));
+    if let Some(Value::Array(threads)) = event.field_mut("threads").and_then(|t| t.field_mut("values")) {
         for thread in threads {
-            normalize_frames(thread.get_mut("stacktrace"));
+            normalize_frames(thread.field_mut("stacktrace"));
         }
     }
 }
@@ -128,22 +132,22 @@ pub(super) fn normalize_exceptions(event: &mut Map<String, Value>, errors: &mut 
 /// Returns `false` when the exception has neither a type nor a value.
 fn normalize_exception(map: &mut Map<String, Value>) -> bool {
     // `value` is a lenient string: other JSON is rendered as JSON text.
-    match map.get("value") {
+    match map.field("value") {
         Some(Value::String(_) | Value::Null) | None => {}
         Some(other) => {
             let text = other.to_string();
             map.insert("value".into(), Value::String(text));
         }
     }
-    let has_type = map.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    let has_type = map.field("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
     if !has_type
-        && let Some((ty, value)) = map.get("value").and_then(Value::as_str).and_then(split_type_value)
+        && let Some((ty, value)) = map.field("value").and_then(Value::as_str).and_then(split_type_value)
     {
         map.insert("type".into(), Value::String(ty));
         map.insert("value".into(), Value::String(value));
         return true;
     }
-    let has_value = map.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    let has_value = map.field("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty());
     has_type || has_value
 }
 
@@ -157,7 +161,7 @@ fn split_type_value(value: &str) -> Option<(String, String)> {
 /// Frames as Relay leaves them: `abs_path` from `filename`; `function: "?"` (JavaScript's unknown
 /// function) removed; empty `pre_context`/`post_context` lists removed (`vars: {}` stays).
 fn normalize_frames(stacktrace: Option<&mut Value>) {
-    let Some(Value::Array(frames)) = stacktrace.and_then(|s| s.get_mut("frames")) else {
+    let Some(Value::Array(frames)) = stacktrace.and_then(|s| s.field_mut("frames")) else {
         return;
     };
     for frame in frames {
@@ -194,7 +198,7 @@ pub(super) fn drop_empty_containers(event: &mut Map<String, Value>) {
     event.retain(|key, value| match key.as_str() {
         "modules" | "extra" | "measurements" => !value.as_object().is_some_and(Map::is_empty),
         "breadcrumbs" | "exception" | "threads" => {
-            !value.get("values").and_then(Value::as_array).is_some_and(Vec::is_empty)
+            !value.field("values").and_then(Value::as_array).is_some_and(Vec::is_empty)
         }
         _ => true,
     });
@@ -203,16 +207,18 @@ pub(super) fn drop_empty_containers(event: &mut Map<String, Value>) {
 /// The fields Relay derives in typed contexts: `runtime`, `os` and `browser` as `"{name} {version}"`
 /// when both are strings and the field itself is absent.
 fn derive_context_fields(ctx: &mut Map<String, Value>) {
-    let field = match ctx.get("type").and_then(Value::as_str) {
+    let field = match ctx.field("type").and_then(Value::as_str) {
         Some("runtime") => "runtime",
         Some("os") => "os",
         Some("browser") => "browser",
         _ => return,
     };
-    if ctx.get(field).is_some_and(|v| !v.is_null()) {
+    if ctx.field(field).is_some_and(|v| !v.is_null()) {
         return;
     }
-    if let (Some(Value::String(name)), Some(Value::String(version))) = (ctx.get("name"), ctx.get("version")) {
+    if let (Some(Value::String(name)), Some(Value::String(version))) =
+        (ctx.field("name"), ctx.field("version"))
+    {
         let derived = format!("{name} {version}");
         ctx.insert(field.into(), Value::String(derived));
     }
@@ -265,7 +271,7 @@ fn normalize_context_entries(
         }
     });
     if !is_transaction {
-        match contexts.get_mut("trace") {
+        match contexts.field_mut("trace") {
             Some(Value::Object(trace)) => {
                 trace.retain(|_, v| !v.is_null());
                 normalize_trace_ids(trace, errors);
@@ -324,13 +330,13 @@ pub(super) fn normalize_hex_id(s: &str, len: usize) -> Option<String> {
 /// report, else `default`.
 pub(super) fn infer_type(event: &Map<String, Value>) -> &'static str {
     let has_exceptions = event
-        .get("exception")
-        .and_then(|e| e.get("values"))
+        .field("exception")
+        .and_then(|e| e.field("values"))
         .and_then(Value::as_array)
         .is_some_and(|v| v.iter().any(|e| !e.is_null()));
     if has_exceptions {
         "error"
-    } else if event.get("csp").is_some_and(|c| !c.is_null()) {
+    } else if event.field("csp").is_some_and(|c| !c.is_null()) {
         "csp"
     } else {
         "default"

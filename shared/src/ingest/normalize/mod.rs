@@ -28,6 +28,7 @@ mod tags;
 mod timestamps;
 mod transaction;
 
+use crate::tree::Fields;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -96,7 +97,7 @@ pub fn normalize_event(event: Value, config: &NormalizeConfig) -> Result<Value, 
     fields::apply_legacy_aliases(&mut event);
     remove_unknown_attributes(&mut event, &mut errors);
     // Taken where it stands; the entry gets the event's type at the end.
-    let client_type = event.get_mut("type").map(Value::take);
+    let client_type = event.field_mut("type").map(Value::take);
     let client_type = client_type.as_ref().and_then(Value::as_str);
     let is_transaction = client_type == Some("transaction");
 
@@ -224,7 +225,7 @@ fn remove_unknown_attributes(event: &mut Map<String, Value>, errors: &mut Errors
 /// and returns the value to keep (`None` removes the field). One lookup for a field that stays,
 /// and the entry keeps its key (not allocated again) and its place.
 fn update(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(Option<Value>) -> Option<Value>) {
-    match map.get_mut(key) {
+    match map.field_mut(key) {
         Some(slot) => match f(Some(slot.take())) {
             Some(value) => *slot = value,
             None => {
@@ -241,7 +242,7 @@ fn update(map: &mut Map<String, Value>, key: &str, f: impl FnOnce(Option<Value>)
 
 /// Sets `key` to `value`: in place when present (no new key), else added.
 fn set(map: &mut Map<String, Value>, key: &str, value: Value) {
-    match map.get_mut(key) {
+    match map.field_mut(key) {
         Some(slot) => *slot = value,
         None => {
             map.insert(key.to_owned(), value);

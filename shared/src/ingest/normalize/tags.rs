@@ -8,6 +8,7 @@
 //!   `dist`, `user`, `filename`, `function`) and repeated keys are dropped;
 //! * `server_name` and `site` move into tags (replacing a tag of that name in place).
 
+use crate::tree::Fields;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
@@ -22,7 +23,7 @@ type Pair = Option<(Option<String>, Option<String>)>;
 
 pub(super) fn normalize(event: &mut Map<String, Value>, errors: &mut Errors) {
     // Taken where it stands; the entry gets the pairs back at the end, or goes.
-    let tags = event.get_mut("tags").map(Value::take);
+    let tags = event.field_mut("tags").map(Value::take);
     let had_tags = tags.is_some();
     let mut pairs = match tags {
         None | Some(Value::Null) => Vec::new(),
@@ -68,7 +69,7 @@ pub(super) fn normalize(event: &mut Map<String, Value>, errors: &mut Errors) {
     // Legacy SDKs send the environment as a tag.
     if let Some(pos) = pairs.iter().position(|p| key_is(p, "environment")) {
         let tag = pairs.remove(pos).and_then(|(_, v)| v);
-        let has_env = event.get("environment").is_some_and(|e| !e.is_null());
+        let has_env = event.field("environment").is_some_and(|e| !e.is_null());
         if let (false, Some(tag)) = (has_env, tag) {
             set(event, "environment", Value::String(tag));
         }
@@ -205,16 +206,16 @@ mod tests {
         }));
         assert_eq!(ev["tags"], json!([["a", "1"], ["site", "eu"], ["server_name", "web-1"]]));
         assert_eq!(ev["environment"], json!("staging"));
-        assert!(ev.get("server_name").is_none());
+        assert!(ev.field("server_name").is_none());
         let (ev, _) = run(json!({"tags": {"environment": "staging"}, "environment": "prod"}));
         assert_eq!(ev["environment"], json!("prod"));
-        assert!(ev.get("tags").is_none());
+        assert!(ev.field("tags").is_none());
     }
 
     #[test]
     fn non_collections_are_errors() {
         let (ev, errors) = run(json!({"tags": "foo=bar"}));
-        assert!(ev.get("tags").is_none());
+        assert!(ev.field("tags").is_none());
         assert_eq!(errors, vec!["tags"]);
     }
 }

@@ -4,6 +4,7 @@
 //! `spans[].{start_timestamp,timestamp}`) is parsed to microseconds first; shifts are applied in
 //! integer microseconds and the slots are written back as float seconds, Relay's output form.
 
+use crate::tree::Fields;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
@@ -87,7 +88,7 @@ fn parse_slot(
     path: impl FnOnce() -> String,
     errors: &mut Errors,
 ) -> Slot {
-    let Some(value) = map.get_mut(key) else { return Slot { value: None } };
+    let Some(value) = map.field_mut(key) else { return Slot { value: None } };
     if value.is_null() {
         return Slot { value: None };
     }
@@ -125,7 +126,7 @@ pub(super) fn normalize(event: &mut Map<String, Value>, config: &NormalizeConfig
             }
         }
     }
-    if let Some(Value::Array(spans)) = event.get_mut("spans") {
+    if let Some(Value::Array(spans)) = event.field_mut("spans") {
         for (i, span) in spans.iter_mut().enumerate() {
             if let Value::Object(span) = span {
                 let start =
@@ -183,7 +184,7 @@ pub(super) fn normalize(event: &mut Map<String, Value>, config: &NormalizeConfig
             }
         }
     }
-    if let Some(Value::Array(spans)) = event.get_mut("spans") {
+    if let Some(Value::Array(spans)) = event.field_mut("spans") {
         for (span, (start, end)) in spans.iter_mut().zip(&parsed.spans) {
             if let Value::Object(span) = span {
                 write_slot(span, "start_timestamp", start);
@@ -195,7 +196,7 @@ pub(super) fn normalize(event: &mut Map<String, Value>, config: &NormalizeConfig
 }
 
 fn breadcrumb_values(event: &mut Map<String, Value>) -> Option<&mut Vec<Value>> {
-    match event.get_mut("breadcrumbs")?.get_mut("values")? {
+    match event.field_mut("breadcrumbs")?.field_mut("values")? {
         Value::Array(values) => Some(values),
         _ => None,
     }

@@ -3,6 +3,7 @@
 //!
 //! Runs after timestamps were parsed (floats, missing `timestamp` already set to `received`).
 
+use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::interfaces::{normalize_hex_id, normalize_trace_ids};
@@ -17,30 +18,30 @@ pub(super) fn validate_and_normalize(
     errors: &mut Errors,
 ) -> Result<(), NormalizeError> {
     let end = event
-        .get("timestamp")
+        .field("timestamp")
         .and_then(Value::as_f64)
         .ok_or_else(|| invalid("timestamp hard-required for transaction events"))?;
     let start = event
-        .get("start_timestamp")
+        .field("start_timestamp")
         .and_then(Value::as_f64)
         .ok_or_else(|| invalid("start_timestamp hard-required for transaction events"))?;
     if end < start {
         return Err(invalid("end timestamp is smaller than start timestamp"));
     }
 
-    let trace = match event.get_mut("contexts").and_then(|c| c.get_mut("trace")) {
+    let trace = match event.field_mut("contexts").and_then(|c| c.field_mut("trace")) {
         Some(Value::Object(trace)) => trace,
         _ => return Err(invalid("missing valid trace context")),
     };
     trace.retain(|_, v| !v.is_null());
     normalize_trace_ids(trace, errors);
-    if !trace.contains_key("trace_id") {
+    if !trace.has_field("trace_id") {
         return Err(invalid("trace context is missing trace_id"));
     }
-    if !trace.contains_key("span_id") {
+    if !trace.has_field("span_id") {
         return Err(invalid("trace context is missing span_id"));
     }
-    if !trace.get("op").is_some_and(Value::is_string) {
+    if !trace.field("op").is_some_and(Value::is_string) {
         if let Some(bad) = trace.remove("op") {
             errors.invalid("contexts.trace.op", Some(bad), Some("expected a string"));
         }
@@ -49,7 +50,7 @@ pub(super) fn validate_and_normalize(
     trace.entry("status").or_insert_with(|| Value::from("unknown"));
     set(trace, "type", Value::from("trace"));
 
-    if let Some(Value::Array(spans)) = event.get_mut("spans") {
+    if let Some(Value::Array(spans)) = event.field_mut("spans") {
         for span in spans.iter_mut() {
             if let Value::Object(span) = span {
                 validate_span(span, end)?;
@@ -68,10 +69,10 @@ pub(super) fn validate_and_normalize(
 /// status `deadline_exceeded`), and trace/span ids.
 fn validate_span(span: &mut Map<String, Value>, transaction_end: f64) -> Result<(), NormalizeError> {
     let start = span
-        .get("start_timestamp")
+        .field("start_timestamp")
         .and_then(Value::as_f64)
         .ok_or_else(|| invalid("span is missing start_timestamp"))?;
-    let end = match span.get("timestamp").and_then(Value::as_f64) {
+    let end = match span.field("timestamp").and_then(Value::as_f64) {
         Some(end) => end,
         None => {
             span.insert("timestamp".into(), Value::from(transaction_end));
@@ -86,13 +87,13 @@ fn validate_span(span: &mut Map<String, Value>, transaction_end: f64) -> Result<
         [("trace_id", 32, "span is missing trace_id"), ("span_id", 16, "span is missing span_id")]
     {
         let id = span
-            .get(key)
+            .field(key)
             .and_then(Value::as_str)
             .and_then(|s| normalize_hex_id(s, len))
             .ok_or_else(|| invalid(reason))?;
         span.insert(key.into(), Value::String(id));
     }
-    if !span.get("op").is_some_and(Value::is_string) {
+    if !span.field("op").is_some_and(Value::is_string) {
         span.insert("op".into(), Value::from("default"));
     }
     Ok(())

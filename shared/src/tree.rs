@@ -1,0 +1,108 @@
+//! Lookups by key in the event tree: the one way ingest, grouping and the save pipeline find an
+//! object's field.
+//!
+//! The tree is `serde_json::Value`, whose objects (with `preserve_order`) are an `IndexMap` keyed
+//! with SipHash: every `get` hashes the key before it probes. Nearly every object in an event is
+//! small (a frame, a context, the user, the SDK; the event itself has 10–30 fields), and for those a
+//! scan of the entries in order, which compares lengths before bytes, finds a key 2–4× faster than
+//! hashing it, hit or miss, warm or cold (`BENCHMARKS.md` §3). Larger objects (`modules`, `extra`,
+//! big `tags` or `data` maps) keep the hashed lookup, where the scan would grow with the size.
+//!
+//! A field is found the same either way: JSON objects have unique keys, so the first entry with the
+//! key is the only one.
+
+use serde_json::{Map, Value};
+
+/// Objects up to this many entries are scanned; larger ones are looked up by hash. In the
+/// measurement a scan of 28 entries was still 1.8× faster than the hash over objects out of cache;
+/// past that the scan grows with the object and the hash does not.
+const SCAN_MAX: usize = 32;
+
+/// Field lookups on an object, or on a value that may be one.
+pub(crate) trait Fields {
+    /// The value under `key`, if this is an object that has it.
+    fn field(&self, key: &str) -> Option<&Value>;
+    /// The value under `key`, mutably.
+    fn field_mut(&mut self, key: &str) -> Option<&mut Value>;
+    /// Whether this is an object that has `key` (whatever its value, `null` included).
+    fn has_field(&self, key: &str) -> bool {
+        self.field(key).is_some()
+    }
+}
+
+impl Fields for Map<String, Value> {
+    #[inline]
+    fn field(&self, key: &str) -> Option<&Value> {
+        if self.len() <= SCAN_MAX {
+            self.iter().find_map(|(k, v)| (k == key).then_some(v))
+        } else {
+            self.get(key)
+        }
+    }
+
+    #[inline]
+    fn field_mut(&mut self, key: &str) -> Option<&mut Value> {
+        if self.len() <= SCAN_MAX {
+            self.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
+        } else {
+            self.get_mut(key)
+        }
+    }
+}
+
+impl Fields for Value {
+    #[inline]
+    fn field(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(map) => map.field(key),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn field_mut(&mut self, key: &str) -> Option<&mut Value> {
+        match self {
+            Value::Object(map) => map.field_mut(key),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Both sides of the threshold find what `get` finds, hits and misses, and `field_mut` reaches
+    /// the same entry.
+    #[test]
+    fn finds_what_get_finds_on_both_sides_of_the_threshold() {
+        for n in [0, 1, 2, SCAN_MAX - 1, SCAN_MAX, SCAN_MAX + 1, 3 * SCAN_MAX] {
+            let mut map: Map<String, Value> = (0..n).map(|i| (format!("k{i}"), json!(i))).collect();
+            for key in
+                (0..n + 2).map(|i| format!("k{i}")).chain(["".to_owned(), "k".to_owned(), "K0".to_owned()])
+            {
+                assert_eq!(map.field(&key), map.get(&key), "n={n} key={key}");
+                assert_eq!(map.has_field(&key), map.contains_key(&key), "n={n} key={key}");
+            }
+            if n > 0 {
+                let last = format!("k{}", n - 1);
+                *map.field_mut(&last).expect("present") = json!("changed");
+                assert_eq!(map.get(&last), Some(&json!("changed")), "n={n}");
+            }
+            assert_eq!(map.field_mut("absent"), None);
+        }
+    }
+
+    #[test]
+    fn values_that_are_not_objects_have_no_fields() {
+        for value in [json!(null), json!("a"), json!(["a"]), json!(1)] {
+            assert_eq!(value.field("a"), None);
+            assert!(!value.has_field("0"));
+        }
+        let mut object = json!({"a": null});
+        assert_eq!(object.field("a"), Some(&Value::Null));
+        assert!(object.has_field("a"));
+        assert_eq!(object.field_mut("a"), Some(&mut Value::Null));
+    }
+}
