@@ -8,8 +8,8 @@
 //! hashing it, hit or miss, warm or cold (`BENCHMARKS.md` §3). Larger objects (`modules`, `extra`,
 //! big `tags` or `data` maps) keep the hashed lookup, where the scan would grow with the size.
 //!
-//! A field is found the same either way: JSON objects have unique keys, so the first entry with the
-//! key is the only one.
+//! A field is found the same either way: a map holds each key once (a key sent twice keeps its last
+//! value), so the first entry with the key is the only one.
 
 use serde_json::{Map, Value};
 
@@ -30,8 +30,10 @@ pub(crate) trait Fields {
     }
 }
 
+/// Not inlined: one copy of each scan serves the ~150 lookups. Inlined into each of them, the scans
+/// made save-event's binary 52 KB larger (against its 8 MB budget) for 1.3 % fewer instructions.
 impl Fields for Map<String, Value> {
-    #[inline]
+    #[inline(never)]
     fn field(&self, key: &str) -> Option<&Value> {
         if self.len() <= SCAN_MAX {
             self.iter().find_map(|(k, v)| (k == key).then_some(v))
@@ -40,7 +42,7 @@ impl Fields for Map<String, Value> {
         }
     }
 
-    #[inline]
+    #[inline(never)]
     fn field_mut(&mut self, key: &str) -> Option<&mut Value> {
         if self.len() <= SCAN_MAX {
             self.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
