@@ -727,6 +727,28 @@ mod tests {
         assert!(parse_event(fine.as_bytes()).is_ok());
     }
 
+    /// A payload is read as a `str` when it is UTF-8 and as bytes when not: the tree is the same, and
+    /// invalid UTF-8 fails where serde_json's own reading of the bytes fails, with its message (in a
+    /// string, outside one, in a bag's raw text).
+    #[test]
+    fn utf8_is_checked_once_and_failures_stay_where_they_were() {
+        let text = r#"{"message":"naïve ✓ \u00e9","extra":{"k":{"z":"ü","a":["日本"]}},"tags":[["a","ß"]]}"#;
+        let tree = parse_event(text.as_bytes()).unwrap();
+        assert_eq!(tree["message"], json!("naïve ✓ é"));
+        assert_eq!(tree["extra"]["k"], json!({"a": ["日本"], "z": "ü"}));
+        assert_eq!(tree["tags"], json!([["a", "ß"]]));
+        for bad in [
+            &b"{\"message\":\"a\xff\"}"[..],
+            b"{\"message\":\"ok\"}\xc3",
+            b"{\"extra\":{\"k\":{\"z\":\"\xe6\x97\"}}}",
+            b"\xef\xbb\xbf{}",
+        ] {
+            let Err(ParseError::Json(ours)) = parse_event(bad) else { panic!("{bad:?} parsed") };
+            let theirs = serde_json::from_slice::<Value>(bad).unwrap_err();
+            assert_eq!(ours.to_string(), theirs.to_string(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn syntax_errors_and_non_objects_are_told_apart() {
         assert!(matches!(parse_event(b"{\"a\":"), Err(ParseError::Json(_))));
