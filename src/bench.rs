@@ -4,6 +4,8 @@
 //!   stream record — on the real SDK payloads in `events/`, in-process, no I/O; optionally side by side
 //!   with Relay's normalizer (`sentry_relay`, Python) on the same payloads; then each stage timed on
 //!   its own (ingest, prepare, the stream record).
+//! - `lookups`: a field found by its hash against [`shared::tree::Fields`]'s scan, over the objects of
+//!   the same payloads' events, by object size.
 //! - `growth`: save-event on the embedded store with 1, 10, 100, 1000 distinct releases/groups: time
 //!   and table operations per event must stay flat.
 //! - `cold-start`: starts a function's release binary under a minimal Lambda Runtime API emulator and
@@ -216,6 +218,81 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
         }
     }
     println!("{:<22} {:>22.1} {:>24.1} {:>16.1}", "mean", sums[0] / n, sums[1] / n, sums[2] / n);
+    Ok(())
+}
+
+/// `bench lookups`: a field looked up by its hash (`Map::get`, SipHash) and by [`Fields::field`] (a
+/// scan of objects up to 32 entries), over every object of the samples' events as sent and as
+/// normalized: each object's own keys (hits) and three keys it lacks (misses), by object size.
+pub fn lookups(events_dir: &Path, rounds: usize) -> Result<(), String> {
+    use serde_json::Map;
+    use shared::tree::Fields;
+    fn objects<'a>(value: &'a Value, out: &mut Vec<&'a Map<String, Value>>) {
+        match value {
+            Value::Object(map) => {
+                out.push(map);
+                map.values().for_each(|v| objects(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| objects(v, out)),
+            _ => {}
+        }
+    }
+    let mut trees = Vec::new();
+    for (_, api) in sample_requests(events_dir)? {
+        trees.extend(raw_events(&api));
+        if let Ok(ingested) = ingest_once(&api) {
+            trees.extend(ingested.events.into_iter().map(|e| e.payload));
+        }
+    }
+    let mut all = Vec::new();
+    trees.iter().for_each(|t| objects(t, &mut all));
+    println!(
+        "field lookups over the {} objects of {} sample events (as sent and as normalized)",
+        all.len(),
+        trees.len()
+    );
+    println!("{rounds} rounds; the best of 5 alternating runs per way; ns per lookup\n");
+    println!(
+        "{:<16} {:>8} {:>8} {:>14} {:>14} {:>8}",
+        "object entries", "objects", "lookups", "hashed (get)", "Fields::field", "ratio"
+    );
+    let sizes = [("0-8", 0..=8), ("9-32", 9..=32), ("over 32", 33..=usize::MAX)];
+    for (label, size) in sizes {
+        let maps: Vec<&Map<String, Value>> =
+            all.iter().copied().filter(|m| size.contains(&m.len())).collect();
+        let probes: Vec<(&Map<String, Value>, &str)> = maps
+            .iter()
+            .flat_map(|m| {
+                let misses = ["exception", "in_app", "x"].into_iter().filter(|k| !m.contains_key(*k));
+                m.keys().map(String::as_str).chain(misses).map(move |k| (*m, k))
+            })
+            .collect();
+        if probes.is_empty() {
+            println!("{label:<16} {:>8}", 0);
+            continue;
+        }
+        let time = |scan: bool| {
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                for (map, key) in &probes {
+                    let map = std::hint::black_box(*map);
+                    std::hint::black_box(if scan { map.field(key) } else { map.get(*key) });
+                }
+            }
+            t0.elapsed().as_secs_f64() * 1e9 / (rounds * probes.len()) as f64
+        };
+        let (mut hashed, mut scanned) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            hashed = hashed.min(time(false));
+            scanned = scanned.min(time(true));
+        }
+        println!(
+            "{label:<16} {:>8} {:>8} {hashed:>14.1} {scanned:>14.1} {:>7.2}×",
+            maps.len(),
+            probes.len(),
+            hashed / scanned
+        );
+    }
     Ok(())
 }
 

@@ -107,6 +107,14 @@ enum BenchCommand {
         #[arg(long)]
         relay_python: Option<String>,
     },
+    /// Field lookups in the events of events/: by hash (serde_json's map) against the scan of small
+    /// objects the save path uses, by object size.
+    Lookups {
+        #[arg(long, default_value = "events")]
+        events: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+    },
     /// What hostile and oversized save-event requests cost: CPU per refused request, peak memory per
     /// MiB of decompressed event (issue 18).
     Limits {
@@ -251,6 +259,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 BenchCommand::Pipeline { events, iterations, relay_python } => {
                     postflow::bench::pipeline(&events, iterations, relay_python.as_deref())?
                 }
+                BenchCommand::Lookups { events, rounds } => postflow::bench::lookups(&events, rounds)?,
                 BenchCommand::Growth { events } => postflow::bench::growth(events).await?,
                 BenchCommand::Limits { secs, one: Some(case) } => {
                     let _ = secs;

@@ -15,6 +15,7 @@
 //! - [`save`]: the save pipeline: prepare (grouping, tags, metadata), the event saver (marker protocol,
 //!   group decisions), the eventstream record, and the aggregation of counters from the stream.
 //! - [`ingest`]: the Sentry ingestion edge (DSN auth, decoding, envelopes, Relay-compatible normalization).
+//! - [`tree`]: field lookups in the event tree (small objects scanned, not hashed).
 //! - [`storage`]: the single-table key schema (documented there, in one table) and table/stream provisioning.
 //!
 //! Domain code never sees `lambda_http` or AWS SDK types; adapters never make business decisions.
@@ -61,4 +62,4 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "events")]
-mod tree;
+pub mod tree;

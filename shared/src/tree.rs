@@ -5,7 +5,7 @@
 //! with SipHash: every `get` hashes the key before it probes. Nearly every object in an event is
 //! small (a frame, a context, the user, the SDK; the event itself has 10–30 fields), and for those a
 //! scan of the entries in order, which compares lengths before bytes, finds a key 2–4× faster than
-//! hashing it, hit or miss, warm or cold (`BENCHMARKS.md` §3). Larger objects (`modules`, `extra`,
+//! hashing it, hit or miss (`postflow bench lookups`, `BENCHMARKS.md` §3). Larger objects (`modules`, `extra`,
 //! big `tags` or `data` maps) keep the hashed lookup, where the scan would grow with the size.
 //!
 //! A field is found the same either way: a map holds each key once (a key sent twice keeps its last
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 const SCAN_MAX: usize = 32;
 
 /// Field lookups on an object, or on a value that may be one.
-pub(crate) trait Fields {
+pub trait Fields {
     /// The value under `key`, if this is an object that has it.
     fn field(&self, key: &str) -> Option<&Value>;
     /// The value under `key`, mutably.
