@@ -37,8 +37,9 @@ async fn handler() -> Result<save_event::SaveEvent, String> {
     ))
 }
 
+/// Gzip at the best level, as a decompression bomb's author would.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let _ = e.write_all(bytes);
     e.finish().unwrap_or_default()
 }
