@@ -253,10 +253,15 @@ pub fn lookups(events_dir: &Path, rounds: usize) -> Result<(), String> {
     );
     println!("{rounds} rounds; the best of 5 alternating runs per way; ns per lookup\n");
     println!(
-        "{:<16} {:>8} {:>8} {:>14} {:>14} {:>8}",
+        "{:<20} {:>8} {:>8} {:>14} {:>14} {:>8}",
         "object entries", "objects", "lookups", "hashed (get)", "Fields::field", "ratio"
     );
-    let sizes = [("0-8", 0..=8), ("9-32", 9..=32), ("over 32", 33..=usize::MAX)];
+    const MAX: usize = shared::tree::SCAN_MAX;
+    let sizes = [
+        ("0-8".to_owned(), 0..=8),
+        (format!("9-{MAX}"), 9..=MAX),
+        (format!("over {MAX} (hashed)"), MAX + 1..=usize::MAX),
+    ];
     for (label, size) in sizes {
         let maps: Vec<&Map<String, Value>> =
             all.iter().copied().filter(|m| size.contains(&m.len())).collect();
@@ -268,7 +273,7 @@ pub fn lookups(events_dir: &Path, rounds: usize) -> Result<(), String> {
             })
             .collect();
         if probes.is_empty() {
-            println!("{label:<16} {:>8}", 0);
+            println!("{label:<20} {:>8}", 0);
             continue;
         }
         let time = |scan: bool| {
@@ -287,7 +292,7 @@ pub fn lookups(events_dir: &Path, rounds: usize) -> Result<(), String> {
             scanned = scanned.min(time(true));
         }
         println!(
-            "{label:<16} {:>8} {:>8} {hashed:>14.1} {scanned:>14.1} {:>7.2}×",
+            "{label:<20} {:>8} {:>8} {hashed:>14.1} {scanned:>14.1} {:>7.2}×",
             maps.len(),
             probes.len(),
             hashed / scanned

@@ -7,11 +7,12 @@
 //! emulations and the small `serde_json::Value` accessors (`get_path`-style, Python truthiness) the
 //! other modules use. Written by hand because no crate offers Python's exact semantics.
 
-use crate::tree::Fields;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use serde_json::Value;
+
+use crate::tree::Fields;
 
 /// `str.isspace()` for one character (Unicode `White_Space` plus the `\x1c`–`\x1f` separators).
 pub(crate) fn is_py_space(c: char) -> bool {

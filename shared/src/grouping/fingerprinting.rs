@@ -25,7 +25,6 @@
 //! `parsimonious` grammar; Sentry's built-in rule bases (JavaScript chunk-load errors) are not part of
 //! this port.
 
-use crate::tree::Fields;
 use serde_json::{Map, Value, json};
 
 use super::compat::{get_path, list_at, str_at};
@@ -33,6 +32,7 @@ use super::cursor::Cursor;
 use super::frame::{FrameFields, text};
 use super::glob::{Glob, GlobMatcher, glob};
 use super::hashing::{DEFAULT_FINGERPRINT_VARIABLE, is_default_fingerprint_var, resolve_variable};
+use crate::tree::Fields;
 
 /// A fingerprinting rule that does not parse: its 1-based line and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,8 @@
 //! values. Each `frame.get(key)` on a
 //! `serde_json` map hashes the key with SipHash, and grouping made ~50 such lookups per frame — a
 //! quarter of the grouping step's CPU on a JavaScript exception (BENCHMARKS §3). One scan of the
-//! frame's entries, matched by name, finds them all at once. Each field is what `frame.get(key)`
+//! frame's entries, matched by name, finds them all at once (elsewhere a single field is found with
+//! [`crate::tree::Fields`], which scans small objects too). Each field is what `frame.get(key)`
 //! gives: `None` when the key is absent, the value as it is (`null` included) when present.
 
 use serde_json::Value;

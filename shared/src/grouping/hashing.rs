@@ -27,7 +27,6 @@
 //! `grouping_config`), including its legacy fingerprint-variable handling (unknown `{{ vars }}` stay
 //! as written).
 
-use crate::tree::Fields;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
 
@@ -37,6 +36,7 @@ use super::enhancers::{Enhancements, ExceptionData, set_in_app};
 use super::fingerprinting::apply_server_fingerprinting;
 use super::functions::trim_function_name;
 use super::strategies::variants_from_strategies;
+use crate::tree::Fields;
 
 /// The fingerprint entry that stands for "Sentry's default grouping".
 pub const DEFAULT_FINGERPRINT_VARIABLE: &str = "{{ default }}";
@@ -188,7 +188,7 @@ pub fn normalize_stacktraces_for_grouping(event: &mut Value, enhancements: &Enha
     let mut mixes: Vec<&'static str> = Vec::new();
     for container_key in ["exception", "threads"] {
         let Some(values) =
-            data.get_mut(container_key).and_then(|c| c.field_mut("values")).and_then(Value::as_array_mut)
+            data.field_mut(container_key).and_then(|c| c.field_mut("values")).and_then(Value::as_array_mut)
         else {
             continue;
         };

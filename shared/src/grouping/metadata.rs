@@ -27,7 +27,6 @@
 //! option off, its default).
 
 pub use crate::save::common::{PLACEHOLDER_EVENT_TITLES, is_placeholder_title, level_num};
-use crate::tree::Fields;
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
@@ -35,6 +34,7 @@ use serde_json::{Map, Value};
 use super::compat::{first_line, get_path, list_at, py_str, py_strip, str_at, truncatechars, truthy_str_at};
 use super::hashing::crash_frame;
 use super::strategies::{csp_effective_directive, normalize_csp_uri};
+use crate::tree::Fields;
 
 /// Title length limit (`truncatechars(..., 100)`).
 pub const TITLE_MAX_CHARS: usize = 100;

@@ -15,7 +15,6 @@
 //! under the same config id are kept. Like Sentry (which swallows errors here), an event without
 //! `contexts.trace.span_id`, a transaction name or span ids is left unchanged.
 
-use crate::tree::Fields;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -25,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::compat::{get_path, py_strip, urlsplit};
 use super::hashing::parse_fingerprint_variable;
+use crate::tree::Fields;
 
 /// The span grouping config Sentry uses for new events.
 pub const SPAN_GROUPING_CONFIG_ID: &str = "default:2022-10-27";

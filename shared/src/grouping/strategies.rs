@@ -22,7 +22,6 @@
 //! exception-group de-duplication compares a structural rendering of the exception components
 //! instead of Python's component `repr`s.
 
-use crate::tree::Fields;
 use std::sync::LazyLock;
 
 use md5::{Digest, Md5};
@@ -34,6 +33,7 @@ use super::enhancers::{Enhancements, ExceptionData, FrameViews};
 use super::frame::{FrameFields, text, truthy};
 use super::functions::behavior_family;
 use super::parameterization::normalize_message_for_grouping;
+use crate::tree::Fields;
 
 /// Platforms whose context lines are trusted for grouping (config `contextline_platforms`).
 const CONTEXTLINE_PLATFORMS: [&str; 5] = ["javascript", "node", "python", "php", "ruby"];
@@ -522,7 +522,7 @@ fn single_exception(exception: &Value, ctx: Ctx) -> Variants {
 }
 
 fn mechanism_u64(exception: &Value, key: &str) -> Option<u64> {
-    exception.field("mechanism").and_then(|m| m.get(key)).and_then(Value::as_u64)
+    exception.field("mechanism").and_then(|m| m.field(key)).and_then(Value::as_u64)
 }
 
 /// `filter_exceptions_for_exception_groups` (RFC 0079): indices of the exceptions to group by, and

@@ -31,12 +31,12 @@
 //! `format_index_expr`), `src/sentry/interfaces/exception.py` (`Exception.iter_tags`,
 //! `Mechanism.iter_tags`), `src/sentry_plugins`' `UrlsPlugin`.
 
-use crate::tree::Fields;
 use std::net::IpAddr;
 
 use serde_json::Value;
 
 use super::compat::{py_str, py_strip, str_at, truncatechars, truthy_str_at};
+use crate::tree::Fields;
 
 /// `MAX_TAG_VALUE_LENGTH`.
 pub const MAX_TAG_VALUE_LENGTH: usize = 200;

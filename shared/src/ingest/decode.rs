@@ -369,6 +369,28 @@ mod tests {
         }
     }
 
+    /// What the inflate backend (zlib-rs under flate2) must keep: gzip members one after another are
+    /// one body; a wrong checksum, a cut stream or bytes that are not deflate data are invalid.
+    #[test]
+    fn concatenated_members_and_corrupt_streams() {
+        let two = [gzip(b"first "), gzip(b"second")].concat();
+        assert_eq!(&*decode_body(&two, Some("gzip"), 1024).unwrap(), b"first second");
+        let invalid = |body: &[u8], encoding: &str| {
+            matches!(decode_body(body, Some(encoding), 1024), Err(DecodeError::Invalid { .. }))
+        };
+        let mut bad_crc = gzip(DATA);
+        let at = bad_crc.len() - 8; // CRC-32, then the length
+        bad_crc[at] ^= 1;
+        assert!(invalid(&bad_crc, "gzip"));
+        let mut bad_adler = zlib(DATA);
+        let last = bad_adler.len() - 1;
+        bad_adler[last] ^= 1;
+        assert!(invalid(&bad_adler, "deflate"));
+        let full = gzip(DATA);
+        assert!(invalid(&full[..full.len() / 2], "gzip"));
+        assert!(invalid(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff], "gzip"));
+    }
+
     #[test]
     fn stacked_codings_are_undone_in_reverse() {
         let body = brotli(&gzip(DATA));

@@ -19,7 +19,6 @@ pub mod envelope;
 pub mod normalize;
 pub mod parse;
 
-use crate::tree::Fields;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -28,6 +27,8 @@ use decode::DecodeError;
 use envelope::store::{StoreError, parse_store_request};
 use envelope::{Envelope, EnvelopeError, EnvelopeHeaders, ItemType, Limits};
 use normalize::{NormalizeConfig, NormalizeError, normalize_event};
+
+use crate::tree::Fields;
 
 /// Which ingest route was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

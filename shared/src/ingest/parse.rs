@@ -727,9 +727,9 @@ mod tests {
         assert!(parse_event(fine.as_bytes()).is_ok());
     }
 
-    /// A payload is read as a `str` when it is UTF-8 and as bytes when not: the tree is the same, and
+    /// A payload is read as a `str` when it is UTF-8 and as bytes when not: the tree is the same;
     /// invalid UTF-8 fails where serde_json's own reading of the bytes fails, with its message (in a
-    /// string, outside one, in a bag's raw text).
+    /// string, outside one, in a bag's raw text), and passes where that reading skips it unread.
     #[test]
     fn utf8_is_checked_once_and_failures_stay_where_they_were() {
         let text = r#"{"message":"naïve ✓ \u00e9","extra":{"k":{"z":"ü","a":["日本"]}},"tags":[["a","ß"]]}"#;
@@ -741,12 +741,18 @@ mod tests {
             &b"{\"message\":\"a\xff\"}"[..],
             b"{\"message\":\"ok\"}\xc3",
             b"{\"extra\":{\"k\":{\"z\":\"\xe6\x97\"}}}",
+            // Valid UTF-8 read as a `str`: a byte-order mark is refused as reading bytes refuses it.
             b"\xef\xbb\xbf{}",
         ] {
             let Err(ParseError::Json(ours)) = parse_event(bad) else { panic!("{bad:?} parsed") };
             let theirs = serde_json::from_slice::<Value>(bad).unwrap_err();
             assert_eq!(ours.to_string(), theirs.to_string(), "{bad:?}");
         }
+        // The rest of an array a bag has no bytes left for is skipped unread, invalid UTF-8 and all.
+        let mut skipped = format!(r#"{{"extra":{{"a":["{}","#, "x".repeat(EXTRA_BAG_BYTES)).into_bytes();
+        skipped.extend_from_slice(b"\"\xff\"]}}");
+        let tree = parse_event(&skipped).unwrap();
+        assert_eq!(tree["extra"]["a"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The save pipeline's steps over one event (compiled with the `events` feature): prepare (grouping,
 //! tags, metadata), span completion and the eventstream record; [`Pipeline`] runs them.
 
-use crate::tree::Fields;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -12,6 +11,7 @@ use crate::grouping;
 use crate::grouping::config::GroupingConfig;
 use crate::ingest::EventKind;
 use crate::ports::{EventStream, StreamRecord};
+use crate::tree::Fields;
 
 use super::record;
 use super::saver::{Begin, EventSaver, GroupValues, Prefetch, SaveJob, SaveKind, SaveResult};

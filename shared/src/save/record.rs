@@ -17,12 +17,12 @@
 //! headers (the `eventstream:kafka-headers` set, then `operation` and `version`) for a wrapper that
 //! needs them, e.g. to route without parsing the JSON.
 
-use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use crate::grouping::compat::{python_float_repr, str_at};
 use crate::grouping::metadata::search_message;
 use crate::save::pyjson::PyJson;
+use crate::tree::Fields;
 
 /// `EVENT_PROTOCOL_VERSION`.
 pub const EVENT_PROTOCOL_VERSION: u8 = 2;

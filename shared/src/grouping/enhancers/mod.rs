@@ -36,7 +36,6 @@
 //! `parsimonious`/`nom`); globs are translated to `regex` patterns the way Sentry's `glob_match`
 //! translates them to Python regular expressions.
 
-use crate::tree::Fields;
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
@@ -45,6 +44,7 @@ use serde_json::{Map, Value};
 use super::cursor::Cursor;
 use super::frame::{FrameFields, text, truthy};
 use super::glob::{ByteSet, Glob, GlobMatcher, glob};
+use crate::tree::Fields;
 
 /// The built-in rules of `newstyle:2023-01-11` (provenance in the file's header).
 const NEWSTYLE_2023_01_11: &str = include_str!("newstyle@2023-01-11.txt");

@@ -14,7 +14,6 @@
 
 pub mod store;
 
-use crate::tree::Fields;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -23,6 +22,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::tree::Fields;
 
 /// Envelope size and count limits (413 when exceeded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Scalar event fields: legacy aliases, event id, release, environment, dist, logentry, level,
 //! platform, logger, culprit/transaction, fingerprint, user, time spent.
 
-use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::{Errors, NormalizeConfig, lenient_string, set, trim_chars, update};
+use crate::tree::Fields;
 
 /// `sentry_relay.VALID_PLATFORMS`.
 const VALID_PLATFORMS: &[&str] = &[
@@ -300,7 +300,7 @@ fn placeholder(tail: &str, params: &Value, positional: &mut usize) -> (usize, Op
             if let Some(close) = tail[2..].find(')')
                 && let Some(conv) = bytes.get(3 + close)
                 && conv.is_ascii_alphabetic()
-                && let Some(value) = params.get(&tail[2..2 + close])
+                && let Some(value) = params.field(&tail[2..2 + close])
             {
                 return (4 + close, Some(display(value)));
             }

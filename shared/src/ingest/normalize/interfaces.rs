@@ -1,11 +1,11 @@
 //! Interfaces: exceptions and stack traces, breadcrumbs, contexts (incl. the synthesized error
 //! trace context) and event type inference.
 
-use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::fields::parse_level;
 use super::{Errors, set, update};
+use crate::tree::Fields;
 
 /// `breadcrumbs` as a bare list becomes `{"values": [...]}` (before timestamps are parsed).
 pub(super) fn normalize_breadcrumbs_shape(event: &mut Map<String, Value>, errors: &mut Errors) {

@@ -28,9 +28,10 @@ mod tags;
 mod timestamps;
 mod transaction;
 
-use crate::tree::Fields;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+use crate::tree::Fields;
 
 /// Normalization settings (Sentry's `DEFAULT_STORE_NORMALIZER_ARGS` + request data).
 #[derive(Debug, Clone, PartialEq)]

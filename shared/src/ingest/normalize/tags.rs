@@ -8,12 +8,12 @@
 //!   `dist`, `user`, `filename`, `function`) and repeated keys are dropped;
 //! * `server_name` and `site` move into tags (replacing a tag of that name in place).
 
-use crate::tree::Fields;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
 use super::{Errors, lenient_string, set, trim_chars};
+use crate::tree::Fields;
 
 const RESERVED: &[&str] = &["release", "dist", "user", "filename", "function"];
 const MAX_CHARS: usize = 200;

@@ -4,11 +4,11 @@
 //! `spans[].{start_timestamp,timestamp}`) is parsed to microseconds first; shifts are applied in
 //! integer microseconds and the slots are written back as float seconds, Relay's output form.
 
-use crate::tree::Fields;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::{Errors, NormalizeConfig, set};
+use crate::tree::Fields;
 
 /// Relay's `ClockDriftProcessor` threshold: smaller drifts are ignored.
 const MIN_CLOCK_DRIFT_MICROS: i64 = 55 * 60 * 1_000_000;

@@ -3,11 +3,11 @@
 //!
 //! Runs after timestamps were parsed (floats, missing `timestamp` already set to `received`).
 
-use crate::tree::Fields;
 use serde_json::{Map, Value};
 
 use super::interfaces::{normalize_hex_id, normalize_trace_ids};
 use super::{Errors, NormalizeError, set};
+use crate::tree::Fields;
 
 fn invalid(reason: &'static str) -> NormalizeError {
     NormalizeError::InvalidTransaction(reason)
