@@ -222,8 +222,9 @@ pub fn pipeline(events_dir: &Path, iterations: usize, relay_python: Option<&str>
 }
 
 /// `bench lookups`: a field looked up by its hash (`Map::get`, SipHash) and by [`Fields::field`] (a
-/// scan of objects up to 32 entries), over every object of the samples' events as sent and as
-/// normalized: each object's own keys (hits) and three keys it lacks (misses), by object size.
+/// scan of objects up to [`shared::tree::SCAN_MAX`] entries), over every object of the samples'
+/// events as sent and as normalized: each object's own keys (hits) and three keys it lacks
+/// (misses), by object size.
 pub fn lookups(events_dir: &Path, rounds: usize) -> Result<(), String> {
     use serde_json::Map;
     use shared::tree::Fields;

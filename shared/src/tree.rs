@@ -5,9 +5,10 @@
 //! The tree is `serde_json::Value`, whose objects (with `preserve_order`) are an `IndexMap` keyed
 //! with SipHash: every `get` hashes the key before it probes. Nearly every object in an event is
 //! small (a frame, a context, the user, the SDK; the event itself has 10–30 fields), and for those a
-//! scan of the entries in order, which compares lengths before bytes, finds a key 2–4× faster than
-//! hashing it, hit or miss (`postflow bench lookups`, `BENCHMARKS.md` §3). Larger objects (`modules`, `extra`,
-//! big `tags` or `data` maps) keep the hashed lookup, where the scan would grow with the size.
+//! scan of the entries in order, which compares lengths and first bytes before the rest, finds a key
+//! 2–3× faster than hashing it, hit or miss (`postflow bench lookups`, `BENCHMARKS.md` §3). Larger
+//! objects (`modules`, `extra`, big `tags` or `data` maps) keep the hashed lookup, where the scan
+//! would grow with the size.
 //!
 //! A field is found the same either way: a map holds each key once (a key sent twice keeps its last
 //! value), so the first entry with the key is the only one.
